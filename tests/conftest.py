@@ -1,0 +1,73 @@
+"""Shared fixtures: paths, tiny random weights made once per session, real-Blender runners.
+
+Blender tests run in real Blender from PyPI (the ``bpy`` module) in their own virtual environments
+(``.venv-bpy45`` for 4.5 LTS, ``.venv-bpy50`` for 5.0), made by ``python build.py setup``. A test
+that needs one calls :func:`run_blender` with a script under ``tests/blender/``; the script exits
+non-zero (with a message) when an assertion fails.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("MOMASK_SHARED_DATA", REPO.parent / "shared" / "data"))
+BLENDER_VENVS = {"4.5": REPO / ".venv-bpy45", "5.0": REPO / ".venv-bpy50"}
+BLENDER_VERSIONS = tuple(BLENDER_VENVS)
+
+
+def blender_python(version: str) -> Path:
+    """The interpreter that has ``bpy==<version>`` installed (fails loudly if setup was skipped)."""
+    exe = BLENDER_VENVS[version] / "bin" / "python"
+    if not exe.exists():
+        pytest.fail(f"No Blender {version} environment at {exe}; run `python build.py setup`.")
+    return exe
+
+
+def run_blender(version: str, script: str | Path, *args: str, timeout: float = 600,
+                env: dict[str, str] | None = None) -> str:
+    """Run ``tests/blender/<script>`` inside real Blender ``version``; return its stdout.
+
+    Fails the calling test with the script's output when it exits non-zero.
+    """
+    script = Path(script)
+    if not script.is_absolute():
+        script = REPO / "tests" / "blender" / script
+    full_env = dict(os.environ)
+    full_env["PYTHONPATH"] = os.pathsep.join([str(REPO), full_env.get("PYTHONPATH", "")])
+    full_env["MOMASK_REPO"] = str(REPO)
+    full_env["MOMASK_SHARED_DATA"] = str(SHARED_DATA)
+    full_env["MOMASK_BACKEND_PYTHON"] = sys.executable
+    full_env.update(env or {})
+    proc = subprocess.run(
+        [str(blender_python(version)), str(script), *args],
+        cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout,
+    )
+    if proc.returncode != 0:
+        pytest.fail(
+            f"Blender {version} script {script.name} failed (exit {proc.returncode}):\n"
+            f"--- stdout ---\n{proc.stdout[-6000:]}\n--- stderr ---\n{proc.stderr[-6000:]}"
+        )
+    return proc.stdout
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.exists():
+        pytest.fail(f"Real test data not found at {SHARED_DATA}; set MOMASK_SHARED_DATA.")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Random-initialised tiny checkpoints (and CLIP) in the exact official layout, made once."""
+    from backend.test_weights import make_test_weights
+
+    root = tmp_path_factory.mktemp("tiny_weights")
+    make_test_weights(root, size="tiny", seed=0)
+    return root
