@@ -1,0 +1,288 @@
+"""CLIP ViT-B/32 text tower: prompt → (b, 512) condition vector (spec §5).
+
+Built with the openai ``clip`` package (``clip.model.build_model``) from a file, then the visual
+half is deleted: MoMask only ever encodes text, and the vision tower is over half the weights.
+
+Files accepted:
+* the official ``ViT-B-32.pt`` (a TorchScript archive; only its ``state_dict()`` is used, as
+  ``clip.load(..., jit=False)`` does);
+* a plain state_dict saved with ``torch.save`` (our random test CLIP), read with ``weights_only=True``.
+
+torchvision: ``clip/clip.py`` imports ``torchvision.transforms`` (and PIL) at import time for its
+image preprocessing, and this backend has no torchvision. When ``import torchvision`` fails we put a
+minimal stand-in into ``sys.modules`` just while ``clip`` is imported, providing only the names
+``clip.clip`` imports (``Compose``, ``Resize``, ``CenterCrop``, ``ToTensor``, ``Normalize``,
+``InterpolationMode``); using any of them raises a clear error (the image side is never used here).
+The stand-in is removed from ``sys.modules`` again so nothing else mistakes it for torchvision; a
+one-line notice is logged. With a real torchvision installed, it is used untouched.
+
+Encoding: ``clip.tokenize(truncate=True)`` (77-token context; longer prompts are cut, with a
+``warnings`` warning and a flag returned by ``encode(..., return_truncated=True)``). The official
+path runs all 77 positions; the fast path (default) slices tokens, positional embedding and the
+causal mask to the longest EOT position in the batch — the tower is causal and pools at EOT, so the
+result is the same to float precision — and caches results per prompt string (LRU). Output is the
+un-normalised EOT feature after ``ln_final`` and ``text_projection``, as float32. On CUDA,
+``official_fp16=True`` applies ``clip.model.convert_weights`` like the official code (on CPU the
+official code stays fp32, and so do we).
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import logging
+import sys
+import threading
+import types
+import warnings
+import zipfile
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import CheckpointError
+
+log = logging.getLogger(__name__)
+
+CONTEXT_LENGTH = 77
+CLIP_FILENAME = "ViT-B-32.pt"
+_FETCH_FIX = "Run `python build.py weights` (it installs CLIP next to the MoMask checkpoints)."
+
+
+# ------------------------------------------------------------------------------------------------
+# Importing the clip package without torchvision
+
+
+def _torchvision_stand_in() -> dict[str, types.ModuleType]:
+    def unavailable(name: str) -> type:
+        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+            raise RuntimeError(
+                f"torchvision.transforms.{name} is a stand-in: torchvision is not installed, so CLIP's "
+                "image preprocessing is unavailable (MoMask only needs the text encoder).")
+        return type(name, (), {"__init__": __init__})
+
+    class InterpolationMode:  # clip.clip reads InterpolationMode.BICUBIC at import time
+        NEAREST, BILINEAR, BICUBIC = "nearest", "bilinear", "bicubic"
+
+    transforms = types.ModuleType("torchvision.transforms")
+    for name in ("Compose", "Resize", "CenterCrop", "ToTensor", "Normalize"):
+        setattr(transforms, name, unavailable(name))
+    transforms.InterpolationMode = InterpolationMode  # type: ignore[attr-defined]
+    root = types.ModuleType("torchvision")
+    root.transforms = transforms  # type: ignore[attr-defined]
+    root.__momask_stand_in__ = True  # type: ignore[attr-defined]
+    return {"torchvision": root, "torchvision.transforms": transforms}
+
+
+def import_clip() -> types.ModuleType:
+    """Import the openai ``clip`` package, with a torchvision stand-in if torchvision is missing."""
+    if "clip" in sys.modules:
+        return sys.modules["clip"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # clip imports the deprecated pkg_resources
+        try:
+            import torchvision  # noqa: F401
+            return importlib.import_module("clip")
+        except ImportError:
+            pass
+        stand_in = _torchvision_stand_in()
+        sys.modules.update(stand_in)
+        try:
+            module = importlib.import_module("clip")
+        finally:
+            for name, mod in stand_in.items():
+                if sys.modules.get(name) is mod:
+                    del sys.modules[name]
+    log.info("torchvision not installed: using a stand-in for CLIP's image transforms (text encoding only).")
+    return module
+
+
+# ------------------------------------------------------------------------------------------------
+# Finding and reading the CLIP file
+
+
+def clip_candidates(explicit: Path | None = None, weights_root: Path | None = None) -> list[Path]:
+    """Where CLIP is looked for, in order: explicit path, <weights>/clip/ViT-B-32.pt, ~/.cache/clip/."""
+    places = []
+    if explicit is not None:
+        places.append(Path(explicit).expanduser())
+    if weights_root is not None:
+        places.append(Path(weights_root) / "clip" / CLIP_FILENAME)
+    places.append(Path.home() / ".cache" / "clip" / CLIP_FILENAME)
+    return places
+
+
+def find_clip_file(explicit: Path | None = None, weights_root: Path | None = None) -> Path:
+    """The first existing CLIP file (see :func:`clip_candidates`); CheckpointError naming all places."""
+    places = clip_candidates(explicit, weights_root)
+    for place in places:
+        if place.is_file():
+            return place
+    if explicit is None:
+        places.insert(0, Path("<no explicit --clip path given>"))
+    raise CheckpointError("CLIP ViT-B/32 weights not found; looked in: " + ", ".join(map(str, places)) + ".",
+                          _FETCH_FIX)
+
+
+def _is_torchscript(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+    return any(name.endswith("constants.pkl") or "/code/" in name for name in names)
+
+
+def load_clip_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The CLIP state_dict from the official TorchScript file or a plain ``torch.save`` state_dict."""
+    from ..checkpoints import safe_load  # late: checkpoints imports this module lazily too
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"CLIP file {path} does not exist.", _FETCH_FIX)
+    if _is_torchscript(path):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # deprecated, still works
+                archive = torch.jit.load(str(path), map_location="cpu")
+            return dict(archive.state_dict())
+        except Exception as exc:  # noqa: BLE001 - any failure here means a damaged archive
+            raise CheckpointError(f"CLIP file {path} is damaged ({type(exc).__name__}: {exc}).",
+                                  "Delete it and " + _FETCH_FIX[0].lower() + _FETCH_FIX[1:]) from None
+    state = safe_load(path)
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or "text_projection" not in state or "visual.proj" not in state:
+        raise CheckpointError(f"{path} is not a CLIP ViT state_dict (no text_projection / visual.proj).",
+                              "Point --clip at the ViT-B-32.pt from the clip package, or " + _FETCH_FIX)
+    return state
+
+
+# ------------------------------------------------------------------------------------------------
+# The encoder
+
+
+class TextEncoder:
+    """Frozen CLIP text tower. Use :meth:`load`; call :meth:`encode`."""
+
+    def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu",
+                 official_fp16: bool = False, cache_size: int = 256) -> None:
+        clip = import_clip()
+        model = model.float()
+        if hasattr(model, "visual"):
+            del model.visual  # text only; note CLIP.dtype/encode_text need `visual`, so we encode ourselves
+        gc.collect()
+        self.device = torch.device(device)
+        self.official_fp16 = bool(official_fp16 and self.device.type == "cuda")
+        if self.official_fp16:
+            clip.model.convert_weights(model)
+        self.dtype = torch.float16 if self.official_fp16 else torch.float32
+        self.model: Any = model.to(self.device).eval().requires_grad_(False)
+        projection: Any = model.text_projection
+        self.embed_dim = int(projection.shape[1])
+        self._tokenize = clip.tokenize
+        self._bpe = getattr(clip.clip, "_tokenizer", None)
+        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, path: Path, device: str | torch.device = "cpu", official_fp16: bool = False) -> TextEncoder:
+        """Build from a CLIP file (official TorchScript or plain state_dict), visual half dropped."""
+        clip = import_clip()
+        state = load_clip_state_dict(path)
+        try:
+            model = clip.model.build_model(state)
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise CheckpointError(
+                f"{path} does not hold a loadable CLIP model ({type(exc).__name__}: {exc}).",
+                "Re-download it: " + _FETCH_FIX) from None
+        del state
+        return cls(model, device=device, official_fp16=official_fp16)
+
+    # -- tokens --------------------------------------------------------------------------------
+
+    def token_count(self, prompt: str) -> int:
+        """Tokens ``prompt`` needs including start/end markers (> 77 means it gets truncated)."""
+        if self._bpe is not None:
+            return len(self._bpe.encode(prompt)) + 2
+        try:
+            tokens = self._tokenize([prompt])
+        except RuntimeError:
+            return CONTEXT_LENGTH + 1
+        return int(tokens.argmax(dim=-1)[0]) + 1
+
+    def too_long(self, prompts: list[str]) -> list[bool]:
+        """Per prompt: True if it exceeds CLIP's 77-token context (it will be cut)."""
+        return [self.token_count(p) > CONTEXT_LENGTH for p in prompts]
+
+    def tokenize(self, prompts: list[str]) -> tuple[torch.Tensor, list[bool]]:
+        """(tokens (b, 77) as ``clip.tokenize(truncate=True)`` gives them, truncated flag per prompt)."""
+        flags = self.too_long(prompts)
+        for prompt, cut in zip(prompts, flags, strict=True):
+            if cut:
+                warnings.warn(f"Prompt longer than CLIP's {CONTEXT_LENGTH} tokens; the end is ignored: "
+                              f"{prompt[:60]!r}...", stacklevel=3)
+        return self._tokenize(prompts, truncate=True), flags
+
+    # -- encoding ------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _encode_tokens(self, tokens: torch.Tensor, truncate_at_eot: bool) -> torch.Tensor:
+        m: Any = self.model
+        tokens = tokens.to(self.device)
+        eot = tokens.argmax(dim=-1)  # EOT (49407) is the largest id in every row
+        length = int(eot.max()) + 1 if truncate_at_eot else tokens.shape[1]
+        tokens = tokens[:, :length]
+        x = m.token_embedding(tokens).type(self.dtype)
+        x = x + m.positional_embedding[:length].type(self.dtype)
+        x = x.permute(1, 0, 2)  # sequence-first, as CLIP's transformer expects
+        if length == CONTEXT_LENGTH:
+            x = m.transformer(x)  # the official path, untouched
+        else:
+            mask = m.transformer.resblocks[0].attn_mask[:length, :length].to(dtype=x.dtype, device=x.device)
+            for block in m.transformer.resblocks:
+                h = block.ln_1(x)
+                x = x + block.attn(h, h, h, need_weights=False, attn_mask=mask)[0]
+                x = x + block.mlp(block.ln_2(x))
+        x = m.ln_final(x.permute(1, 0, 2)).type(self.dtype)
+        features = x[torch.arange(x.shape[0], device=x.device), eot] @ m.text_projection
+        return features.float()
+
+    def encode(self, prompts: list[str], truncate_at_eot: bool = True,
+               return_truncated: bool = False) -> torch.Tensor | tuple[torch.Tensor, list[bool]]:
+        """Prompts → (b, 512) float32 text features (not L2-normalised), on this encoder's device.
+
+        ``truncate_at_eot=True``: fast path (EOT slicing + per-prompt LRU cache).
+        ``truncate_at_eot=False``: the official full-77-position computation, uncached.
+        ``return_truncated=True`` also returns, per prompt, whether it was cut to 77 tokens.
+        """
+        prompts = list(prompts)
+        if not truncate_at_eot:
+            tokens, flags = self.tokenize(prompts)
+            features = self._encode_tokens(tokens, truncate_at_eot=False)
+            return (features, flags) if return_truncated else features
+        with self._lock:
+            cached = {p: self._cache[p] for p in prompts if p in self._cache}
+            for p in cached:
+                self._cache.move_to_end(p)
+        missing = list(dict.fromkeys(p for p in prompts if p not in cached))
+        if missing:
+            tokens, _ = self.tokenize(missing)
+            fresh = self._encode_tokens(tokens, truncate_at_eot=True)
+            with self._lock:
+                for prompt, row in zip(missing, fresh, strict=True):
+                    self._cache[prompt] = cached[prompt] = row.clone()
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        features = torch.stack([cached[p] for p in prompts], dim=0)
+        if return_truncated:
+            return features, self.too_long(prompts)
+        return features
+
+    def clear_cache(self) -> None:
+        """Forget cached prompt features."""
+        with self._lock:
+            self._cache.clear()

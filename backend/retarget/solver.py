@@ -1,0 +1,596 @@
+"""Joint positions → pose-bone keys: the position-to-rotation retargeting solver (retargeting.md §4).
+
+For every driven bone ``b`` we build an orthonormal frame ``F_b(t)`` from the source joints (primary
+axis: towards the bone's child joint; secondary axis: a twist reference — hip line, collar line or the
+limb's hinge) and the *same construction* ``F_rest_b`` on the rig's own rest joint heads. The world
+(armature-space) delta is ``D_b = F_b · F_rest_bᵀ`` and the Blender key follows from
+``M_b = M_p · L_p⁻¹ · L_b · B_b``::
+
+    B_b = L_bᵀ · D_pᵀ · D_b · L_b          (rotation parts; L = bone.matrix_local, p = parent)
+
+Unmapped bones keep ``B = I`` and so pass their parent's delta on (``D`` is computed top-down). Only
+the rig's rest *heads* and ``matrix_local`` are used, never the SMPL rest pose, so the result does not
+depend on the rig's rest pose (T or A) or on bone roll. Everything is vectorised over frames.
+
+Output format (:meth:`RetargetResult.to_dict`), which the add-on writes as keys verbatim::
+
+    {"fps": float,                      # frames per second of the values below
+     "frame_count": int,                # F
+     "bones": [{"name": str,            # pose bone name
+                "channel": "rotation_quaternion" | "rotation_euler" | "rotation_axis_angle",
+                "values": ndarray (F, 4) | (F, 3) | (F, 4)}, ...],
+     "root": {"name": str, "location": ndarray (F, 3)}}
+
+The channel follows the bone's ``rotation_mode``: quaternions are (w, x, y, z) made sign-continuous
+along time; Euler values are (x, y, z) radians in the bone's own order, each channel unwrapped along
+time; axis-angle values are (angle, x, y, z). ``root.location`` is the pose-bone ``location`` of the
+bone mapped to the pelvis. Bones listed are the driven and mapped bones, in the rig's bone order.
+
+Known limits (not observable from 22 joints): head yaw beyond the neck, hand/foot roll, forearm
+pronation — those bones keep their parent-relative rest rotation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from backend.errors import InputError, RigError
+from backend.motion.quaternion import (
+    IDENTITY,
+    axis_angle_to_quat,
+    euler_to_matrix,
+    matrix_to_euler,
+    matrix_to_quat,
+    qcontinuous,
+    qinv,
+    qmul,
+    quat_to_axis_angle,
+    quat_to_matrix,
+)
+from backend.motion.skeleton import T2M_BONE_LENGTHS, T2M_JOINT_INDEX, T2M_JOINT_NAMES
+
+J = T2M_JOINT_INDEX
+#: Source spine polyline pelvis → spine1 → spine2 → spine3 → neck.
+SOURCE_SPINE = (J["pelvis"], J["spine1"], J["spine2"], J["spine3"], J["neck"])
+#: Joints the solver cannot do without.
+REQUIRED_ROLES = ("pelvis", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
+                  "right_ankle")
+#: Canonical HumanML3D leg length (thigh + shin, mean of both sides), metres.
+SOURCE_LEG_LENGTH = float(np.mean([T2M_BONE_LENGTHS[4] + T2M_BONE_LENGTHS[7],
+                                   T2M_BONE_LENGTHS[5] + T2M_BONE_LENGTHS[8]]))
+SOURCE_UP = np.array([0.0, 1.0, 0.0])
+
+
+# --- small vector helpers (vectorised over leading axes) ---------------------------------------------
+
+def unit(v: np.ndarray) -> np.ndarray:
+    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+
+
+def cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    # Explicit components: np.cross is slow on small trailing axes.
+    return np.stack([a[..., 1] * b[..., 2] - a[..., 2] * b[..., 1],
+                     a[..., 2] * b[..., 0] - a[..., 0] * b[..., 2],
+                     a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]], axis=-1)
+
+
+def dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(-1)
+
+
+def smoothstep(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+def frame(primary: np.ndarray, secondary: np.ndarray) -> np.ndarray:
+    """Orthonormal frames ``[e1 e2 e3]`` (columns): e1 along ``primary``, e2 towards ``secondary``."""
+    e1 = unit(primary)
+    e2 = secondary - dot(secondary, e1)[..., None] * e1
+    degenerate = np.linalg.norm(e2, axis=-1, keepdims=True) < 1e-9     # secondary along primary
+    if degenerate.any():
+        helper = np.where(np.abs(e1[..., :1]) < 0.9, np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]))
+        e2 = np.where(degenerate, cross(e1, helper), e2)
+    e2 = unit(e2)
+    return np.stack([e1, e2, cross(e1, e2)], axis=-1)
+
+
+def rotate(rot: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """``rot (..., 3, 3) · v (..., 3)``."""
+    return np.einsum("...ij,...j->...i", rot, v)
+
+
+def limb_frames(a: np.ndarray, b: np.ndarray, c: np.ndarray, flex: np.ndarray, flex_alt: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Upper and lower frames of a two-bone limb a→b→c sharing one hinge axis, and that hinge.
+
+    The hinge is the limb-plane normal ``u × l`` when the limb is bent, blended (≈3°→15° of bend) into
+    the anatomical fallback ``u × flex`` (``flex``: the direction the lower bone swings to when the
+    joint flexes, e.g. body-forward for elbows, body-back for knees), with ``flex_alt`` taking over
+    where the upper bone points along ``flex``. A plane normal that disagrees with the fallback is a
+    hyper-extension (or noise): its sign is flipped so the limb never turns 180° about itself.
+    """
+    u, low = b - a, c - b
+    hinge_bent = cross(u, low)
+    sin_bend = np.linalg.norm(hinge_bent, axis=-1) / np.maximum(
+        np.linalg.norm(u, axis=-1) * np.linalg.norm(low, axis=-1), 1e-12)
+    u_hat = unit(u)
+    hinge_flex = cross(u_hat, flex)
+    weak = smoothstep((0.3 - np.linalg.norm(hinge_flex, axis=-1)) / 0.3)[..., None]
+    hinge_fallback = unit(hinge_flex + weak * cross(u_hat, flex_alt))
+    hinge_bent = np.where((dot(hinge_bent, hinge_fallback) < 0)[..., None], -hinge_bent, hinge_bent)
+    w = smoothstep((sin_bend - 0.05) / 0.2)[..., None]
+    hinge = unit(w * unit(hinge_bent) + (1 - w) * hinge_fallback)
+    return frame(u, hinge), frame(low, hinge), hinge
+
+
+# --- source space ↔ armature space -----------------------------------------------------------------
+
+@dataclass
+class SourceToRig:
+    """``P = scale · axes · (x − source_floor·ŷ) + rig_floor · up + offset`` (source metres → armature)."""
+
+    axes: np.ndarray                 # (3, 3) columns: the rig's left, up, forward in armature space
+    scale: float                     # armature units per source metre (leg-length ratio)
+    source_floor: float = 0.0        # source height (m) that lands on the rig's rest ball height
+    rig_floor: float = 0.0           # rig rest ball-head height along up, armature units
+    offset: np.ndarray = field(default_factory=lambda: np.zeros(3))
+
+    @property
+    def up(self) -> np.ndarray:
+        return self.axes[:, 1]
+
+    def to_rig(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, np.float64) - self.source_floor * SOURCE_UP
+        return self.scale * x @ self.axes.T + self.rig_floor * self.up + self.offset
+
+    def to_source(self, p: np.ndarray) -> np.ndarray:
+        p = np.asarray(p, np.float64) - self.rig_floor * self.up - self.offset
+        return (p @ self.axes) / self.scale + self.source_floor * SOURCE_UP
+
+    def to_dict(self) -> dict:
+        return {"axes": self.axes.tolist(), "scale": self.scale, "source_floor": self.source_floor,
+                "rig_floor": self.rig_floor, "offset": self.offset.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SourceToRig:
+        return cls(np.asarray(d["axes"], float), float(d["scale"]), float(d["source_floor"]),
+                   float(d["rig_floor"]), np.asarray(d["offset"], float))
+
+
+# --- one-time rig analysis ---------------------------------------------------------------------------
+
+@dataclass
+class RigSetup:
+    """What the solver needs to know about a rig + mapping, computed once (no per-frame cost)."""
+
+    names: list[str]
+    parents: np.ndarray              # (n,)
+    rest_rot: np.ndarray             # (n, 3, 3) rotation of bone.matrix_local
+    rest_quats: np.ndarray           # (n, 4) the same as quaternions
+    rest_head: np.ndarray            # (n, 3) armature space
+    rotation_modes: list[str]
+    joint_bone: dict[int, int]       # source joint → bone whose head is that joint
+    rest_joints: np.ndarray          # (22, 3) armature space (mapped heads, spine samples, proxies)
+    joint_carrier: dict[int, int]    # unmapped joint → bone that carries it rigidly (proxies)
+    axes: np.ndarray                 # (3, 3) [left | up | fwd]
+    leg_length: float                # armature units
+    rig_floor: float                 # rest ball height along up
+    spine_bones: list[int]           # pelvis bone, then the spine chain up to (not incl.) the neck
+    spine_source_weights: np.ndarray  # (k+1, 5): rig spine points as mixes of the source spine joints
+    spine_rig_weights: np.ndarray    # (3, k+1): source spine1..3 as mixes of the rig spine points
+    spine_twist: np.ndarray          # (k,) hip-line → collar-line blend per spine bone
+    driven: list[int] = field(default_factory=list)
+    rest_frames: dict[int, np.ndarray] = field(default_factory=dict)
+    output_bones: list[int] = field(default_factory=list)
+    eff_driver: np.ndarray | None = None   # (n,) index into ``driven`` of the bone giving D, -1 = rest
+
+    @property
+    def up(self) -> np.ndarray:
+        return self.axes[:, 1]
+
+    @property
+    def forward(self) -> np.ndarray:
+        return self.axes[:, 2]
+
+    @property
+    def pelvis(self) -> int:
+        return self.joint_bone[J["pelvis"]]
+
+
+def _chain_to(parents: np.ndarray, ancestor: int, bone: int) -> list[int] | None:
+    """Bones from ``ancestor`` (excluded) down to ``bone`` (included), or None if not a descendant."""
+    path = []
+    while bone != -1 and bone != ancestor:
+        path.append(bone)
+        bone = int(parents[bone])
+    return path[::-1] if bone == ancestor else None
+
+
+def _interp_weights(params: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Weights (len(at), len(params)) of piecewise-linear interpolation of a polyline at ``at``."""
+    weights = np.zeros((len(at), len(params)))
+    for row, u in enumerate(at):
+        k = int(np.clip(np.searchsorted(params, u, side="right") - 1, 0, len(params) - 2))
+        span = params[k + 1] - params[k]
+        t = 0.0 if span <= 0 else float(np.clip((u - params[k]) / span, 0.0, 1.0))
+        weights[row, k], weights[row, k + 1] = 1 - t, t
+    return weights
+
+
+def analyse_rig(rig, mapping) -> RigSetup:
+    """Map the rig once: rest joints, rig frame, spine parameterisation, rest frames of driven bones."""
+    names = list(rig.bone_names)
+    index = {name: i for i, name in enumerate(names)}
+    parents = np.asarray(rig.parents, dtype=np.int64)
+    rest = np.asarray(rig.rest_matrices, dtype=np.float64)
+    rest_rot, rest_head = rest[:, :3, :3], rest[:, :3, 3]
+    joint_bone = {J[role]: index[bone] for role, bone in mapping.bones.items()
+                  if role in J and bone in index}
+    missing = [role for role in REQUIRED_ROLES if J[role] not in joint_bone]
+    if missing:
+        raise RigError(f"The armature has no bones mapped to {', '.join(missing)}, which retargeting needs.",
+                       "Map those joints to bones in the MoMask panel's bone mapping (or pick a preset).")
+    head = {j: rest_head[b] for j, b in joint_bone.items()}
+
+    world = np.asarray(rig.world_matrix, dtype=np.float64)[:3, :3]
+    up = unit(np.linalg.solve(world, np.array([0.0, 0.0, 1.0])))
+    left = head[J["left_hip"]] - head[J["right_hip"]]
+    left = unit(left - dot(left, up) * up)
+    axes = np.stack([left, up, cross(left, up)], axis=-1)
+    fwd = axes[:, 2]
+    leg_length = float(np.mean([
+        np.linalg.norm(head[J[f"{s}_knee"]] - head[J[f"{s}_hip"]])
+        + np.linalg.norm(head[J[f"{s}_ankle"]] - head[J[f"{s}_knee"]]) for s in ("left", "right")]))
+
+    # Spine: the pelvis bone, then the chain up to the neck (or the head when there is no neck bone).
+    pelvis = joint_bone[J["pelvis"]]
+    if J["neck"] not in joint_bone and J["head"] in joint_bone:
+        joint_bone[J["neck"]] = joint_bone.pop(J["head"])      # the head bone plays the neck
+    if J["neck"] not in joint_bone:
+        raise RigError("The armature has no neck or head bone mapped.",
+                       "Map the neck (or head) in the MoMask panel's bone mapping.")
+    neck = joint_bone[J["neck"]]
+    chain = [index[name] for name in getattr(mapping, "spine_chain", []) or [] if name in index]
+    chain = [b for b in chain if b not in (pelvis, neck)]
+    if not chain or _chain_to(parents, pelvis, neck) is None:
+        chain = [b for b in (_chain_to(parents, pelvis, neck) or []) if b != neck]
+    spine_bones = [pelvis] + chain
+    points = rest_head[spine_bones + [neck]]
+    seg = np.linalg.norm(np.diff(points, axis=0), axis=-1)
+    rig_params = np.concatenate([[0.0], np.cumsum(seg)]) / max(seg.sum(), 1e-12)
+    src_len = T2M_BONE_LENGTHS[list(SOURCE_SPINE[1:])]
+    src_params = np.concatenate([[0.0], np.cumsum(src_len)]) / src_len.sum()
+    spine_source_weights = _interp_weights(src_params, rig_params)          # (k+1, 5)
+    spine_rig_weights = _interp_weights(rig_params, src_params[1:4])        # (3, k+1)
+    mids = 0.5 * (rig_params[:-1] + rig_params[1:])
+    k = len(spine_bones)
+    spine_twist = np.zeros(k) if k == 1 else (mids - mids[0]) / max(mids[-1] - mids[0], 1e-12)
+
+    rest_joints = np.zeros((22, 3))
+    for j, b in joint_bone.items():
+        rest_joints[j] = rest_head[b]
+    spine_joints = spine_rig_weights @ points
+    for row, j in enumerate(SOURCE_SPINE[1:4]):
+        rest_joints[j] = spine_joints[row]
+    carrier: dict[int, int] = {}
+    chest = spine_bones[-1]
+    for side in ("left", "right"):
+        collar, shoulder = J[f"{side}_collar"], J[f"{side}_shoulder"]
+        if collar not in joint_bone:
+            anchor = rest_joints[shoulder] if shoulder in joint_bone else rest_joints[J["neck"]]
+            rest_joints[collar] = rest_joints[J["spine3"]] + 0.5 * (anchor - rest_joints[J["spine3"]])
+            carrier[collar] = chest
+        ankle, ball = J[f"{side}_ankle"], J[f"{side}_foot"]
+        if ball not in joint_bone:
+            foot = joint_bone[ankle]
+            along = rest_rot[foot][:, 1]
+            direction = along if dot(along, fwd) > 0.3 else unit(fwd - 0.5 * up)
+            shin = np.linalg.norm(rest_joints[ankle] - rest_joints[J[f"{side}_knee"]])
+            rest_joints[ball] = rest_joints[ankle] + direction * shin * (
+                T2M_BONE_LENGTHS[ball] / T2M_BONE_LENGTHS[ankle])
+            carrier[ball] = foot
+    if J["head"] not in joint_bone:
+        along = rest_rot[neck][:, 1]
+        rest_joints[J["head"]] = rest_joints[J["neck"]] + along * leg_length * (
+            T2M_BONE_LENGTHS[J["head"]] / SOURCE_LEG_LENGTH)
+        carrier[J["head"]] = neck
+    for side in ("left", "right"):                  # arms: optional, but all or nothing per side
+        arm = [J[f"{side}_shoulder"], J[f"{side}_elbow"], J[f"{side}_wrist"]]
+        if not all(j in joint_bone for j in arm):
+            for j in arm:
+                joint_bone.pop(j, None)
+    rig_floor = float(np.mean([dot(rest_joints[J["left_foot"]], up), dot(rest_joints[J["right_foot"]], up)]))
+
+    setup = RigSetup(
+        names=names, parents=parents, rest_rot=rest_rot, rest_quats=matrix_to_quat(rest_rot),
+        rest_head=rest_head,
+        rotation_modes=list(rig.rotation_modes), joint_bone=joint_bone, rest_joints=rest_joints,
+        joint_carrier=carrier, axes=axes, leg_length=leg_length, rig_floor=rig_floor,
+        spine_bones=spine_bones, spine_source_weights=spine_source_weights,
+        spine_rig_weights=spine_rig_weights, spine_twist=spine_twist)
+
+    rest_frames = bone_frames(setup, rest_joints[None])
+    setup.rest_frames = {b: f[0] for b, f in rest_frames.items()}
+    setup.driven = sorted(setup.rest_frames)
+    mapped = set(joint_bone.values()) | set(spine_bones)
+    setup.output_bones = sorted(mapped | set(setup.driven))
+    eff = np.full(len(names), -1, dtype=np.int64)
+    slot = {b: i for i, b in enumerate(setup.driven)}
+    for b in _topological(parents):
+        eff[b] = slot[b] if b in slot else (eff[parents[b]] if parents[b] >= 0 else -1)
+    setup.eff_driver = eff
+    return setup
+
+
+_SETUP_CACHE: dict[bytes, RigSetup] = {}
+
+
+def cached_setup(rig, mapping) -> RigSetup:
+    """:func:`analyse_rig`, remembered per rig geometry + mapping (the add-on re-solves the same rig)."""
+    key = hashlib.sha1(b"|".join([
+        np.ascontiguousarray(rig.rest_matrices, dtype=np.float64).tobytes(),
+        np.ascontiguousarray(rig.world_matrix, dtype=np.float64).tobytes(),
+        repr((list(rig.bone_names), list(rig.parents), list(rig.rotation_modes),
+              sorted(mapping.bones.items()), list(getattr(mapping, "spine_chain", []) or []))).encode(),
+    ])).digest()
+    if key not in _SETUP_CACHE:
+        if len(_SETUP_CACHE) > 16:
+            _SETUP_CACHE.clear()
+        _SETUP_CACHE[key] = analyse_rig(rig, mapping)
+    return _SETUP_CACHE[key]
+
+
+def _topological(parents: np.ndarray) -> list[int]:
+    order, seen = [], set()
+
+    def visit(b: int) -> None:
+        if b in seen:
+            return
+        if parents[b] >= 0:
+            visit(int(parents[b]))
+        seen.add(b)
+        order.append(b)
+
+    for b in range(len(parents)):
+        visit(b)
+    return order
+
+
+# --- per-frame frames --------------------------------------------------------------------------------
+
+def bone_frames(setup: RigSetup, p: np.ndarray, rest_frames: dict[int, np.ndarray] | None = None
+                ) -> dict[int, np.ndarray]:
+    """Frames ``F_b (T, 3, 3)`` of the driven bones from joints ``p (T, 22, 3)`` in armature space.
+
+    With ``rest_frames=None`` this is the rest construction (every parent delta is the identity).
+    """
+    frames: dict[int, np.ndarray] = {}
+    jb = setup.joint_bone
+
+    def delta(bone: int) -> np.ndarray | None:
+        if rest_frames is None:
+            return None
+        return frames[bone] @ np.swapaxes(rest_frames[bone], -1, -2)
+
+    def moved(bone: int, v: np.ndarray) -> np.ndarray:
+        d = delta(bone)
+        return np.broadcast_to(v, p.shape[:-2] + (3,)) if d is None else rotate(d, v)
+
+    hip_line = p[:, J["left_hip"]] - p[:, J["right_hip"]]
+    collar_line = p[:, J["left_collar"]] - p[:, J["right_collar"]]
+    # Spine: each rig spine bone aims along the source polyline between its own arc-length ends, and
+    # twists by a blend of the hip line (pelvis bone) and the collar line (chest bone).
+    spine_points = np.einsum("kj,tjc->tkc", setup.spine_source_weights, p[:, list(SOURCE_SPINE)])
+    for i, bone in enumerate(setup.spine_bones):
+        w = setup.spine_twist[i]
+        frames[bone] = frame(spine_points[:, i + 1] - spine_points[:, i],
+                             (1 - w) * unit(hip_line) + w * unit(collar_line))
+    chest = setup.spine_bones[-1]
+    neck = jb[J["neck"]]
+    frames[neck] = frame(p[:, J["head"]] - p[:, J["neck"]], collar_line)
+    chest_up = p[:, J["neck"]] - p[:, J["spine3"]]
+    fwd, up = setup.forward, setup.up
+    for side in ("left", "right"):
+        collar, shoulder = J[f"{side}_collar"], J[f"{side}_shoulder"]
+        arm_parent = chest
+        if collar in jb and shoulder in jb:
+            frames[jb[collar]] = frame(p[:, shoulder] - p[:, collar], chest_up)
+            arm_parent = jb[collar]
+        if shoulder in jb:
+            elbow, wrist = J[f"{side}_elbow"], J[f"{side}_wrist"]
+            upper, lower, _ = limb_frames(p[:, shoulder], p[:, elbow], p[:, wrist],
+                                          moved(arm_parent, fwd), moved(arm_parent, up))
+            frames[jb[shoulder]], frames[jb[elbow]] = upper, lower
+        hip, knee, ankle, ball = (J[f"{side}_{n}"] for n in ("hip", "knee", "ankle", "foot"))
+        pelvis = setup.pelvis
+        thigh, shin, hinge = limb_frames(p[:, hip], p[:, knee], p[:, ankle],
+                                         moved(pelvis, -fwd), moved(pelvis, -up))
+        frames[jb[hip]], frames[jb[knee]] = thigh, shin
+        frames[jb[ankle]] = frame(p[:, ball] - p[:, ankle], hinge)
+    return frames
+
+
+# --- result -----------------------------------------------------------------------------------------
+
+@dataclass
+class BoneChannel:
+    name: str
+    channel: str          # "rotation_quaternion" | "rotation_euler" | "rotation_axis_angle"
+    values: np.ndarray    # (F, 4) | (F, 3) | (F, 4)
+    rotation_mode: str = "QUATERNION"
+
+
+@dataclass
+class RetargetResult:
+    fps: float
+    bones: list[BoneChannel]
+    root_name: str
+    root_location: np.ndarray                    # (F, 3)
+    transform: SourceToRig | None = None         # how source metres map to armature space
+
+    @property
+    def frame_count(self) -> int:
+        return int(len(self.root_location))
+
+    def to_dict(self) -> dict:
+        return {
+            "fps": float(self.fps),
+            "frame_count": self.frame_count,
+            "bones": [{"name": b.name, "channel": b.channel, "values": b.values} for b in self.bones],
+            "root": {"name": self.root_name, "location": self.root_location},
+        }
+
+
+CHANNELS = {"QUATERNION": "rotation_quaternion", "AXIS_ANGLE": "rotation_axis_angle"}
+
+
+def channel_for(mode: str) -> str:
+    return CHANNELS.get(mode, "rotation_euler")
+
+
+def channel_values(quats: np.ndarray, mode: str) -> np.ndarray:
+    """Keys of one bone (F, 3|4) in its rotation mode from sign-continuous quaternions (F, 4)."""
+    if mode == "QUATERNION":
+        return quats
+    if mode == "AXIS_ANGLE":
+        return quat_to_axis_angle(quats)
+    return np.unwrap(matrix_to_euler(quat_to_matrix(quats), mode), axis=0)
+
+
+def channel_to_quats(values: np.ndarray, mode: str) -> np.ndarray:
+    """Inverse of :func:`channel_values` (unit quaternions, sign-continuous along time)."""
+    values = np.asarray(values, np.float64)
+    if mode == "QUATERNION":
+        q = values / np.linalg.norm(values, axis=-1, keepdims=True)
+    elif mode == "AXIS_ANGLE":
+        q = axis_angle_to_quat(values)
+    else:
+        q = matrix_to_quat(euler_to_matrix(values, mode))
+    return qcontinuous(q)
+
+
+def channel_to_matrices(values: np.ndarray, mode: str) -> np.ndarray:
+    if mode not in CHANNELS:
+        return euler_to_matrix(np.asarray(values, np.float64), mode)
+    return quat_to_matrix(channel_to_quats(values, mode))
+
+
+# --- the solve -------------------------------------------------------------------------------------
+
+def source_transform(setup: RigSetup, joints: np.ndarray) -> SourceToRig:
+    """Scale by leg length, axes by the rig frame, floor to the rig's rest ball height."""
+    legs = [np.linalg.norm(joints[:, J[f"{s}_knee"]] - joints[:, J[f"{s}_hip"]], axis=-1)
+            + np.linalg.norm(joints[:, J[f"{s}_ankle"]] - joints[:, J[f"{s}_knee"]], axis=-1)
+            for s in ("left", "right")]
+    source_leg = float(np.median(np.mean(legs, axis=0)))
+    balls = joints[:, [J["left_foot"], J["right_foot"]], 1].min(axis=1)
+    return SourceToRig(axes=setup.axes, scale=setup.leg_length / max(source_leg, 1e-6),
+                       source_floor=float(np.percentile(balls, 25)), rig_floor=setup.rig_floor)
+
+
+def deltas(setup: RigSetup, frames: dict[int, np.ndarray]) -> np.ndarray:
+    """World deltas of the driven bones ``(K, T, 3, 3)`` in ``setup.driven`` order."""
+    f = np.stack([frames[b] for b in setup.driven])
+    rest = np.stack([setup.rest_frames[b] for b in setup.driven])
+    return f @ np.swapaxes(rest, -1, -2)[:, None]
+
+
+def effective_deltas(setup: RigSetup, d: np.ndarray, bones: list[int]) -> np.ndarray:
+    """``D_eff`` of ``bones`` (len, T, 3, 3): own delta if driven, else the nearest driven ancestor's."""
+    identity = np.broadcast_to(np.eye(3), (1,) + d.shape[1:])
+    padded = np.concatenate([d, identity], axis=0)
+    return padded[setup.eff_driver[bones]]
+
+
+def basis_rotations(setup: RigSetup, d: np.ndarray) -> np.ndarray:
+    """``B = Lᵀ · D_pᵀ · D · L`` for ``setup.output_bones`` → (K, T, 3, 3)."""
+    return quat_to_matrix(basis_quaternions(setup, d))
+
+
+def basis_quaternions(setup: RigSetup, d: np.ndarray) -> np.ndarray:
+    """The keys of ``setup.output_bones`` as quaternions (K, T, 4), sign-continuous along time.
+
+    Same product as :func:`basis_rotations`, composed as quaternions: one matrix conversion per driven
+    bone instead of three batched 3×3 products and a conversion per output bone.
+    """
+    bones = setup.output_bones
+    d_quats = np.concatenate([matrix_to_quat(d), np.broadcast_to(IDENTITY, (1,) + d.shape[1:2] + (4,))])
+    own = setup.eff_driver[bones]
+    parent = np.array([setup.eff_driver[p] if p >= 0 else -1 for p in setup.parents[bones]])
+    rest = setup.rest_quats[bones][:, None]
+    q = qmul(qinv(rest), qmul(qinv(d_quats[parent]), qmul(d_quats[own], rest)))
+    return qcontinuous(q, axis=1)
+
+
+def fk_heads(setup: RigSetup, d: np.ndarray, root_head: np.ndarray, bones: list[int]
+             ) -> dict[int, np.ndarray]:
+    """Armature-space heads (T, 3) of ``bones`` (descendants of the pelvis bone) under deltas ``d``."""
+    identity = np.broadcast_to(np.eye(3), (1,) + d.shape[1:])
+    padded = np.concatenate([d, identity], axis=0)
+    heads = {setup.pelvis: root_head}
+    for bone in bones:
+        for b in _chain_to(setup.parents, setup.pelvis, bone) or []:
+            if b not in heads:
+                p = int(setup.parents[b])
+                offset = setup.rest_head[b] - setup.rest_head[p]
+                heads[b] = heads[p] + rotate(padded[setup.eff_driver[p]], offset)
+    return {b: heads[b] for b in bones}
+
+
+def check_joints(joints: np.ndarray) -> np.ndarray:
+    joints = np.asarray(joints, dtype=np.float64)
+    if joints.ndim != 3 or joints.shape[1:] != (22, 3) or len(joints) < 1:
+        raise InputError(f"Joint positions of shape {joints.shape} are not a HumanML3D clip.",
+                         "Pass (frames, 22, 3) positions in the HumanML3D joint order (Y up, metres).")
+    if not np.isfinite(joints).all():
+        raise InputError("The joint positions contain NaN or infinite values.",
+                         "Regenerate the motion or check the source animation.")
+    return joints
+
+
+def retarget(joints: np.ndarray, rig, mapping, src_fps: float = 20.0, dst_fps: float | None = None,
+             foot_lock: bool = True, in_place: bool = False, setup: RigSetup | None = None) -> RetargetResult:
+    """Pose-bone keys for ``rig`` that reproduce ``joints (T, 22, 3)`` (Y up, metres, ``src_fps``).
+
+    ``dst_fps`` resamples the keys (slerp) to the scene rate; ``foot_lock`` pins feet during ground
+    contact (two-bone IK); ``in_place`` keeps the pelvis over its rest position horizontally (and skips
+    foot locking, which would fight the missing travel). ``setup`` reuses :func:`analyse_rig`.
+    """
+    joints = check_joints(joints)
+    setup = setup or cached_setup(rig, mapping)
+    transform = source_transform(setup, joints)
+    p = transform.to_rig(joints)
+    frames = bone_frames(setup, p, setup.rest_frames)
+    d = deltas(setup, frames)
+    root = p[:, J["pelvis"]]
+    if in_place:
+        rest_pelvis = setup.rest_head[setup.pelvis]
+        horizontal = (root - rest_pelvis) - dot(root - rest_pelvis, setup.up)[:, None] * setup.up
+        root = root - horizontal
+    elif foot_lock and len(joints) > 2:
+        from backend.retarget.footlock import lock_feet
+        d = lock_feet(setup, joints, transform, d, root, src_fps)
+
+    quats = basis_quaternions(setup, d)
+    pelvis = setup.pelvis
+    location = (root - setup.rest_head[pelvis]) @ setup.rest_rot[pelvis]      # L.rotᵀ · (h − L.head)
+    fps = float(src_fps)
+    if dst_fps is not None and abs(dst_fps - src_fps) > 1e-9:
+        from backend.retarget.resample import resample_quaternions, resample_vectors, sample_times
+        before, frac = sample_times(len(location), src_fps, dst_fps)
+        quats = np.swapaxes(resample_quaternions(np.swapaxes(quats, 0, 1), before, frac), 0, 1)
+        location, fps = resample_vectors(location, before, frac), float(dst_fps)
+    bones = []
+    for k, b in enumerate(setup.output_bones):
+        mode = setup.rotation_modes[b]
+        bones.append(BoneChannel(setup.names[b], channel_for(mode), channel_values(quats[k], mode), mode))
+    return RetargetResult(fps=fps, bones=bones, root_name=setup.names[pelvis], root_location=location,
+                          transform=transform)
+
+
+__all__ = ["BoneChannel", "RetargetResult", "RigSetup", "SourceToRig", "analyse_rig", "retarget",
+           "T2M_JOINT_NAMES"]

@@ -1,0 +1,108 @@
+"""What the backend needs to know about an armature, and reading its animation back as matrices.
+
+``describe_armature`` produces the dict form of the backend's ``RigDescription``
+(``backend/retarget/rig.py``); ``read_pose_matrices`` samples the posed bone matrices Blender
+evaluates (constraints, drivers and NLA included) so that the backend can turn an existing animation
+into joints for in-betweening. bpy + stdlib + numpy only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import bpy
+import numpy as np
+
+
+def _matrices(collection, prop: str) -> np.ndarray:
+    """``collection.foreach_get(prop)`` of 4×4 matrices as (n, 4, 4) row-major arrays.
+
+    Blender hands matrices out column by column, so the flat buffer reshapes to the transpose.
+    """
+    flat = np.empty(len(collection) * 16, dtype=np.float32)
+    collection.foreach_get(prop, flat)
+    return flat.reshape(-1, 4, 4).transpose(0, 2, 1).astype(np.float64)
+
+
+def _require_armature(obj) -> None:
+    from .keys import MoMaskError  # one place decides where the add-on's error type comes from
+
+    try:
+        kind = getattr(obj, "type", None)
+    except ReferenceError:  # deleted (or undone) while a job ran
+        raise MoMaskError("The armature was deleted while the motion was being made.",
+                          "Select an armature and generate again.") from None
+    if kind != "ARMATURE":
+        name = getattr(obj, "name", "nothing")
+        raise MoMaskError(f"'{name}' is not an armature.", "Select the character's armature and try again.")
+
+
+def bone_parents(obj) -> tuple[list[str], list[int]]:
+    """Bone names in armature order and each bone's parent index (-1 for roots)."""
+    bones = obj.data.bones
+    index = {bone.name: i for i, bone in enumerate(bones)}
+    names = [bone.name for bone in bones]
+    parents = [index[bone.parent.name] if bone.parent else -1 for bone in bones]
+    return names, parents
+
+
+def describe_armature(obj) -> dict:
+    """The armature as the backend's ``RigDescription.to_dict()``.
+
+    ``rest_matrices`` are ``bone.matrix_local`` (armature space, roll included) and
+    ``world_matrix`` the object's ``matrix_world``; ``lengths`` are ``bone.length`` and ``name`` the
+    object's name (for messages). Bones are listed in ``obj.data.bones`` order, which
+    is also ``obj.pose.bones`` order.
+    """
+    _require_armature(obj)
+    names, parents = bone_parents(obj)
+    return {
+        "bone_names": names,
+        "parents": parents,
+        "rest_matrices": _matrices(obj.data.bones, "matrix_local"),
+        "world_matrix": np.array(obj.matrix_world, dtype=np.float64),
+        "rotation_modes": [pose_bone.rotation_mode for pose_bone in obj.pose.bones],
+        "lengths": _lengths(obj.data.bones),
+        "name": obj.name,
+    }
+
+
+def _lengths(bones) -> np.ndarray:
+    out = np.empty(len(bones), dtype=np.float32)
+    bones.foreach_get("length", out)
+    return out.astype(np.float64)
+
+
+def armature_fingerprint(obj) -> str:
+    """A short hash of the bone names and hierarchy: a job compares it to notice the rig changed."""
+    _require_armature(obj)
+    names, parents = bone_parents(obj)
+    text = "\n".join(f"{name}\t{parent}" for name, parent in zip(names, parents, strict=True))
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+
+
+def read_pose_matrices(obj, frame_start: int, frame_end: int) -> np.ndarray:
+    """``pose_bone.matrix`` (armature space) of every bone at scene frames ``[frame_start, frame_end)``.
+
+    Returns (T, n, 4, 4) float64 with T = frame_end - frame_start, as Blender evaluates the rig at
+    each frame (action, NLA, constraints, drivers). The scene's current frame is restored afterwards.
+    """
+    _require_armature(obj)
+    frame_start, frame_end = int(frame_start), int(frame_end)
+    if frame_end <= frame_start:
+        from .keys import MoMaskError
+
+        raise MoMaskError(f"The frame range {frame_start}-{frame_end} is empty.",
+                          "Choose an end frame after the start frame.")
+    scene = obj.users_scene[0] if obj.users_scene else bpy.context.scene
+    current, subframe = scene.frame_current, scene.frame_subframe
+    n = len(obj.pose.bones)
+    out = np.empty((frame_end - frame_start, n * 16), dtype=np.float32)
+    try:
+        for t, frame in enumerate(range(frame_start, frame_end)):
+            scene.frame_set(frame)
+            depsgraph = bpy.context.evaluated_depsgraph_get()
+            obj.evaluated_get(depsgraph).pose.bones.foreach_get("matrix", out[t])
+    finally:
+        scene.frame_set(current, subframe=subframe)
+    return out.reshape(-1, n, 4, 4).transpose(0, 1, 3, 2).astype(np.float64)

@@ -1,0 +1,47 @@
+"""Keys, takes and rig reading in real Blender 4.5 and 5.0 (``tests/blender/keys_suite.py``).
+
+The suite runs once per Blender version (one process each); every check it makes is its own test
+here, so a failure names the behaviour that broke.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import pytest
+
+from tests.conftest import BLENDER_VERSIONS, run_blender
+
+CHECKS = [
+    "describe_armature_matches_blender",        # RigDescription dict: names, parents, rest, world, modes
+    "write_take_keys_at_scene_fps",             # paths/frames/values at 24 and 30 fps, GENERATED, slot bound
+    "take_names_are_unique_and_short",          # ≤ 63 bytes, unique, prompt kept
+    "read_pose_matrices_matches_numpy_fk",      # evaluated pose matrices == numpy FK of the keys (< 1e-5)
+    "failure_mid_write_keeps_previous_action",  # no half-written take assigned, no orphan action
+    "inbetween_keeps_outside_keys_and_blends",  # keys outside the range bit-identical, no jump at seams
+    "inbetween_on_a_generated_take",            # generate, then in-between: motion outside the range exact
+    "takes_apply_compare_delete",               # list/apply/A-B/delete with fallback to the user's action
+    "real_retarget_result_on_real_rigs",        # backend RetargetResult on Rigify/BVH/Mixamo rigs == numpy FK
+]
+
+
+@functools.cache
+def suite_results(version: str) -> dict[str, str]:
+    out = run_blender(version, "keys_suite.py", timeout=600)
+    line = next((ln for ln in out.splitlines() if ln.startswith("KEYS_RESULTS ")), None)
+    assert line is not None, f"keys_suite.py printed no results:\n{out[-4000:]}"
+    return json.loads(line[len("KEYS_RESULTS "):])
+
+
+@pytest.mark.parametrize("check", CHECKS)
+@pytest.mark.parametrize("version", BLENDER_VERSIONS)
+def test_keys_in_blender(version: str, check: str) -> None:
+    results = suite_results(version)
+    assert check in results, f"check {check} did not run in Blender {version}"
+    assert results[check] == "ok", f"Blender {version}, {check}:\n{results[check]}"
+
+
+@pytest.mark.parametrize("version", BLENDER_VERSIONS)
+def test_every_blender_check_is_listed(version: str) -> None:
+    assert sorted(suite_results(version)) == sorted(CHECKS)
