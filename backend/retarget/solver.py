@@ -67,14 +67,21 @@ SOURCE_UP = np.array([0.0, 1.0, 0.0])
 # --- small vector helpers (vectorised over leading axes) ---------------------------------------------
 
 def unit(v: np.ndarray) -> np.ndarray:
-    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+    return v / np.maximum(np.sqrt((v * v).sum(-1, keepdims=True)), 1e-12)
+
+
+def norm(v: np.ndarray) -> np.ndarray:
+    return np.sqrt((v * v).sum(-1))
 
 
 def cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     # Explicit components: np.cross is slow on small trailing axes.
-    return np.stack([a[..., 1] * b[..., 2] - a[..., 2] * b[..., 1],
-                     a[..., 2] * b[..., 0] - a[..., 0] * b[..., 2],
-                     a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]], axis=-1)
+    a, b = np.broadcast_arrays(a, b)
+    out = np.empty(a.shape)
+    out[..., 0] = a[..., 1] * b[..., 2] - a[..., 2] * b[..., 1]
+    out[..., 1] = a[..., 2] * b[..., 0] - a[..., 0] * b[..., 2]
+    out[..., 2] = a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
+    return out
 
 
 def dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -90,12 +97,14 @@ def frame(primary: np.ndarray, secondary: np.ndarray) -> np.ndarray:
     """Orthonormal frames ``[e1 e2 e3]`` (columns): e1 along ``primary``, e2 towards ``secondary``."""
     e1 = unit(primary)
     e2 = secondary - dot(secondary, e1)[..., None] * e1
-    degenerate = np.linalg.norm(e2, axis=-1, keepdims=True) < 1e-9     # secondary along primary
+    degenerate = norm(e2)[..., None] < 1e-9                  # secondary along primary
     if degenerate.any():
         helper = np.where(np.abs(e1[..., :1]) < 0.9, np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]))
         e2 = np.where(degenerate, cross(e1, helper), e2)
     e2 = unit(e2)
-    return np.stack([e1, e2, cross(e1, e2)], axis=-1)
+    out = np.empty(e1.shape + (3,))
+    out[..., 0], out[..., 1], out[..., 2] = e1, e2, cross(e1, e2)
+    return out
 
 
 def rotate(rot: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -115,11 +124,10 @@ def limb_frames(a: np.ndarray, b: np.ndarray, c: np.ndarray, flex: np.ndarray, f
     """
     u, low = b - a, c - b
     hinge_bent = cross(u, low)
-    sin_bend = np.linalg.norm(hinge_bent, axis=-1) / np.maximum(
-        np.linalg.norm(u, axis=-1) * np.linalg.norm(low, axis=-1), 1e-12)
+    sin_bend = norm(hinge_bent) / np.maximum(norm(u) * norm(low), 1e-12)
     u_hat = unit(u)
     hinge_flex = cross(u_hat, flex)
-    weak = smoothstep((0.3 - np.linalg.norm(hinge_flex, axis=-1)) / 0.3)[..., None]
+    weak = smoothstep((0.3 - norm(hinge_flex)) / 0.3)[..., None]
     hinge_fallback = unit(hinge_flex + weak * cross(u_hat, flex_alt))
     hinge_bent = np.where((dot(hinge_bent, hinge_fallback) < 0)[..., None], -hinge_bent, hinge_bent)
     w = smoothstep((sin_bend - 0.05) / 0.2)[..., None]
@@ -385,32 +393,45 @@ def bone_frames(setup: RigSetup, p: np.ndarray, rest_frames: dict[int, np.ndarra
     # Spine: each rig spine bone aims along the source polyline between its own arc-length ends, and
     # twists by a blend of the hip line (pelvis bone) and the collar line (chest bone).
     spine_points = np.einsum("kj,tjc->tkc", setup.spine_source_weights, p[:, list(SOURCE_SPINE)])
+    w = setup.spine_twist[:, None]
+    spine = frame(np.diff(spine_points, axis=1),
+                  (1 - w) * unit(hip_line)[:, None] + w * unit(collar_line)[:, None])
     for i, bone in enumerate(setup.spine_bones):
-        w = setup.spine_twist[i]
-        frames[bone] = frame(spine_points[:, i + 1] - spine_points[:, i],
-                             (1 - w) * unit(hip_line) + w * unit(collar_line))
+        frames[bone] = spine[:, i]
     chest = setup.spine_bones[-1]
-    neck = jb[J["neck"]]
-    frames[neck] = frame(p[:, J["head"]] - p[:, J["neck"]], collar_line)
+    frames[jb[J["neck"]]] = frame(p[:, J["head"]] - p[:, J["neck"]], collar_line)
     chest_up = p[:, J["neck"]] - p[:, J["spine3"]]
     fwd, up = setup.forward, setup.up
-    for side in ("left", "right"):
-        collar, shoulder = J[f"{side}_collar"], J[f"{side}_shoulder"]
-        arm_parent = chest
-        if collar in jb and shoulder in jb:
-            frames[jb[collar]] = frame(p[:, shoulder] - p[:, collar], chest_up)
-            arm_parent = jb[collar]
-        if shoulder in jb:
-            elbow, wrist = J[f"{side}_elbow"], J[f"{side}_wrist"]
-            upper, lower, _ = limb_frames(p[:, shoulder], p[:, elbow], p[:, wrist],
-                                          moved(arm_parent, fwd), moved(arm_parent, up))
-            frames[jb[shoulder]], frames[jb[elbow]] = upper, lower
-        hip, knee, ankle, ball = (J[f"{side}_{n}"] for n in ("hip", "knee", "ankle", "foot"))
-        pelvis = setup.pelvis
-        thigh, shin, hinge = limb_frames(p[:, hip], p[:, knee], p[:, ankle],
-                                         moved(pelvis, -fwd), moved(pelvis, -up))
-        frames[jb[hip]], frames[jb[knee]] = thigh, shin
-        frames[jb[ankle]] = frame(p[:, ball] - p[:, ankle], hinge)
+    sides = ("left", "right")
+
+    def joints_of(name: str, which=sides) -> list[int]:
+        return [J[f"{side}_{name}"] for side in which]
+
+    # Clavicles, then arms (their fallback hinge follows the clavicle or chest), both sides at once.
+    collared = [s for s in sides if J[f"{s}_collar"] in jb and J[f"{s}_shoulder"] in jb]
+    if collared:
+        clav = frame(p[:, joints_of("shoulder", collared)] - p[:, joints_of("collar", collared)],
+                     chest_up[:, None])
+        for i, j in enumerate(joints_of("collar", collared)):
+            frames[jb[j]] = clav[:, i]
+    armed = [s for s in sides if J[f"{s}_shoulder"] in jb]
+    if armed:
+        parents = [jb[J[f"{s}_collar"]] if s in collared else chest for s in armed]
+        flex = np.stack([moved(b, fwd) for b in parents], axis=1)
+        flex_alt = np.stack([moved(b, up) for b in parents], axis=1)
+        upper, lower, _ = limb_frames(p[:, joints_of("shoulder", armed)], p[:, joints_of("elbow", armed)],
+                                      p[:, joints_of("wrist", armed)], flex, flex_alt)
+        for i, side in enumerate(armed):
+            frames[jb[J[f"{side}_shoulder"]]], frames[jb[J[f"{side}_elbow"]]] = upper[:, i], lower[:, i]
+    # Legs: thigh and shin share the knee hinge; the foot aims at the ball and keeps that hinge.
+    pelvis = setup.pelvis
+    thigh, shin, hinge = limb_frames(p[:, joints_of("hip")], p[:, joints_of("knee")],
+                                     p[:, joints_of("ankle")], moved(pelvis, -fwd)[:, None],
+                                     moved(pelvis, -up)[:, None])
+    foot = frame(p[:, joints_of("foot")] - p[:, joints_of("ankle")], hinge)
+    for i, side in enumerate(sides):
+        for role, f in (("hip", thigh), ("knee", shin), ("ankle", foot)):
+            frames[jb[J[f"{side}_{role}"]]] = f[:, i]
     return frames
 
 
