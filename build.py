@@ -290,7 +290,7 @@ def _backend_files() -> list[tuple[Path, str]]:
 def build_zip(out_dir: Path) -> Path:
     manifest = tomllib.loads(MANIFEST.read_text())
     out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / f"{manifest.get('id', 'momask')}-{manifest.get('version', '0')}.zip"
+    target = out_dir / f"{manifest.get('id', 'momask_blender')}-{manifest.get('version', '0')}.zip"
     entries = [(MANIFEST, "blender_manifest.toml"), *_addon_files(), *_backend_files()]
     names = [name for _, name in entries]
     if clash := sorted({n for n in names if names.count(n) > 1}):

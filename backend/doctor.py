@@ -11,8 +11,9 @@ import importlib
 import json
 import platform
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 MIN_PYTHON = (3, 10)
 SETUP_FIX = "Run `python build.py setup`, or point the add-on preferences at the backend's Python."
@@ -117,7 +118,8 @@ def _torch(device: str) -> list[dict[str, Any]]:
     if resolved is None:
         fix = ("Choose 'auto' or 'cpu' as the device, or install a CUDA build of PyTorch for this GPU "
                "(https://pytorch.org/get-started/locally/).")
-        out.append(check("Device", False, f"{wanted} is not usable; this torch sees: {', '.join(devices)}", fix))
+        seen = ", ".join(devices)
+        out.append(check("Device", False, f"{wanted} is not usable; this torch sees: {seen}", fix))
     else:
         out.append(check("Device", True, f"{wanted}; usable: {', '.join(devices)}"))
     return out
@@ -132,14 +134,14 @@ def _clip_package() -> dict[str, Any]:
 
     clip = import_clip()
     where = Path(getattr(clip, "__file__", "") or "?").parent
-    stand_in = "torchvision" not in sys.modules or getattr(sys.modules.get("torchvision"), "__momask_stand_in__",
-                                                           False)
+    torchvision = sys.modules.get("torchvision")
+    stand_in = torchvision is None or getattr(torchvision, "__momask_stand_in__", False)
     note = " (no torchvision: text encoder only, as intended)" if stand_in else ""
     return check("CLIP package", True, f"openai clip at {where}{note}")
 
 
 def _weights(weights: Path | str | None, dataset: str) -> list[dict[str, Any]]:
-    fix = "Set the weights folder in the add-on preferences, or run `python build.py weights` to install them."
+    fix = "Set the weights folder in the add-on preferences, or install them with `python build.py weights`."
     if weights is None:
         return [check("Weights folder", False, "No weights folder is configured.", fix)]
     root = Path(weights).expanduser()
@@ -207,7 +209,7 @@ def format_report(report: dict[str, Any]) -> str:
 
 
 def main(args: Any) -> int:
-    """``python -m backend doctor [--weights DIR] [--clip FILE] [--device D] [--dataset t2m|kit] [--json]``."""
+    """``python -m backend doctor [--weights DIR] [--clip FILE] [--device D] [--dataset D] [--json]``."""
     report = diagnose(getattr(args, "weights", None), getattr(args, "clip", None),
                       getattr(args, "device", None) or "auto", getattr(args, "dataset", None) or "t2m")
     if getattr(args, "json", False):

@@ -10,8 +10,10 @@ Conventions a caller should know:
 * Lengths are in frames at 20 fps (12.5 for KIT) and are rounded DOWN to a multiple of 4 frames
   (one token), like the official ``motion_length // 4``; 1..3 frames are therefore refused.
 * One random generator on the run device, seeded once per job with ``settings.seed`` before the
-  first draw; the draws follow the official order (length estimation, base steps, residual layers),
-  so a seed means the same thing as in the official scripts on the same device and torch version.
+  first draw; the draws follow the official order and shapes (length estimation, base steps,
+  residual layers). On a GPU this is exactly the official stream after ``fixseed(seed)``; on the CPU
+  the official scripts first advance the generator by their models' random initialisation (spec
+  10.2), so official CPU parity needs that offset, not the same seed.
 * All prompts of a call form ONE batch (results depend on the batch, as officially: spec 10.2).
 """
 
@@ -156,9 +158,13 @@ class MoMaskPipeline:
 
         if dataset not in sk.FEATURE_DIM:
             raise InputError(f"Unknown dataset {dataset!r}.", "Use t2m (HumanML3D) or kit (KIT-ML).")
+        from backend.models.text_encoder import find_clip_file
+
         run_device = resolve_device(device)
-        models = load_models(Path(weights), dataset, Path(clip) if clip else None, run_device)
-        return cls(models, run_device, dataset, Path(weights), Path(clip) if clip else None)
+        weights = Path(weights).expanduser()
+        clip = Path(clip).expanduser() if clip else None
+        models = load_models(weights, dataset, clip, run_device)
+        return cls(models, run_device, dataset, weights, find_clip_file(clip, weights))
 
     def info(self) -> dict[str, Any]:
         return {

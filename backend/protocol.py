@@ -33,7 +33,8 @@ MAP_RIG = "map_rig"
 RETARGET = "retarget"
 CANCEL = "cancel"
 SHUTDOWN = "shutdown"
-REQUEST_TYPES: tuple[str, ...] = (HELLO, DIAGNOSE, LOAD, GENERATE, INPAINT, MAP_RIG, RETARGET, CANCEL, SHUTDOWN)
+REQUEST_TYPES: tuple[str, ...] = (
+    HELLO, DIAGNOSE, LOAD, GENERATE, INPAINT, MAP_RIG, RETARGET, CANCEL, SHUTDOWN)
 
 PROGRESS = "progress"
 RESULT = "result"
@@ -65,7 +66,8 @@ class ProtocolError(ValueError):
 
     def __init__(self, problem: str, fix: str = "", request_id: Any = None) -> None:
         self.problem = problem
-        self.fix = fix or "Send one JSON object per line with an \"id\" and a known \"type\" (docs/protocol.md)."
+        self.fix = fix or ("Send one JSON object per line with an \"id\" and a known \"type\" "
+                           "(docs/protocol.md).")
         self.request_id = request_id
         super().__init__(f"{problem} Fix: {self.fix}")
 
@@ -96,7 +98,8 @@ def decode_array(obj: dict[str, Any]) -> Any:
         shape = [int(n) for n in obj["shape"]]
     except (KeyError, TypeError, ValueError) as exc:
         raise ProtocolError(f"A malformed array in the message ({exc}).",
-                            "Encode arrays as {\"__array__\": base64, \"dtype\": ..., \"shape\": [...]}.") from exc
+                            "Encode arrays as {\"__array__\": base64, \"dtype\": ..., \"shape\": [...]}."
+                            ) from exc
     if dtype not in _LITTLE_ENDIAN_CODES:
         raise ProtocolError(f"Unsupported array dtype {dtype!r}.",
                             f"Use one of: {', '.join(sorted(_LITTLE_ENDIAN_CODES))}.")
@@ -237,7 +240,7 @@ def error_from_exception(request_id: Any, exc: BaseException, log_hint: str = ""
                      "or set the device to CPU in the add-on preferences.")
     where = f" ({log_hint})" if log_hint else ""
     return error(request_id, INTERNAL, f"Internal error in the backend: {text[:500]}",
-                 f"This is a bug; the traceback is in the backend log{where}. Please report it with that log.")
+                 f"This is a bug; the traceback is in the backend log{where}. Please report it with the log.")
 
 
 def log(level: str, message: str, request_id: Any = None) -> dict[str, Any]:

@@ -28,8 +28,9 @@ import random
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO
 
 from backend import __version__, protocol
 from backend.errors import CancelledError, InputError, MoMaskError
@@ -225,7 +226,8 @@ def prompts_from_request(message: dict[str, Any]) -> list[str]:
         raise InputError("The request has no prompt.", "Send \"prompts\": [\"a person walks forward\"].")
     for p in prompts:
         if not isinstance(p, str) or not p.strip():
-            raise InputError(f"Every prompt must be non-empty text, got {p!r}.", "Type what the character does.")
+            raise InputError(f"Every prompt must be non-empty text, got {p!r}.",
+                             "Type what the character does.")
     return [p.strip() for p in prompts]
 
 
@@ -244,6 +246,21 @@ def float_array(value: Any, name: str, trailing: tuple[int, ...]) -> Any:
     if not np.isfinite(array).all():
         raise InputError(f"{name!r} contains NaN or infinite values.", "Check the source animation.")
     return array
+
+
+def inpaint_window(frames: int, start: int, end: int, fps: float,
+                   limit: int = sk.MAX_MOTION_FRAMES) -> tuple[int, int]:
+    """The stretch ``[w0, w1)`` of a long source the model sees: at most ``limit`` frames (what it was
+    trained on), with the range in the middle so it gets context on both sides to blend into."""
+    if frames <= limit:
+        return 0, frames
+    longest = limit - 2 * sk.UNIT_LENGTH
+    if end - start > longest:
+        raise InputError(f"The range is {(end - start) / fps:.1f} s long; at most {longest / fps:.1f} s "
+                         "can be regenerated at once.", "Select a shorter range, or regenerate it in parts.")
+    first = max(0, start - (limit - (end - start)) // 2)
+    last = min(frames, first + limit)
+    return max(0, last - limit), last
 
 
 # --- retargeting requests ---------------------------------------------------------------------------
@@ -315,7 +332,7 @@ class Service:
         self.step_delay = float(os.environ.get(STEP_DELAY_ENV) or 0.0)
         self._lock = threading.Lock()              # guards jobs and their states
         self._jobs: dict[Any, Job] = {}
-        self._queues = {"model": queue.Queue(), "light": queue.Queue()}
+        self._queues: dict[str, queue.Queue[Job | None]] = {"model": queue.Queue(), "light": queue.Queue()}
         self._threads = [threading.Thread(target=self._work, args=(name,), name=f"momask-{name}", daemon=True)
                          for name in self._queues]
         self.stopping = threading.Event()
@@ -533,8 +550,8 @@ class Service:
         progress.report("start", 0)
         pipeline = self.ensure_pipeline(progress, job)
         loaded = time.perf_counter()
-        batch = pipeline.text_to_motion(prompts, frames, settings,
-                                        progress=progress.pipeline_callback(load_units, tail), cancel=job.cancel)
+        batch = pipeline.text_to_motion(prompts, frames, settings, cancel=job.cancel,
+                                        progress=progress.pipeline_callback(load_units, tail))
         generated = time.perf_counter()
         takes = []
         for i, prompt in enumerate(prompts):
@@ -570,7 +587,8 @@ class Service:
         model_fps = self.config.fps
         src_fps = field(source, "fps", float, model_fps)
         if not (src_fps > 0 and math.isfinite(src_fps)):
-            raise InputError(f"The source fps must be positive, got {src_fps}.", "Send the scene's frame rate.")
+            raise InputError(f"The source fps must be positive, got {src_fps}.",
+                             "Send the scene's frame rate.")
         kind = field(source, "kind", str, required=True)
         joint_count = sk.NUM_JOINTS[self.config.dataset]
         target: RetargetTarget | None
@@ -600,8 +618,8 @@ class Service:
                 source_frames = int(source_joints.shape[0])
             elif kind == "features":
                 if abs(src_fps - model_fps) > 1e-6:
-                    raise InputError(f"Feature sources must be at the model's {model_fps:g} fps, got {src_fps:g}.",
-                                     "Send joints or a pose instead; they are resampled.")
+                    raise InputError(f"Feature sources must be at the model's {model_fps:g} fps, "
+                                     f"got {src_fps:g}.", "Send joints or a pose; those are resampled.")
                 source_joints = None
                 features = float_array(field(source, "data", object, required=True), "source.data",
                                        (sk.FEATURE_DIM[self.config.dataset],))
@@ -636,21 +654,34 @@ class Service:
         progress.report("start", 0)
         pipeline = self.ensure_pipeline(progress, job)
         loaded = time.perf_counter()
-        batch = pipeline.inpaint(model_source, start_m, end_m, prompt, settings,
+        # Joint sources live in absolute space, so a long one can be cut to the window the model sees
+        # and the answer put back; features are root-relative and must fit the model as they are.
+        if source_joints is not None:
+            window = inpaint_window(model_frames, start_m, end_m, model_fps)
+        else:
+            window = (0, model_frames)
+        batch = pipeline.inpaint(model_source[window[0]:window[1]], start_m - window[0], end_m - window[0],
+                                 prompt, settings, cancel=job.cancel,
                                  regen_residual_everywhere=bool(field(message, "regen_residual_everywhere",
                                                                       bool, False)),
-                                 progress=progress.pipeline_callback(load_units, tail), cancel=job.cancel)
+                                 progress=progress.pipeline_callback(load_units, tail))
         generated = time.perf_counter()
-        length = int(batch.lengths[0])
-        joints = batch.joints[0, :length]
-        widened = (int(batch.start if batch.start is not None else start_m),
-                   int(batch.end if batch.end is not None else end_m))
+        window_joints = batch.joints[0, :int(batch.lengths[0])]
+        if window == (0, model_frames):
+            joints = window_joints
+        else:
+            joints = model_source.copy()
+            joints[window[0]:window[0] + len(window_joints)] = window_joints
+        length = int(joints.shape[0])
+        widened = (window[0] + int(batch.start if batch.start is not None else start_m - window[0]),
+                   window[0] + int(batch.end if batch.end is not None else end_m - window[0]))
         back = src_fps / model_fps
         take: dict[str, Any] = {
             "prompt": prompt, "seed": seed, "index": 0, "frames": length, "fps": float(batch.fps),
             "joints": joints,
             "range": {"start": widened[0], "end": widened[1], "fps": float(batch.fps)},
             "requested_range": {"start": start_m, "end": end_m, "fps": float(batch.fps)},
+            "window": {"start": window[0], "end": window[1], "fps": float(batch.fps)},
             "source_range": {"start": max(0, math.floor(widened[0] * back)),
                              "end": min(source_frames, math.ceil(widened[1] * back)), "fps": src_fps},
             "source_frames": source_frames,
@@ -663,8 +694,9 @@ class Service:
         progress.finish()
         done = time.perf_counter()
         return {"takes": [take], "timings": {
-            "load": round(loaded - started, 4) if load_units else 0.0, "generate": round(generated - loaded, 4),
-            "retarget": round(done - generated, 4), "total": round(done - started, 4)}}
+            "load": round(loaded - started, 4) if load_units else 0.0,
+            "generate": round(generated - loaded, 4), "retarget": round(done - generated, 4),
+            "total": round(done - started, 4)}}
 
     def map_rig(self, job: Job) -> dict[str, Any]:
         _rig, mapping = map_rig(job.message)
@@ -703,10 +735,27 @@ def load_pipeline(config: ServiceConfig) -> Any:
 
 # --- process lifetime ------------------------------------------------------------------------------
 
+def parent_alive(parent: int) -> bool:
+    """Whether the process that started us still runs. POSIX re-parents an orphan, so its parent id
+    changes; Windows keeps the dead parent's id, so there the process handle is asked instead."""
+    if sys.platform != "win32":
+        return os.getppid() == parent
+    import ctypes
+
+    kernel32 = ctypes.windll.kernel32
+    handle = kernel32.OpenProcess(0x00100000, False, parent)       # SYNCHRONIZE
+    if not handle:
+        return False
+    try:
+        return kernel32.WaitForSingleObject(handle, 0) != 0        # 0 = WAIT_OBJECT_0: it has exited
+    finally:
+        kernel32.CloseHandle(handle)
+
+
 def _watch_parent(service: Service, parent: int, log_fd: int | None) -> None:
     """Exit when the parent is gone (stdin EOF normally tells us first) and keep the log bounded."""
     while not service.stopping.wait(WATCHDOG_PERIOD_S):
-        if parent > 1 and os.getppid() != parent:
+        if parent > 1 and not parent_alive(parent):
             log.warning("parent process %d is gone; exiting", parent)
             service.stop(grace=2.0)
             logging.shutdown()
@@ -723,8 +772,9 @@ def _watch_parent(service: Service, parent: int, log_fd: int | None) -> None:
                 pass
 
 
-def serve(weights: Path | str | None, dataset: str = "t2m", clip: Path | str | None = None, device: str = "auto",
-          log_path: Path | str | None = None, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None,
+def serve(weights: Path | str | None, dataset: str = "t2m", clip: Path | str | None = None,
+          device: str = "auto", log_path: Path | str | None = None, stdin: BinaryIO | None = None,
+          stdout: BinaryIO | None = None,
           pipeline_loader: Callable[[ServiceConfig], Any] | None = None, log_fd: int | None = None) -> int:
     """Serve requests from ``stdin`` until EOF, ``shutdown`` or the parent's death; returns the exit code."""
     if dataset not in sk.FPS:
@@ -780,7 +830,8 @@ def open_log(path: Path) -> int:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 2)
     os.close(fd)
-    sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
+    # Lives as long as the process (it is the process's stderr), hence no context manager.
+    sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
     return 2
 
 

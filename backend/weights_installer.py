@@ -331,6 +331,7 @@ def download(url: str, target: Path, *, label: str | None = None, retries: int =
     label = label or target.name
     meter = _Progress(label, progress)
     failures = 0
+    furthest = 0  # most bytes ever on disk: only new ground resets the retry budget
     pages_followed = 0
     ever_connected = False
     while True:
@@ -363,7 +364,8 @@ def download(url: str, target: Path, *, label: str | None = None, retries: int =
                     for block in iter(lambda: response.read(_CHUNK), b""):
                         out.write(block)
                         done += len(block)
-                        failures = 0  # progress was made: the retry budget is per stall, not per file
+                        if done > furthest:
+                            furthest, failures = done, 0  # the retry budget is per stall, not per file
                         meter.update(done, total)
                 if total is not None and done != total:
                     raise http.client.IncompleteRead(b"", total - done)
@@ -573,14 +575,28 @@ def install_clip_file(src: Path, root: Path, clip: ClipFile = CLIP_VIT_B32, move
 
 
 def _clean_stale_staging(root: Path) -> None:
-    """Remove folders left by an installer that was killed outright (no Python cleanup ran)."""
-    if root.is_dir():
-        for entry in root.iterdir():
-            if entry.name.startswith(".") and (_STAGING_MARK in entry.name or ".previous-" in entry.name):
+    """Tidy up after an installer that was killed outright (no Python cleanup ran).
+
+    Half-extracted staging folders are deleted. A ``.previous-`` backup is the old install moved
+    aside just before the swap: it is put back when the swap never happened, deleted otherwise.
+    """
+    for folder in (root, root / CLIP_SUBDIR):
+        if not folder.is_dir():
+            continue
+        for entry in folder.iterdir():
+            if not entry.name.startswith(".") and _STAGING_MARK not in entry.name:
+                continue
+            if _STAGING_MARK in entry.name:
                 if entry.is_dir():
                     shutil.rmtree(entry, ignore_errors=True)
                 else:
                     entry.unlink(missing_ok=True)
+            elif ".previous-" in entry.name:
+                original = folder / entry.name[1:].split(".previous-")[0]
+                if original.exists():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    os.replace(entry, original)
 
 
 def _remove_if_empty(folder: Path) -> None:

@@ -27,11 +27,16 @@ def run_cli(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProc
                           capture_output=True, text=True, timeout=timeout)
 
 
-def main_in_process(capsys, monkeypatch, *args: str | Path) -> tuple[int, str, str]:
+@pytest.fixture
+def cli_main(capsys, monkeypatch):
+    """``cli.main(args)`` in this process → (exit code, stdout, stderr)."""
     monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)    # main() installs its own
-    code = cli.main([str(a) for a in args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
+
+    def call(*args: str | Path) -> tuple[int, str, str]:
+        code = cli.main([str(a) for a in args])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+    return call
 
 
 def assert_one_line_error(err: str, *words: str) -> None:
@@ -111,25 +116,25 @@ def test_bad_input_from_a_real_process(tiny_weights, tmp_path) -> None:
     (["--prompt", "walk", "--device", "tpu"], ["device"]),
     (["--prompt", "walk", "--bogus"], ["unrecognized"]),
 ])
-def test_bad_generate_input(tiny_weights, tmp_path, capsys, monkeypatch, extra, words) -> None:
+def test_bad_generate_input(tiny_weights, tmp_path, cli_main, extra, words) -> None:
     out = tmp_path / "out.npz"
-    code, _, err = main_in_process(capsys, monkeypatch, "generate", "--weights", tiny_weights, *extra, "--out", out)
+    code, _, err = cli_main("generate", "--weights", tiny_weights, *extra, "--out", out)
     assert code == 2
     assert_one_line_error(err, *words)
     assert list(tmp_path.iterdir()) == []
 
 
-def test_missing_out_folder_is_refused_before_work(tiny_weights, tmp_path, capsys, monkeypatch) -> None:
-    code, _, err = main_in_process(capsys, monkeypatch, "generate", "--weights", tiny_weights, "--prompt", "walk",
+def test_missing_out_folder_is_refused_before_work(tiny_weights, tmp_path, cli_main) -> None:
+    code, _, err = cli_main("generate", "--weights", tiny_weights, "--prompt", "walk",
                                    "--out", tmp_path / "nowhere" / "out.npz")
     assert code == 2
     assert_one_line_error(err, "does not exist")
 
 
-def test_long_prompt_is_truncated_with_a_warning(tiny_weights, tmp_path, capsys, monkeypatch) -> None:
+def test_long_prompt_is_truncated_with_a_warning(tiny_weights, tmp_path, cli_main) -> None:
     out = tmp_path / "out.npz"
     prompt = " ".join(["a person walks forward and then turns around slowly"] * 12)
-    code, _, err = main_in_process(capsys, monkeypatch, "generate", "--weights", tiny_weights, "--prompt", prompt,
+    code, _, err = cli_main("generate", "--weights", tiny_weights, "--prompt", prompt,
                                    "--frames", "20", "--out", out)
     assert code == 0 and out.is_file()
     assert "77" in err and "warning" in err.lower()
@@ -174,11 +179,11 @@ def _mismatched_opt(root: Path) -> None:
 
 @pytest.mark.parametrize("damage", [_remove_mask_checkpoint, _truncate_vq, _pickled_code, _mismatched_opt],
                          ids=lambda f: f.__name__.strip("_"))
-def test_bad_weights_exit_3(tiny_weights, tmp_path, capsys, monkeypatch, damage) -> None:
+def test_bad_weights_exit_3(tiny_weights, tmp_path, cli_main, damage) -> None:
     root = _broken_weights(tiny_weights, tmp_path)
     damage(root)
     out = tmp_path / "out.npz"
-    code, stdout, err = main_in_process(capsys, monkeypatch, "generate", "--weights", root, "--prompt", "walk",
+    code, stdout, err = cli_main("generate", "--weights", root, "--prompt", "walk",
                                         "--frames", "20", "--out", out)
     assert code == 3
     assert_one_line_error(err)
@@ -186,8 +191,8 @@ def test_bad_weights_exit_3(tiny_weights, tmp_path, capsys, monkeypatch, damage)
     assert not out.exists()
 
 
-def test_missing_weights_folder_exits_3(tmp_path, capsys, monkeypatch) -> None:
-    code, _, err = main_in_process(capsys, monkeypatch, "generate", "--weights", tmp_path / "none", "--prompt",
+def test_missing_weights_folder_exits_3(tmp_path, cli_main) -> None:
+    code, _, err = cli_main("generate", "--weights", tmp_path / "none", "--prompt",
                                    "walk", "--frames", "20", "--out", tmp_path / "out.npz")
     assert code == 3
     assert_one_line_error(err, "checkpoints")
@@ -210,12 +215,12 @@ def _save(tmp_path: Path, array: np.ndarray) -> Path:
     (lambda tmp, real: tmp / "missing.npy", 0, 8, ["does not exist"]),
     (lambda tmp, real: (tmp / "text.npy").write_text("not numpy") and tmp / "text.npy", 0, 8, [".npy"]),
 ])
-def test_bad_inpaint_input(tiny_weights, shared_data, tmp_path, capsys, monkeypatch, make_source, start, end,
+def test_bad_inpaint_input(tiny_weights, shared_data, tmp_path, cli_main, make_source, start, end,
                            words) -> None:
     real = np.load(shared_data / "humanml3d_000612.npy")
     source = make_source(tmp_path, real)
     out = tmp_path / "out.npz"
-    code, _, err = main_in_process(capsys, monkeypatch, "inpaint", "--weights", tiny_weights, "--source", source,
+    code, _, err = cli_main("inpaint", "--weights", tiny_weights, "--source", source,
                                    "--prompt", "a person kicks", "--start", str(start), "--end", str(end),
                                    "--out", out)
     assert code == 2
@@ -223,17 +228,17 @@ def test_bad_inpaint_input(tiny_weights, shared_data, tmp_path, capsys, monkeypa
     assert not out.exists()
 
 
-def test_existing_out_survives_a_failure(tiny_weights, tmp_path, capsys, monkeypatch) -> None:
+def test_existing_out_survives_a_failure(tiny_weights, tmp_path, cli_main) -> None:
     out = tmp_path / "out.npz"
     out.write_bytes(b"previous result")
-    code, _, _ = main_in_process(capsys, monkeypatch, "generate", "--weights", tiny_weights, "--prompt", "walk",
+    code, _, _ = cli_main("generate", "--weights", tiny_weights, "--prompt", "walk",
                                  "--frames", "999", "--out", out)
     assert code == 2 and out.read_bytes() == b"previous result"
 
 
-def test_frames_once_per_prompt(tiny_weights, tmp_path, capsys, monkeypatch) -> None:
+def test_frames_once_per_prompt(tiny_weights, tmp_path, cli_main) -> None:
     out = tmp_path / "out.npz"
-    code, _, err = main_in_process(capsys, monkeypatch, "generate", "--weights", tiny_weights, "--prompt", "walk",
+    code, _, err = cli_main("generate", "--weights", tiny_weights, "--prompt", "walk",
                                    "--prompt", "run", "--frames", "20", "--frames", "48", "--out", out)
     assert code == 0, err
     with np.load(out) as data:

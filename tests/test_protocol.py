@@ -3,6 +3,7 @@ bad line must be refused with a message that says what is wrong."""
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 
 from backend import protocol
 from backend.errors import CheckpointError
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -42,9 +44,10 @@ def test_non_contiguous_and_big_endian_arrays_are_sent_as_their_values():
 
 
 def test_array_encoding_is_the_documented_one():
-    wire = json.loads(protocol.encode_message({"id": "a", "type": "result", "x": np.array([1.5, -2], np.float32)}))
+    array = np.array([1.5, -2], np.float32)
+    wire = json.loads(protocol.encode_message({"id": "a", "type": "result", "x": array}))
     assert wire["x"]["dtype"] == "float32" and wire["x"]["shape"] == [2]
-    assert np.frombuffer(__import__("base64").b64decode(wire["x"]["__array__"]), "<f4").tolist() == [1.5, -2.0]
+    assert np.frombuffer(base64.b64decode(wire["x"]["__array__"]), "<f4").tolist() == [1.5, -2.0]
 
 
 def test_numpy_scalars_tuples_and_non_finite_floats_become_plain_json():
@@ -96,11 +99,13 @@ def test_malformed_arrays_are_refused():
 
 
 def test_error_replies_carry_problem_and_fix():
-    reply = protocol.error_from_exception(5, CheckpointError("No checkpoints in /w.", "Run `python build.py weights`."))
+    failure = CheckpointError("No checkpoints in /w.", "Run `python build.py weights`.")
+    reply = protocol.error_from_exception(5, failure)
     assert reply == {"id": 5, "type": "error", "error": {
         "code": "bad_weights", "problem": "No checkpoints in /w.", "fix": "Run `python build.py weights`."}}
     crash = protocol.error_from_exception(6, KeyError("boom"), "/tmp/backend.log")["error"]
-    assert crash["code"] == "internal" and "KeyError" in crash["problem"] and "/tmp/backend.log" in crash["fix"]
+    assert crash["code"] == "internal" and "KeyError" in crash["problem"]
+    assert "/tmp/backend.log" in crash["fix"]
     oom = protocol.error_from_exception(7, RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"))
     assert oom["error"]["code"] == "out_of_memory"
 

@@ -8,29 +8,33 @@ Runs tests/blender/check_retarget.py once per Blender version (module-scoped) an
 * the foot-skating ratio is not worse than the source's (foot locking on);
 * Blender's evaluation equals the numpy FK the solver assumes.
 
-Round trip (documented tolerance): retarget onto the Rigify metarig, read back as 22 joints
-re-proportioned to HumanML3D, encode as features: the joints decoded from those features are within
-40 mm MPJPE of the original sample and 2° in bone directions. The metarig's joint layout differs
-from SMPL's (clavicle and pelvis shape, spine sampling), so this is not zero; the encoder alone
-(``features_from_joints`` on the source) is the floor.
+Round trip (documented tolerance): retarget onto the Rigify metarig (foot locking on), read back as 22
+joints re-proportioned to HumanML3D, encode as features: the joints decoded from those features are
+within 30 mm MPJPE of the original sample and 3° in mean bone direction. Not zero: the encoder alone
+(``features_from_joints`` then ``recover_from_ric`` on the source itself) already moves the sample by
+≈19 mm (smoothed facing, dropped last frame; spec §7.5), and foot locking bends the legs slightly.
 """
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
+from backend.motion.features import features_from_joints, recover_from_ric
+from backend.retarget import metrics
 from tests.conftest import BLENDER_VERSIONS, run_blender
 
 MAX_DIRECTION_DEG = 2.0
-ROUNDTRIP_MPJPE_MM = 40.0
-ROUNDTRIP_DIRECTION_DEG = 2.0
+ROUNDTRIP_MPJPE_MM = 30.0
+ROUNDTRIP_DIRECTION_DEG = 3.0
 
 
 @pytest.fixture(scope="module", params=BLENDER_VERSIONS)
-def report(request) -> dict:
-    out = run_blender(request.param, "check_retarget.py", timeout=900)
+def report(request, tmp_path_factory) -> dict:
+    out_dir = tmp_path_factory.mktemp(f"retarget_{request.param}")
+    out = run_blender(request.param, "check_retarget.py", str(out_dir), timeout=900)
     line = [ln for ln in out.splitlines() if ln.startswith("RETARGET_RESULTS ")][-1]
     data = json.loads(line.split(" ", 1)[1])
     print(json.dumps(data, indent=1))
@@ -57,7 +61,19 @@ def test_blender_shows_the_source_motion(report, name):
     assert rig["skating_ratio"] <= rig["source_skating_ratio"] + 1e-9, rig
 
 
-def test_rigify_round_trip_through_features(report):
+def test_rigify_round_trip_through_features(report, shared_data):
     rig = rig_report(report, "rigify_metarig")
-    assert rig["roundtrip_features_mpjpe_mm"] <= ROUNDTRIP_MPJPE_MM, rig
-    assert rig["roundtrip_bone_direction_deg"] <= ROUNDTRIP_DIRECTION_DEG, rig
+    features = np.load(shared_data / "humanml3d_000612.npy")
+    source = recover_from_ric(features).astype(np.float64)
+    back = np.load(rig["roundtrip_joints"])
+    assert back.shape == source.shape
+    encoded = features_from_joints(back)                     # what inpainting feeds the model
+    decoded = recover_from_ric(encoded).astype(np.float64)
+    n = len(decoded)
+    floor = metrics.mpjpe_mm(recover_from_ric(features_from_joints(source)), source[:n])  # encoder alone
+    error = metrics.mpjpe_mm(decoded, source[:n])
+    direction = metrics.bone_direction_error(decoded, source[:n])
+    print(f"Blender {report['blender']}: round trip MPJPE {error:.1f} mm (encoder alone {floor:.1f} mm), "
+          f"bone directions {direction:.2f} deg")
+    assert error <= ROUNDTRIP_MPJPE_MM
+    assert direction <= ROUNDTRIP_DIRECTION_DEG

@@ -121,6 +121,11 @@ def smpl_rig() -> dict:
             "rotation_modes": ["QUATERNION"] * (n - 1) + ["XYZ"], "name": "smpl_test"}
 
 
+#: A two-bone armature: nothing of a humanoid can be mapped onto it.
+STUB_RIG = {"bone_names": ["root", "tail"], "parents": [-1, 0],
+            "rest_matrices": np.tile(np.eye(4), (2, 1, 1))}
+
+
 def assert_progress_is_a_real_percentage(events: list[dict]) -> None:
     assert events, "no progress events"
     done = [e["done"] for e in events]
@@ -180,12 +185,15 @@ def test_the_same_seed_gives_the_same_take_and_no_seed_reports_the_one_drawn(bac
     again = backend.call("generate", prompts=["a person jumps"], frames=[32], seed=5, steps=3)["takes"][0]
     assert np.array_equal(first["joints"], again["joints"])
     drawn = backend.call("generate", prompts=["a person jumps"], frames=32, steps=3)["takes"][0]
-    redo = backend.call("generate", prompts=["a person jumps"], frames=32, steps=3, seed=drawn["seed"])["takes"][0]
+    redo = backend.call("generate", prompts=["a person jumps"], frames=32, steps=3,
+                        seed=drawn["seed"])["takes"][0]
     assert 0 <= drawn["seed"] < 2**31 and np.array_equal(drawn["joints"], redo["joints"])
 
 
 def test_malformed_requests_get_errors_and_the_process_keeps_serving(backend):
-    for line in (b"this is not json\n", b"[1, 2, 3]\n", b'{"type": "generate"}\n', b'{"id": null, "type": "hello"}\n'):
+    lines = (b"this is not json\n", b"[1, 2, 3]\n", b'{"type": "generate"}\n',
+             b'{"id": null, "type": "hello"}\n')
+    for line in lines:
         before = len(backend.replies(None))
         backend.send_raw(line)
         deadline = time.monotonic() + 30
@@ -206,15 +214,15 @@ def test_malformed_requests_get_errors_and_the_process_keeps_serving(backend):
         error = backend.wait(backend.send("generate", **fields))[1]
         assert error["type"] == "error" and error["error"]["code"] == "bad_input", (fields, error)
         assert error["error"]["problem"] and error["error"]["fix"]
-    assert backend.call("generate", prompts=["a person waves"], frames=[16], steps=2)["takes"][0]["frames"] == 16
+    after = backend.call("generate", prompts=["a person waves"], frames=[16], steps=2)
+    assert after["takes"][0]["frames"] == 16
 
 
 def test_map_rig_works_without_models_and_names_missing_roles(backend):
     data = backend.call("map_rig", rig=smpl_rig())
     assert data["complete"] and data["missing"] == []
     assert data["mapping"]["bones"]["left_wrist"] == "left_wrist" and "pelvis" in data["report"]
-    stub = {"bone_names": ["root", "tail"], "parents": [-1, 0], "rest_matrices": np.tile(np.eye(4), (2, 1, 1))}
-    partial = backend.call("map_rig", rig=stub)
+    partial = backend.call("map_rig", rig=STUB_RIG)
     assert not partial["complete"] and "left_wrist" in partial["missing"]
 
 
@@ -236,9 +244,8 @@ def test_generate_can_retarget_and_refuses_an_unmappable_rig_before_generating(b
     take = data["takes"][0]
     assert take["retarget"]["fps"] == 24.0 and take["retarget"]["frame_count"] in (47, 48)
     assert take["mapping"]["convention"] == "smplx"
-    stub = {"bone_names": ["root", "tail"], "parents": [-1, 0], "rest_matrices": np.tile(np.eye(4), (2, 1, 1))}
     events, final = backend.wait(backend.send("generate", prompts=["a person runs"], frames=[40],
-                                              retarget={"rig": stub}))
+                                              retarget={"rig": STUB_RIG}))
     assert final["error"]["code"] == "bad_rig" and "left_wrist" in final["error"]["problem"]
     assert not [e for e in events if e["stage"] in ("base", "residual")], "generated before checking the rig"
 
@@ -258,6 +265,24 @@ def test_inpaint_a_feature_source_reports_the_widened_range_and_keeps_the_rest(b
     outside = np.r_[0:40, 80:120]
     assert np.allclose(take["joints"][outside], source_joints[outside], atol=1e-5)
     assert not np.allclose(take["joints"][40:80], source_joints[40:80], atol=1e-3)
+
+
+def test_inpaint_a_long_joint_source_through_a_window_around_the_range(backend, source_features):
+    walk = recover_from_ric(source_features)
+    long = np.concatenate([walk, walk[::-1]])                 # 398 frames: twice what the model takes
+    data = backend.call("inpaint", prompt="a person kicks", start=250, end=290, seed=4, steps=3,
+                        source={"kind": "joints", "data": long, "fps": 20})
+    take = data["takes"][0]
+    window, done = take["window"], take["range"]
+    assert take["frames"] == len(long) and take["joints"].shape == long.shape
+    assert window["end"] - window["start"] == 196 and window["start"] <= 250 and window["end"] >= 290
+    assert done["start"] <= 250 and done["end"] >= 290 and done["end"] - done["start"] < 50
+    outside = np.r_[0:done["start"], done["end"]:len(long)]
+    assert np.allclose(take["joints"][outside], long[outside], atol=1e-5)
+    assert not np.allclose(take["joints"][250:290], long[250:290], atol=1e-3)
+    error = backend.wait(backend.send("inpaint", prompt="a person kicks", start=10, end=390,
+                                      source={"kind": "joints", "data": long, "fps": 20}))[1]["error"]
+    assert error["code"] == "bad_input" and "shorter range" in error["fix"]
 
 
 def test_inpaint_a_posed_rig_at_24_fps(backend, source_features):
@@ -281,6 +306,27 @@ def test_inpaint_a_posed_rig_at_24_fps(backend, source_features):
     assert take["source_range"]["fps"] == 24.0
     assert take["retarget"]["fps"] == 24.0 and abs(take["retarget"]["frame_count"] - frames_24) <= 1
     assert {b["name"] for b in take["retarget"]["bones"]} <= set(rig_dict["bone_names"])
+
+
+def test_diagnose_lists_every_check_and_a_fix_for_each_failure(backend, tiny_weights, tmp_path):
+    data = backend.call("diagnose")
+    names = [c["name"] for c in data["checks"]]
+    assert data["ok"] is True, [c for c in data["checks"] if not c["ok"]]
+    for name in ("Python", "PyTorch", "Device", "NumPy", "SciPy", "CLIP package", "CLIP weights"):
+        assert name in names
+    assert sum(n.startswith("Weights: ") for n in names) == 8       # every official file, one by one
+
+    from backend import doctor
+
+    empty = tmp_path / "empty"
+    (empty / "t2m").mkdir(parents=True)
+    report = doctor.diagnose(empty, clip=tmp_path / "nowhere.pt", device="cuda:7")
+    failed = {c["name"]: c for c in report["checks"] if not c["ok"] and not c["optional"]}
+    assert not report["ok"]
+    assert "Device" in failed and "CLIP weights" in failed
+    assert sum(n.startswith("Weights: ") for n in failed) == 8
+    assert all(c["fix"] for c in failed.values())
+    assert "FAIL" in doctor.format_report(report) and "Fix:" in doctor.format_report(report)
 
 
 def test_the_log_file_is_created_with_its_folders_and_records_requests(backend):
@@ -331,7 +377,8 @@ def test_cancel_a_queued_job_answers_at_once_and_unknown_targets_are_fine(slow_b
         "the queued job should be answered before the running one finishes"
     assert backend.wait(first)[1]["type"] == "result"
     assert backend.wait(second)[0] == [] or all(e["stage"] == "queued" for e in backend.wait(second)[0])
-    assert backend.call("cancel", target="nobody") == {"target": "nobody", "was": "unknown", "cancelled": False}
+    unknown = backend.call("cancel", target="nobody")
+    assert unknown == {"target": "nobody", "was": "unknown", "cancelled": False}
 
 
 # --- lifetime --------------------------------------------------------------------------------------------
@@ -363,8 +410,9 @@ def test_the_service_exits_when_its_parent_dies_even_if_stdin_stays_open(tiny_we
     read_end, write_end = os.pipe()
     launcher = (
         "import subprocess, sys, time\n"
-        f"child = subprocess.Popen([sys.executable, '-m', 'backend', 'serve', '--weights', {str(tiny_weights)!r},"
-        f" '--device', 'cpu', '--log', {str(tmp_path / 'backend.log')!r}])\n"
+        "child = subprocess.Popen([sys.executable, '-m', 'backend', 'serve', "
+        f"'--weights', {str(tiny_weights)!r}, '--device', 'cpu',"
+        f" '--log', {str(tmp_path / 'backend.log')!r}])\n"
         "time.sleep(600)\n"
     )
     parent = Backend([sys.executable, "-c", launcher], stdin=read_end)

@@ -60,6 +60,7 @@ class FileServer:
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.drop_once: dict[str, int] = {}     # path -> bytes sent before the connection is cut (once)
+        self.drop_always: dict[str, int] = {}   # the same, on every request
         self.confirm_page: set[str] = set()     # paths answered first with a Drive confirmation page
         self.ignore_range = False
         self.requests: list[tuple[str, str | None]] = []   # (path, Range header)
@@ -106,7 +107,7 @@ class FileServer:
                 self.send_header("Content-Type", "application/octet-stream")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                cut = server.drop_once.pop(path, None)
+                cut = server.drop_once.pop(path, None) or server.drop_always.get(path)
                 if cut is not None:
                     self.wfile.write(body[:cut])
                     self.wfile.flush()
@@ -117,7 +118,7 @@ class FileServer:
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
     def close(self) -> None:
@@ -220,6 +221,15 @@ def test_server_ignoring_range_restarts_from_zero(tmp_path, server):
     server.drop_once["/humanml3d_models.zip"] = 1000
     install(tmp_path, server)
     assert_installed(tmp_path)
+
+
+def test_server_that_never_finishes_gives_up_and_keeps_the_partial_file(tmp_path, server):
+    server.ignore_range = True
+    server.drop_always["/humanml3d_models.zip"] = 1000
+    with pytest.raises(wi.DownloadError, match="kept failing"):
+        install(tmp_path, server, retries=2)
+    assert len([p for p, _ in server.requests if p == "/humanml3d_models.zip"]) == 3
+    assert not (tmp_path / "t2m").exists()
 
 
 def flip_byte_inside_member(data: bytes, rel: str, seed: int) -> bytes:
@@ -372,3 +382,16 @@ def test_installer_imports_by_file_path_without_the_package(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, check=True)
     assert out.stdout.strip() == "humanml3d_models.zip"
+
+
+def test_leftovers_of_a_killed_installer_are_repaired(tmp_path, server):
+    """Killed mid-swap: the old install set aside, a half-extracted folder. The next run fixes both."""
+    install(tmp_path, server)
+    os.replace(tmp_path / "t2m", tmp_path / ".t2m.previous-999")
+    (tmp_path / ".t2m.installing-abc" / "rvq_test").mkdir(parents=True)
+    server.requests.clear()
+
+    install(tmp_path, server)
+    assert server.requests == []          # the old install was put back and verified, nothing downloaded
+    assert_installed(tmp_path)
+    assert leftovers(tmp_path) == []

@@ -4,8 +4,9 @@
    than 0.5 m/s horizontally (central differences, 3-tap smoothed); 1-frame gaps are filled and
    1-frame contacts dropped.
 2. Per contact run the rig's ball (as forward kinematics puts it) is pinned horizontally to the run's
-   mean position; the pin fades in and out over a few frames with smoothstep weights. Heights are
-   left as solved (the floor offset already puts the ball at the rig's rest ball height).
+   mean position; between runs the correction eases from one run's to the next's over the whole gap
+   (smoothstep), so the foot never speeds up near the ground to catch up. Heights are left as solved
+   (the floor offset already puts the ball at the rig's rest ball height).
 3. The foot moves rigidly with its ball, so the ankle target is the FK ankle plus the same shift; a
    two-bone IK (law of cosines, pole = the FK knee) re-solves thigh and shin, and the foot keeps its
    solved direction with the new leg hinge. Unreachable targets are clamped to 0.999 of the leg
@@ -15,7 +16,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import binary_closing, binary_opening, distance_transform_edt
 
 from backend.retarget.solver import (
     J,
@@ -32,7 +32,6 @@ from backend.retarget.solver import (
 
 CONTACT_HEIGHT = 0.05      # m above the source floor
 CONTACT_SPEED = 0.5        # m/s horizontal
-BLEND_FRAMES = 4           # fade in/out length at 20 fps
 
 
 def source_contacts(joints: np.ndarray, source_floor: float, fps: float) -> np.ndarray:
@@ -44,18 +43,26 @@ def source_contacts(joints: np.ndarray, source_floor: float, fps: float) -> np.n
     padded = np.concatenate([speed[:1], speed, speed[-1:]], axis=0)
     speed = (padded[:-2] + padded[1:-1] + padded[2:]) / 3.0
     contact = (balls[..., 1] - source_floor < CONTACT_HEIGHT) & (speed < CONTACT_SPEED)
-    structure = np.ones((3, 1), bool)
-    contact = binary_closing(np.pad(contact, ((1, 1), (0, 0)), mode="edge"), structure)[1:-1]
-    return binary_opening(contact, np.ones((2, 1), bool)) & contact
+    padded = np.concatenate([contact[:1], contact, contact[-1:]], axis=0)
+    contact = padded[1:-1] | (padded[:-2] & padded[2:])              # fill 1-frame gaps
+    padded = np.concatenate([np.zeros_like(contact[:1]), contact, np.zeros_like(contact[:1])], axis=0)
+    return contact & (padded[:-2] | padded[2:])                        # drop 1-frame contacts
 
 
-def pin_weights(contact: np.ndarray, blend: int) -> tuple[np.ndarray, np.ndarray]:
-    """For one foot: the blend weight per frame and the index of the nearest contact frame."""
-    if not contact.any():
-        return np.zeros(len(contact)), np.zeros(len(contact), dtype=np.int64)
-    distance, nearest = distance_transform_edt(~contact, return_indices=True)
-    weight = smoothstep(1.0 - distance / (blend + 1))
-    return weight, nearest[0]
+def pin_shift(contact: np.ndarray, ball: np.ndarray) -> np.ndarray:
+    """Per frame, how far to move one foot's ball (T, 3): onto its run's mean position during contact;
+    between two runs the correction eases (smoothstep) from the one run's to the next's across the whole
+    gap, so the catch-up is spread over the swing instead of speeding the foot up near the ground;
+    before the first and after the last run the nearest correction is held."""
+    shift = np.where(contact[:, None], run_means(contact, ball) - ball, 0.0)
+    frames = np.arange(len(contact))
+    first, final = np.flatnonzero(contact)[[0, -1]]
+    last = np.maximum.accumulate(np.where(contact, frames, first))                     # previous contact
+    following = np.minimum.accumulate(np.where(contact, frames, final)[::-1])[::-1]    # next contact
+    span = np.maximum(following - last, 1)
+    ease = smoothstep(np.where(following > last, (frames - last) / span, 0.0))[:, None]
+    gap = (1 - ease) * shift[last] + ease * shift[following]
+    return np.where(contact[:, None], shift, gap)
 
 
 def run_means(contact: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -73,9 +80,13 @@ def run_means(contact: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.where(contact[:, None], means[np.clip(run_id, 0, None)], 0.0)
 
 
-def two_bone_ik(hip: np.ndarray, target: np.ndarray, pole_knee: np.ndarray, upper: float, lower: float
+def two_bone_ik(hip: np.ndarray, target: np.ndarray, pole_knee: np.ndarray, upper, lower
                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Knee positions reaching ``target`` from ``hip`` in the plane of ``pole_knee``; and the reached end."""
+    """Knee positions reaching ``target`` from ``hip`` in the plane of ``pole_knee``; and the reached end.
+
+    ``upper``/``lower``: bone lengths, scalars or arrays broadcasting against the positions' leading axes.
+    """
+    upper, lower = np.asarray(upper, float), np.asarray(lower, float)
     to_target = target - hip
     reach = np.linalg.norm(to_target, axis=-1)
     distance = np.clip(reach, abs(upper - lower) + 1e-6, 0.999 * (upper + lower))
@@ -84,7 +95,7 @@ def two_bone_ik(hip: np.ndarray, target: np.ndarray, pole_knee: np.ndarray, uppe
     sin_a = np.sqrt(np.clip(1 - cos_a ** 2, 0.0, 1.0))
     pole = pole_knee - 0.5 * (hip + target)
     side = unit(pole - dot(pole, along)[..., None] * along)
-    knee = hip + upper * (cos_a[..., None] * along + sin_a[..., None] * side)
+    knee = hip + upper[..., None] * (cos_a[..., None] * along + sin_a[..., None] * side)
     return knee, hip + distance[..., None] * along
 
 
@@ -92,35 +103,33 @@ def lock_feet(setup: RigSetup, joints: np.ndarray, transform: SourceToRig, d: np
               root: np.ndarray, fps: float) -> np.ndarray:
     """Deltas ``d`` (K, T, 3, 3) with thighs, shins and feet re-solved so contact feet stay put."""
     contacts = source_contacts(joints, transform.source_floor, fps)
-    blend = max(1, int(round(BLEND_FRAMES * fps / 20.0)))
+    if not contacts.any():
+        return d
     slot = {b: i for i, b in enumerate(setup.driven)}
-    jb = setup.joint_bone
-    up = setup.up
-    d = d.copy()
-    pelvis_delta = d[slot[setup.pelvis]]
-    for side_index, side in enumerate(("left", "right")):
-        contact = contacts[:, side_index]
-        if not contact.any():
-            continue
-        hip_b, knee_b, ankle_b = (jb[J[f"{side}_{n}"]] for n in ("hip", "knee", "ankle"))
-        heads = fk_heads(setup, d, root, [hip_b, knee_b, ankle_b])
-        hip, knee, ankle = heads[hip_b], heads[knee_b], heads[ankle_b]
-        rest = setup.rest_joints
-        ball_offset = rest[J[f"{side}_foot"]] - rest[J[f"{side}_ankle"]]
-        ball = ankle + rotate(d[slot[ankle_b]], ball_offset)
+    jb, up, rest = setup.joint_bone, setup.up, setup.rest_joints
+    sides = ("left", "right")
+    legs = np.array([[jb[J[f"{side}_{n}"]] for n in ("hip", "knee", "ankle")] for side in sides])  # (2, 3)
+    heads = fk_heads(setup, d, root, list(legs.ravel()))
+    hip, knee, ankle = (np.stack([heads[b] for b in legs[:, k]], axis=1) for k in range(3))  # (T, 2, 3)
+    foot_delta = d[[slot[b] for b in legs[:, 2]]].swapaxes(0, 1)                              # (T, 2, 3, 3)
+    ball_offset = rest[[J["left_foot"], J["right_foot"]]] - rest[[J["left_ankle"], J["right_ankle"]]]
+    ball = ankle + rotate(foot_delta, ball_offset)
 
-        weight, nearest = pin_weights(contact, blend)
-        pins = run_means(contact, ball)[nearest]
-        shift = weight[:, None] * (pins - ball)
-        shift -= dot(shift, up)[:, None] * up                     # horizontal pin only
-        active = weight > 0
-        upper = float(np.linalg.norm(setup.rest_head[knee_b] - setup.rest_head[hip_b]))
-        lower = float(np.linalg.norm(setup.rest_head[ankle_b] - setup.rest_head[knee_b]))
-        new_knee, new_ankle = two_bone_ik(hip, ankle + shift, knee, upper, lower)
-        flex, flex_alt = rotate(pelvis_delta, -setup.forward), rotate(pelvis_delta, -up)
-        thigh, shin, hinge = limb_frames(hip, new_knee, new_ankle, flex, flex_alt)
-        foot = frame(ball - ankle, hinge)
-        for bone, f in ((hip_b, thigh), (knee_b, shin), (ankle_b, foot)):
-            solved = f @ setup.rest_frames[bone].T
-            d[slot[bone]] = np.where(active[:, None, None], solved, d[slot[bone]])
+    shift = np.zeros_like(ball)
+    for i in range(2):                           # per foot: contact runs → pinned ball positions
+        shift[:, i] = pin_shift(contacts[:, i], ball[:, i])
+    shift -= dot(shift, up)[..., None] * up      # horizontal pin only
+    active = np.abs(shift).sum(-1) > 0           # (T, 2)
+    upper = np.linalg.norm(setup.rest_head[legs[:, 1]] - setup.rest_head[legs[:, 0]], axis=-1)
+    lower = np.linalg.norm(setup.rest_head[legs[:, 2]] - setup.rest_head[legs[:, 1]], axis=-1)
+    new_knee, new_ankle = two_bone_ik(hip, ankle + shift, knee, upper, lower)
+    pelvis_delta = d[slot[setup.pelvis]][:, None]
+    thigh, shin, hinge = limb_frames(hip, new_knee, new_ankle, rotate(pelvis_delta, -setup.forward),
+                                     rotate(pelvis_delta, -up))
+    foot = frame(ball - ankle, hinge)
+    d = d.copy()
+    for i in range(2):
+        for bone, f in zip(legs[i], (thigh, shin, foot), strict=True):
+            solved = f[:, i] @ setup.rest_frames[bone].T
+            d[slot[bone]] = np.where(active[:, i, None, None], solved, d[slot[bone]])
     return d

@@ -5,8 +5,9 @@ the joints MoMask speaks: mapped bone heads; spine1–3 sampled on the rig's spi
 source skeleton's arc-length positions; joints the rig lacks (clavicles, toes, head) from the rest
 proxies the solver uses, carried by their bone. Positions go back to source space (Y up, metres) with
 the inverse of the solver's transform, then — by default — are *re-proportioned*: rebuilt by FK from
-the pelvis along the rig's bone directions with the HumanML3D bone lengths, and re-floored (lowest
-joint of the clip at y = 0), which is what the model expects when it inpaints.
+the pelvis along the rig's bone directions with the HumanML3D bone lengths (and HumanML3D's own pelvis
+and chest shape), and re-floored (lowest joint of the clip at y = 0), which is what the model expects
+when it inpaints.
 
 :func:`pose_matrices_from_basis` evaluates ``M_b = M_p · L_p⁻¹ · L_b · B_b`` for all bones — what
 Blender shows for keys without constraints — so tests can check a solve without Blender.
@@ -28,6 +29,8 @@ from backend.retarget.solver import (
     _topological,
     analyse_rig,
     channel_to_matrices,
+    frame,
+    rotate,
     unit,
 )
 
@@ -89,13 +92,37 @@ def default_transform(setup: RigSetup) -> SourceToRig:
                        source_floor=0.0, rig_floor=setup.rig_floor)
 
 
+#: HumanML3D's rigid torso parts in their own frames (columns of :func:`frame`): the pelvis frame
+#: (e1 = pelvis→spine1, e2 towards the hip line) holds the hips and spine1; the chest frame (e1 =
+#: spine3→neck, e2 towards the collar line) holds the neck and collars. Measured on sample 000612 (they
+#: are constant over its frames to 1e-7 m; every clip shares the dataset skeleton).
+PELVIS_GROUP = ((1, 2, 3), np.array([[-0.071883, 0.064691, 0.035666],
+                                     [-0.084965, -0.05986, 0.035666],
+                                     [0.131568, 0.0, 0.0]]))
+CHEST_GROUP = ((12, 13, 14), np.array([[0.21936, 0.0, 0.0],
+                                       [0.112026, 0.079702, -0.000521],
+                                       [0.121281, -0.07648, -0.000521]]))
+
+
 def reproportioned(joints: np.ndarray, lengths: np.ndarray = T2M_BONE_LENGTHS) -> np.ndarray:
-    """FK from the pelvis along the given joints' bone directions with HumanML3D bone lengths."""
+    """The same pose on the HumanML3D skeleton: FK from the pelvis along the joints' bone directions
+    with HumanML3D bone lengths, except the rigid torso parts (hips/spine1 on the pelvis, neck/collars
+    on the chest), which take HumanML3D's own shape oriented by the rig's pelvis and chest — a rig
+    whose thighs start above its pelvis bone head (Rigify) must not lift the legs."""
     out = np.empty_like(joints)
-    out[:, 0] = joints[:, 0]
+    pelvis_frame = frame(joints[:, 3] - joints[:, 0], joints[:, 1] - joints[:, 2])
+    # The pelvis joint from the rig's hips (not its pelvis bone head, whose place varies by rig).
+    hip_offset = PELVIS_GROUP[1][:2].mean(0)
+    out[:, 0] = joints[:, [1, 2]].mean(1) - rotate(pelvis_frame, hip_offset)
+    chest_frame = frame(joints[:, 12] - joints[:, 9], joints[:, 13] - joints[:, 14])
     for j in range(1, 22):            # parents precede children in the HumanML3D order
         p = T2M_PARENTS[j]
-        out[:, j] = out[:, p] + lengths[j] * unit(joints[:, j] - joints[:, p])
+        if j in PELVIS_GROUP[0] or j in CHEST_GROUP[0]:
+            group, rot = (PELVIS_GROUP, pelvis_frame) if j in PELVIS_GROUP[0] else (CHEST_GROUP, chest_frame)
+            offset = group[1][group[0].index(j)]
+            out[:, j] = out[:, p] + rotate(rot, offset)
+        else:
+            out[:, j] = out[:, p] + lengths[j] * unit(joints[:, j] - joints[:, p])
     return out
 
 

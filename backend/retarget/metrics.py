@@ -1,6 +1,6 @@
 """Quality measures of a retargeted motion, on 22-joint positions (Y up, metres, 20 fps).
 
-Exact definitions from ``docs`` retargeting.md §3:
+Exact definitions from ``docs`` retargeting.md §3 (numpy only, so Blender's Python can use them too):
 
 * :func:`bone_direction_error` — mean angle (degrees) between corresponding segments, over segments
   and frames; proportion-free, so it compares a motion on any rig with its source.
@@ -14,7 +14,6 @@ Exact definitions from ``docs`` retargeting.md §3:
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import uniform_filter1d
 
 #: (parent joint, child joint) segments compared by :func:`bone_direction_error`: legs, feet, spine,
 #: neck→head, clavicles, arms.
@@ -26,6 +25,15 @@ DIRECTION_SEGMENTS: tuple[tuple[int, int], ...] = (
 )
 
 FOOT_JOINTS = (10, 11)
+
+
+def moving_average(x: np.ndarray, window: int) -> np.ndarray:
+    """Centred moving average along axis 0 with zeros outside (scipy ``uniform_filter1d``, mode constant)."""
+    before = window // 2
+    tail = (window - 1 - before,) + x.shape[1:]
+    padded = np.concatenate([np.zeros((before,) + x.shape[1:]), x, np.zeros(tail)])
+    sums = np.cumsum(np.concatenate([np.zeros((1,) + x.shape[1:]), padded]), axis=0)
+    return (sums[window:] - sums[:-window]) / window
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -60,7 +68,7 @@ def foot_skating_ratio(joints: np.ndarray, fps: float = 20.0, feet: tuple[int, i
     """Share of the T−1 frame steps in which either foot skates (GMD definition, floor at y = 0)."""
     feet_pos = np.asarray(joints, np.float64)[:, list(feet)]               # (T, 2, 3)
     speed = np.linalg.norm(np.diff(feet_pos[..., [0, 2]], axis=0), axis=-1) * fps   # (T-1, 2)
-    mean_speed = uniform_filter1d(speed, size=window, axis=0, mode="constant")
+    mean_speed = moving_average(speed, window)
     low = feet_pos[..., 1] < height
     contact = low[:-1] & low[1:]
     skating = contact & (speed > velocity) & (mean_speed > velocity)

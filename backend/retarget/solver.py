@@ -272,8 +272,20 @@ def analyse_rig(rig, mapping) -> RigSetup:
     rig_params = np.concatenate([[0.0], np.cumsum(seg)]) / max(seg.sum(), 1e-12)
     src_len = T2M_BONE_LENGTHS[list(SOURCE_SPINE[1:])]
     src_params = np.concatenate([[0.0], np.cumsum(src_len)]) / src_len.sum()
-    spine_source_weights = _interp_weights(src_params, rig_params)          # (k+1, 5)
-    spine_rig_weights = _interp_weights(rig_params, src_params[1:4])        # (3, k+1)
+    # Spine bones the mapping names spine1..3 anchor the correspondence (their heads ARE those joints);
+    # in between, normalised arc length is matched piecewise linearly (UE5's 5 bones, VRM's 2...).
+    anchor_rig, anchor_src = [0.0], [0.0]
+    for k, role in enumerate(("spine1", "spine2", "spine3"), start=1):
+        bone = index.get(mapping.bones.get(role, ""), -1)
+        if bone in spine_bones[1:]:
+            u = rig_params[spine_bones.index(bone)]
+            if u > anchor_rig[-1] + 1e-9 and src_params[k] > anchor_src[-1]:
+                anchor_rig.append(float(u))
+                anchor_src.append(float(src_params[k]))
+    anchor_rig.append(1.0)
+    anchor_src.append(1.0)
+    spine_source_weights = _interp_weights(src_params, np.interp(rig_params, anchor_rig, anchor_src))
+    spine_rig_weights = _interp_weights(rig_params, np.interp(src_params[1:4], anchor_src, anchor_rig))
     mids = 0.5 * (rig_params[:-1] + rig_params[1:])
     k = len(spine_bones)
     spine_twist = np.zeros(k) if k == 1 else (mids - mids[0]) / max(mids[-1] - mids[0], 1e-12)
@@ -587,7 +599,11 @@ def retarget(joints: np.ndarray, rig, mapping, src_fps: float = 20.0, dst_fps: f
     p = transform.to_rig(joints)
     frames = bone_frames(setup, p, setup.rest_frames)
     d = deltas(setup, frames)
-    root = p[:, J["pelvis"]]
+    # The pelvis bone's head goes where it puts the rig's hip centre on the source's: rigs differ in
+    # where that head sits relative to the thighs (Rigify's is 7 cm below them, SMPL's 8 cm above).
+    hips = [J["left_hip"], J["right_hip"]]
+    rest_offset = setup.rest_joints[hips].mean(0) - setup.rest_head[setup.pelvis]
+    root = p[:, hips].mean(1) - rotate(d[setup.driven.index(setup.pelvis)], rest_offset)
     if in_place:
         rest_pelvis = setup.rest_head[setup.pelvis]
         horizontal = (root - rest_pelvis) - dot(root - rest_pelvis, setup.up)[:, None] * setup.up
