@@ -14,21 +14,23 @@ refused, never executed. Each model is built from its own opt.txt and loaded STR
 masked/residual loaders only tolerate missing ``clip_model.*`` keys; our models own no CLIP, so no key
 may be missing). Any mismatch becomes a :class:`CheckpointError` naming the file, the key and the fix.
 
-RNG note (CPU seed parity, spec §10.2): models are constructed in the official gen_t2m order — VQ,
-residual transformer, masked transformer, length estimator — with the official init calls. The
-official code also builds two CLIP copies inside the transformer constructors; we build one text
-encoder, last. Samplers that need the official CPU RNG stream must therefore (re)seed after loading.
+RNG note (CPU seed parity, spec §10.2): the ``build_*`` functions construct the models with the
+official init calls, and ``make_test_weights`` uses them in the official gen_t2m order. ``load_models``
+does not: it builds each structure on the meta device (no allocation, no random init, no RNG draw)
+and adopts the checkpoint tensors, which is several times faster and keeps one copy of the weights.
+The official code also builds two CLIP copies inside the transformer constructors; we build one text
+tower. Loading therefore leaves torch's global RNG untouched; samplers seed their own generator.
 """
 
 from __future__ import annotations
 
 import pickle
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -39,6 +41,8 @@ from .models import RVQVAE, LengthEstimator, MaskTransformer, ResidualTransforme
 from .options import read_opt
 
 FETCH_FIX = "Run `python build.py weights` to download and install the official checkpoints."
+M = TypeVar("M", bound=nn.Module)
+
 MIXED_FIX = ("The opt.txt and the weights come from different models; re-install the checkpoints with "
              "`python build.py weights` (do not mix folders from different downloads).")
 
@@ -133,17 +137,20 @@ class WeightsLayout:
 # Reading files safely
 
 
-def safe_load(path: Path) -> Any:
+def safe_load(path: Path, mmap: bool = False) -> Any:
     """``torch.load(path, map_location='cpu', weights_only=True)`` with user-facing errors.
 
     Missing file, truncated/corrupt archive and pickled code (refused, never run) each raise a
-    :class:`CheckpointError` naming the file and the fix.
+    :class:`CheckpointError` naming the file and the fix. ``mmap``: map the file instead of reading
+    it, so tensors that are never used are never read (zip-format files only; the legacy format is
+    read normally).
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"Missing checkpoint file {path}.", FETCH_FIX)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        mmap = mmap and zipfile.is_zipfile(path)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         text = str(exc)
         # The safe unpickler names the callable it refused ("Unsupported GLOBAL ..."); other refusals
@@ -179,11 +186,13 @@ def _few(keys: list[str]) -> str:
 
 
 def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], path: Path, opt_path: Path | str,
-                      ignore_prefix: str | None = None) -> None:
+                      ignore_prefix: str | None = None, assign: bool = False) -> None:
     """``model.load_state_dict(state, strict=True)`` with errors naming keys, shapes and the opt.txt.
 
     ``ignore_prefix``: keys dropped from ``state`` first (``clip_model.`` for the transformers,
     which the official code never saves but would tolerate).
+    ``assign``: the model's tensors BECOME the checkpoint's (converted to the model's dtype, made
+    contiguous) instead of being copied into; required for a model built on the meta device.
     """
     if ignore_prefix:
         state = {k: v for k, v in state.items() if not k.startswith(ignore_prefix)}
@@ -203,7 +212,27 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], path: Pa
             raise CheckpointError(
                 f"{path}: '{key}' has shape {tuple(state[key].shape)} in the weights but {opt_path} "
                 f"describes {tuple(target.shape)}.", MIXED_FIX)
-    model.load_state_dict(state, strict=True)
+    if not assign:
+        model.load_state_dict(state, strict=True)
+        return
+    # What copy_ would have done: the model's dtype, a dense layout.
+    state = {key: state[key].to(target.dtype).contiguous() for key, target in expected.items()}
+    model.load_state_dict(state, strict=True, assign=True)
+    unset = [name for name, tensor in (*model.named_parameters(), *model.named_buffers()) if tensor.is_meta]
+    if unset:  # a non-persistent buffer cannot come from a checkpoint: the model must not have one
+        raise RuntimeError(f"{type(model).__name__} has tensors no checkpoint provides: {_few(unset)}")
+
+
+def build_without_init(build: Callable[[], M]) -> M:
+    """``build()`` on the meta device: the module's structure without memory or random initialisation.
+
+    For loading only (``load_state_strict(..., assign=True)`` then provides every tensor). Unlike the
+    official construction it draws nothing from torch's RNG, which sampling never depends on (the
+    pipeline seeds its own generator per job); the ``build_*`` functions alone keep the official
+    construction order and draws (spec §10.2) for parity work and test weights.
+    """
+    with torch.device("meta"):
+        return build()
 
 
 def _opt_field(opt: SimpleNamespace, name: str, default: Any = None) -> Any:
@@ -326,6 +355,19 @@ def _frozen(module: nn.Module, device: torch.device) -> Any:
     return module.to(device).eval().requires_grad_(False)
 
 
+def _load_checkpoint(build: Callable[[], M], path: Path, keys: tuple[str, ...], opt_path: Path | str,
+                     ignore_prefix: str | None = None) -> M:
+    """The model ``build`` describes, with the weights stored under the first of ``keys`` in ``path``.
+
+    The structure is built on the meta device and the checkpoint's tensors are adopted as its
+    weights: no random initialisation to throw away, and no second copy of the weights.
+    """
+    model = build_without_init(build)
+    state = state_dict_from(safe_load(path), keys, path)
+    load_state_strict(model, state, path, opt_path, ignore_prefix=ignore_prefix, assign=True)
+    return model
+
+
 def load_models(root: Path, dataset: str = "t2m", clip: Path | None = None,
                 device: str | torch.device = "cpu", official_fp16_clip: bool = False) -> LoadedModels:
     """Load the official (or test) checkpoints of ``dataset`` under weights root ``root``.
@@ -366,23 +408,17 @@ def load_models(root: Path, dataset: str = "t2m", clip: Path | None = None,
     mean = _load_meta(layout.mean, vq_opt.dim_pose)
     std = _load_meta(layout.std, vq_opt.dim_pose)
 
-    vq = build_vq(vq_opt)
-    load_state_strict(vq, state_dict_from(safe_load(layout.vq_checkpoint), ("vq_model", "net"),
-                                          layout.vq_checkpoint), layout.vq_checkpoint, layout.vq_opt)
-    residual = build_residual_transformer(res_opt, vq_opt)
-    load_state_strict(residual, state_dict_from(safe_load(layout.residual_checkpoint), ("res_transformer",),
-                                                layout.residual_checkpoint),
-                      layout.residual_checkpoint, layout.residual_opt, ignore_prefix="clip_model.")
-    mask = build_mask_transformer(mask_opt, vq_opt)
-    load_state_strict(mask, state_dict_from(safe_load(layout.mask_checkpoint), ("t2m_transformer", "trans"),
-                                            layout.mask_checkpoint),
-                      layout.mask_checkpoint, layout.mask_opt, ignore_prefix="clip_model.")
+    vq = _load_checkpoint(lambda: build_vq(vq_opt), layout.vq_checkpoint, ("vq_model", "net"), layout.vq_opt)
+    residual = _load_checkpoint(lambda: build_residual_transformer(res_opt, vq_opt),
+                                layout.residual_checkpoint, ("res_transformer",), layout.residual_opt,
+                                ignore_prefix="clip_model.")
+    mask = _load_checkpoint(lambda: build_mask_transformer(mask_opt, vq_opt), layout.mask_checkpoint,
+                            ("t2m_transformer", "trans"), layout.mask_opt, ignore_prefix="clip_model.")
     length_estimator = None
     if layout.length_checkpoint.is_file():
-        length_estimator = build_length_estimator(mask_opt)
-        state = state_dict_from(safe_load(layout.length_checkpoint), ("estimator",), layout.length_checkpoint)
-        load_state_strict(length_estimator, state, layout.length_checkpoint, "LengthEstimator(512, 50)")
-        length_estimator = _frozen(length_estimator, target)
+        length_estimator = _frozen(_load_checkpoint(lambda: build_length_estimator(mask_opt),
+                                                    layout.length_checkpoint, ("estimator",),
+                                                    "LengthEstimator(512, 50)"), target)
 
     text_encoder = TextEncoder.load(clip_file, device=target, official_fp16=official_fp16_clip)
     return LoadedModels(

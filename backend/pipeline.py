@@ -324,10 +324,6 @@ class MoMaskPipeline:
         if len(source) < 2 * TOKEN_FRAMES:
             raise InputError(f"The source motion has only {len(source)} frames.",
                              f"Use a source of at least {2 * TOKEN_FRAMES} frames.")
-        if len(source) > MAX_FRAMES + TOKEN_FRAMES - 1:
-            raise InputError(f"The source motion has {len(source)} frames; inpainting works on at most "
-                             f"{MAX_FRAMES} frames ({MAX_FRAMES / self.fps:.1f} s).",
-                             f"Cut the source to a window of at most {MAX_FRAMES} frames around the range.")
         if is_features:
             features = source.astype(np.float64)
             return features, recover_from_ric(features.astype(np.float32), joints_num).astype(np.float32)
@@ -391,6 +387,17 @@ class MoMaskPipeline:
         settings.validate()
         prompts = check_prompts([prompt])
         features, source_joints = self._source_motion(source)
+        window = inpaint_window(start, end, len(features))
+        if window is not None:
+            return self._inpaint_in_window(window, features, source_joints, start, end, prompts, settings,
+                                           regen_residual_everywhere, progress, cancel)
+        return self._inpaint_motion(features, source_joints, start, end, prompts, settings,
+                                    regen_residual_everywhere, progress, cancel)
+
+    def _inpaint_motion(self, features: np.ndarray, source_joints: np.ndarray, start: int, end: int,
+                        prompts: list[str], settings: SamplingSettings, regen_residual_everywhere: bool,
+                        progress: Progress | None, cancel: threading.Event | None) -> MotionBatch:
+        """Inpaint a source of at most 199 frames given as (features, joints) of the same frames."""
         frames = len(features)
         wide_start, wide_end = self.widen_range(start, end, frames)
         span_tokens = frames // TOKEN_FRAMES
@@ -430,6 +437,52 @@ class MoMaskPipeline:
         return MotionBatch(joints=joints[None], features=out_features[None], tokens=tokens[None],
                            lengths=np.array([frames], dtype=np.int64), fps=self.fps,
                            start=wide_start, end=wide_end)
+
+    def _inpaint_in_window(self, window: int, features: np.ndarray, source_joints: np.ndarray, start: int,
+                           end: int, prompts: list[str], settings: SamplingSettings,
+                           regen_residual_everywhere: bool,
+                           progress: Progress | None, cancel: threading.Event | None) -> MotionBatch:
+        """Inpaint a long source inside the 196-frame window that starts at frame ``window``.
+
+        The models only ever saw clips of up to 196 frames, so a longer source is cut to a window
+        around the range (token-aligned, so widening gives the same frames as on the whole motion);
+        everything outside the window is the source itself. ``tokens`` then cover the window only.
+        """
+        stop = window + MAX_FRAMES
+        part = self._inpaint_motion(features[window:stop], source_joints[window:stop], start - window,
+                                    min(end, stop) - window, prompts, settings, regen_residual_everywhere,
+                                    progress, cancel)
+        joints = source_joints.copy()
+        joints[window:stop] = part.joints[0]
+        out_features = features.astype(np.float32)
+        out_features[window:stop] = part.features[0]
+        assert part.start is not None and part.end is not None
+        return MotionBatch(joints=joints[None], features=out_features[None], tokens=part.tokens,
+                           lengths=np.array([len(features)], dtype=np.int64), fps=self.fps,
+                           start=part.start + window, end=part.end + window)
+
+
+def inpaint_window(start: int, end: int, frames: int) -> int | None:
+    """First frame of the 196-frame window to inpaint [start, end) of a longer source, or None.
+
+    Sources of up to 199 frames (the official example's length) are used whole. Longer ones get a
+    window aligned to whole tokens and centred on the range, so the model sees context on both sides.
+    """
+    if frames <= MAX_FRAMES + TOKEN_FRAMES - 1:
+        return None
+    if not (0 <= start < end <= frames):
+        return None     # widen_range reports the bad range
+    wide_start = start // TOKEN_FRAMES * TOKEN_FRAMES
+    wide_end = -(-end // TOKEN_FRAMES) * TOKEN_FRAMES
+    if wide_end - wide_start > MAX_FRAMES - 2 * TOKEN_FRAMES:
+        raise InputError(f"The edit range [{start}, {end}) is {end - start} frames long; one in-between can "
+                         f"regenerate at most {MAX_FRAMES - 2 * TOKEN_FRAMES} frames "
+                         f"({(MAX_FRAMES - 2 * TOKEN_FRAMES) / 20:.1f} s at 20 fps) with context around it.",
+                         "Split the range into shorter pieces and regenerate them one after another.")
+    centre = (wide_start + wide_end) // 2
+    last_window = (frames - MAX_FRAMES) // TOKEN_FRAMES * TOKEN_FRAMES
+    window = (centre - MAX_FRAMES // 2) // TOKEN_FRAMES * TOKEN_FRAMES
+    return int(min(max(window, 0), last_window))
 
 
 # --- placing generated frames in the source's world --------------------------------------------------

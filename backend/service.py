@@ -401,7 +401,7 @@ class Service:
         if target is not None:
             state = states.get(target, "unknown")
             return {"target": target, "was": state, "cancelled": state in ("queued", "running")}
-        return {"target": None, "cancelled": sorted(map(str, states))}
+        return {"target": None, "jobs": list(states), "cancelled": bool(states)}
 
     # ---- the worker side --------------------------------------------------------------------------
 

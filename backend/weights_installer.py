@@ -30,6 +30,7 @@ import contextlib
 import hashlib
 import html.parser
 import http.client
+import http.cookiejar
 import os
 import shutil
 import socket
@@ -334,13 +335,15 @@ def download(url: str, target: Path, *, label: str | None = None, retries: int =
     furthest = 0  # most bytes ever on disk: only new ground resets the retry budget
     pages_followed = 0
     ever_connected = False
+    # Drive's older confirmation flow checks a cookie set by the warning page: keep cookies per file.
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
     while True:
         have = part.stat().st_size if part.exists() else 0
         request = urllib.request.Request(url, headers={"User-Agent": "momask-blender-weights/1"})
         if have:
             request.add_header("Range", f"bytes={have}-")
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
+            with opener.open(request, timeout=timeout) as response:
                 ever_connected = True
                 content_type = response.headers.get("Content-Type", "")
                 if content_type.startswith("text/html"):

@@ -182,7 +182,7 @@ def test_inpainting_a_joint_animation(pipeline, real_features) -> None:
 
 
 @pytest.mark.parametrize(("source_shape", "match"), [((100, 262), "shape"), ((100, 21, 3), "shape"),
-                                                     ((100,), "shape"), ((300, 263), "196")])
+                                                     ((100,), "shape"), ((5, 263), "frames")])
 def test_bad_source_motions_are_refused(pipeline, source_shape, match) -> None:
     with pytest.raises(InputError, match=match):
         pipeline.inpaint(np.zeros(source_shape), 0, 8, "a person walks", SamplingSettings())
@@ -247,3 +247,21 @@ def test_info_names_device_and_versions(pipeline, tiny_weights) -> None:
     info = pipeline.info()
     assert info["device"] == "cpu" and info["dataset"] == "t2m" and info["torch"] == torch.__version__
     assert info["weights"] == str(tiny_weights) and info["flow"] == "fast"
+
+
+def test_long_sources_are_inpainted_in_a_window_around_the_range(pipeline, real_features) -> None:
+    # 300 frames (15 s): longer than the 196 frames the models were trained on.
+    long_source = np.concatenate([real_features, real_features[:101]], axis=0)
+    source_joints = recover_from_ric(long_source.astype(np.float32), 22)
+    batch = pipeline.inpaint(long_source, 221, 250, "a person jumps", SamplingSettings(seed=3))
+    assert (batch.start, batch.end) == (220, 252)
+    assert batch.joints.shape == (1, 300, 22, 3) and batch.lengths.tolist() == [300]
+    outside = np.r_[0:220, 252:300]
+    np.testing.assert_array_equal(batch.joints[0, outside], source_joints[outside])
+    assert not np.allclose(batch.joints[0, 220:252], source_joints[220:252])
+
+
+def test_in_betweens_longer_than_a_window_are_refused(pipeline, real_features) -> None:
+    long_source = np.concatenate([real_features, real_features], axis=0)
+    with pytest.raises(InputError, match="Split the range"):
+        pipeline.inpaint(long_source, 10, 250, "a person jumps", SamplingSettings())

@@ -41,9 +41,12 @@ class PositionalEncoding(nn.Module):
     def __init__(self, d_model: int, dropout: float = 0.1, max_len: int = 5000) -> None:
         super().__init__()
         self.dropout = nn.Dropout(p=dropout)
-        pe = torch.zeros(max_len, d_model)
-        position = torch.arange(0, max_len, dtype=torch.float).unsqueeze(1)
-        div_term = torch.exp(torch.arange(0, d_model, 2).float() * (-math.log(10000.0) / d_model))
+        # Always computed on the CPU, even when the model is built on the meta device to be loaded
+        # (the checkpoint then replaces it): arange on meta would import torch's compiler (seconds).
+        cpu = torch.device("cpu")
+        pe = torch.zeros(max_len, d_model, device=cpu)
+        position = torch.arange(0, max_len, dtype=torch.float, device=cpu).unsqueeze(1)
+        div_term = torch.exp(torch.arange(0, d_model, 2, device=cpu).float() * (-math.log(10000.0) / d_model))
         pe[:, 0::2] = torch.sin(position * div_term)
         pe[:, 1::2] = torch.cos(position * div_term)
         self.pe: torch.Tensor

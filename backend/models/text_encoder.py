@@ -1,12 +1,19 @@
 """CLIP ViT-B/32 text tower: prompt → (b, 512) condition vector (spec §5).
 
-Built with the openai ``clip`` package (``clip.model.build_model``) from a file, then the visual
-half is deleted: MoMask only ever encodes text, and the vision tower is over half the weights.
+Only the text half of CLIP is ever built: MoMask only encodes text, and the vision tower is over half
+the weights. The tower is made of the ``clip`` package's own modules (``clip.model.Transformer``,
+``clip.model.LayerNorm``) under CLIP's attribute names, so its state_dict keys are CLIP's and its
+output is bit-identical to ``CLIP.encode_text``. It is built on the meta device (no memory, no random
+initialisation) and then adopts the file's tensors, converted to fp32 exactly as
+``clip.load(..., jit=False)`` leaves them on the CPU: ``build_model`` first makes the Linear/attention
+weights and ``text_projection`` fp16 and copies the file into them, so those pass through fp16 (a
+no-op for the fp16 files CLIP ships), then ``.float()``.
 
 Files accepted:
 * the official ``ViT-B-32.pt`` (a TorchScript archive; only its ``state_dict()`` is used, as
-  ``clip.load(..., jit=False)`` does);
-* a plain state_dict saved with ``torch.save`` (our random test CLIP), read with ``weights_only=True``.
+  ``clip.load(..., jit=False)`` does; the scripted module is dropped at once);
+* a plain state_dict saved with ``torch.save`` (our random test CLIP), read with ``weights_only=True``
+  and memory-mapped, so the visual half is never even read.
 
 torchvision: ``clip/clip.py`` imports ``torchvision.transforms`` (and PIL) at import time for its
 image preprocessing, and this backend has no torchvision. When ``import torchvision`` fails we put a
@@ -41,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from ..errors import CheckpointError
 
@@ -135,8 +143,20 @@ def _is_torchscript(path: Path) -> bool:
     return any(name.endswith("constants.pkl") or "/code/" in name for name in names)
 
 
-def load_clip_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """The CLIP state_dict from the official TorchScript file or a plain ``torch.save`` state_dict."""
+#: State_dict keys of CLIP's text half (everything else is the vision tower or training-only).
+TEXT_TOWER_KEYS = ("token_embedding.", "positional_embedding", "transformer.", "ln_final.", "text_projection")
+
+
+def _is_text_key(key: str) -> bool:
+    return key.startswith(TEXT_TOWER_KEYS)
+
+
+def load_clip_state_dict(path: Path, text_only: bool = False) -> dict[str, torch.Tensor]:
+    """The CLIP state_dict from the official TorchScript file or a plain ``torch.save`` state_dict.
+
+    ``text_only``: keep only the text tower's entries (the vision half is released right away; from a
+    plain file it is never read, the file being memory-mapped).
+    """
     from ..checkpoints import safe_load  # late: checkpoints imports this module lazily too
 
     path = Path(path)
@@ -147,17 +167,59 @@ def load_clip_state_dict(path: Path) -> dict[str, torch.Tensor]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)  # deprecated, still works
                 archive = torch.jit.load(str(path), map_location="cpu")
-            return dict(archive.state_dict())
+            state = dict(archive.state_dict())
+            del archive  # the scripted module (its code and graph) is never used
         except Exception as exc:  # noqa: BLE001 - any failure here means a damaged archive
             raise CheckpointError(f"CLIP file {path} is damaged ({type(exc).__name__}: {exc}).",
                                   "Delete it and " + _FETCH_FIX[0].lower() + _FETCH_FIX[1:]) from None
-    state = safe_load(path)
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or "text_projection" not in state or "visual.proj" not in state:
-        raise CheckpointError(f"{path} is not a CLIP ViT state_dict (no text_projection / visual.proj).",
-                              "Point --clip at the ViT-B-32.pt from the clip package, or " + _FETCH_FIX)
+    else:
+        state = safe_load(path, mmap=True)
+        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+            state = state["state_dict"]
+        if not isinstance(state, dict) or "text_projection" not in state or "visual.proj" not in state:
+            raise CheckpointError(f"{path} is not a CLIP ViT state_dict (no text_projection / visual.proj).",
+                                  "Point --clip at the ViT-B-32.pt from the clip package, or " + _FETCH_FIX)
+    if text_only:
+        state = {key: value for key, value in state.items() if _is_text_key(key)}
     return state
+
+
+def build_text_tower(state: dict[str, torch.Tensor]) -> nn.Module:
+    """CLIP's text half from a (text) state_dict: clip's own modules, weights as ``clip.load`` has them.
+
+    Shapes are read from ``state`` as ``clip.model.build_model`` reads them. Raises KeyError,
+    RuntimeError or ValueError when ``state`` is not a CLIP text tower.
+    """
+    clip = import_clip()
+    width = state["ln_final.weight"].shape[0]
+    context = state["positional_embedding"].shape[0]
+    vocab = state["token_embedding.weight"].shape[0]
+    embed_dim = state["text_projection"].shape[1]
+    layers = len({key.split(".")[2] for key in state if key.startswith("transformer.resblocks.")})
+    # CLIP's build_attention_mask: additive causal mask, -inf above the diagonal. A plain attribute
+    # of each block (not a buffer), so it is made for real, outside the meta device.
+    causal_mask = torch.full((context, context), float("-inf")).triu_(1)
+    with torch.device("meta"):
+        tower = nn.Module()
+        tower.token_embedding = nn.Embedding(vocab, width)
+        tower.positional_embedding = nn.Parameter(torch.empty(context, width))
+        tower.transformer = clip.model.Transformer(width, layers, width // 64, attn_mask=causal_mask)
+        tower.ln_final = clip.model.LayerNorm(width)
+        tower.text_projection = nn.Parameter(torch.empty(width, embed_dim))
+    # On the skeleton, clip's own conversion marks which tensors build_model stores in fp16.
+    clip.model.convert_weights(tower)
+    expected = tower.state_dict()
+    unexpected = sorted(set(state) - set(expected))
+    if unexpected:
+        raise KeyError(f"unexpected text keys {unexpected[:5]}")
+    weights = {}
+    for key, slot in expected.items():
+        if tuple(state[key].shape) != tuple(slot.shape):
+            raise ValueError(f"'{key}' has shape {tuple(state[key].shape)}, expected {tuple(slot.shape)}")
+        weights[key] = state[key].to(slot.dtype).to(torch.float32, memory_format=torch.contiguous_format,
+                                                   copy=True)
+    tower.load_state_dict(weights, strict=True, assign=True)
+    return tower.eval()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -170,10 +232,10 @@ class TextEncoder:
     def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu",
                  official_fp16: bool = False, cache_size: int = 256) -> None:
         clip = import_clip()
+        if hasattr(model, "visual"):  # a whole CLIP model was given: keep its text half only
+            del model.visual  # note CLIP.dtype/encode_text need `visual`, so we encode ourselves
+            gc.collect()
         model = model.float()
-        if hasattr(model, "visual"):
-            del model.visual  # text only; note CLIP.dtype/encode_text need `visual`, so we encode ourselves
-        gc.collect()
         self.device = torch.device(device)
         self.official_fp16 = bool(official_fp16 and self.device.type == "cuda")
         if self.official_fp16:
@@ -190,11 +252,10 @@ class TextEncoder:
 
     @classmethod
     def load(cls, path: Path, device: str | torch.device = "cpu", official_fp16: bool = False) -> TextEncoder:
-        """Build from a CLIP file (official TorchScript or plain state_dict), visual half dropped."""
-        clip = import_clip()
-        state = load_clip_state_dict(path)
+        """From a CLIP file (official TorchScript or plain state_dict); the visual half is never built."""
+        state = load_clip_state_dict(path, text_only=True)
         try:
-            model = clip.model.build_model(state)
+            model = build_text_tower(state)
         except (KeyError, RuntimeError, ValueError) as exc:
             raise CheckpointError(
                 f"{path} does not hold a loadable CLIP model ({type(exc).__name__}: {exc}).",
