@@ -38,6 +38,7 @@ from torch import nn
 
 from .errors import CheckpointError
 from .models import RVQVAE, LengthEstimator, MaskTransformer, ResidualTransformer
+from .models.construction import build_without_init, unset_tensors
 from .options import read_opt
 
 FETCH_FIX = "Run `python build.py weights` to download and install the official checkpoints."
@@ -218,21 +219,9 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], path: Pa
     # What copy_ would have done: the model's dtype, a dense layout.
     state = {key: state[key].to(target.dtype).contiguous() for key, target in expected.items()}
     model.load_state_dict(state, strict=True, assign=True)
-    unset = [name for name, tensor in (*model.named_parameters(), *model.named_buffers()) if tensor.is_meta]
+    unset = unset_tensors(model)
     if unset:  # a non-persistent buffer cannot come from a checkpoint: the model must not have one
         raise RuntimeError(f"{type(model).__name__} has tensors no checkpoint provides: {_few(unset)}")
-
-
-def build_without_init(build: Callable[[], M]) -> M:
-    """``build()`` on the meta device: the module's structure without memory or random initialisation.
-
-    For loading only (``load_state_strict(..., assign=True)`` then provides every tensor). Unlike the
-    official construction it draws nothing from torch's RNG, which sampling never depends on (the
-    pipeline seeds its own generator per job); the ``build_*`` functions alone keep the official
-    construction order and draws (spec §10.2) for parity work and test weights.
-    """
-    with torch.device("meta"):
-        return build()
 
 
 def _opt_field(opt: SimpleNamespace, name: str, default: Any = None) -> Any:
@@ -360,7 +349,8 @@ def _load_checkpoint(build: Callable[[], M], path: Path, keys: tuple[str, ...], 
     """The model ``build`` describes, with the weights stored under the first of ``keys`` in ``path``.
 
     The structure is built on the meta device and the checkpoint's tensors are adopted as its
-    weights: no random initialisation to throw away, and no second copy of the weights.
+    weights: no random initialisation to throw away, and no second copy of the weights. Unlike the
+    ``build_*`` functions alone, this draws nothing from torch's RNG (sampling seeds its own generator).
     """
     model = build_without_init(build)
     state = state_dict_from(safe_load(path), keys, path)

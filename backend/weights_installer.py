@@ -375,8 +375,8 @@ def download(url: str, target: Path, *, label: str | None = None, retries: int =
         except urllib.error.HTTPError as err:
             if err.code == 416:
                 # Range not satisfiable: the .part file is complete when its size is the file's size.
-                total = err.headers.get("Content-Range", "").rpartition("/")[2]
-                if not (total.isdigit() and int(total) == have):
+                full_size = err.headers.get("Content-Range", "").rpartition("/")[2]
+                if not (full_size.isdigit() and int(full_size) == have):
                     part.unlink(missing_ok=True)
                     continue
             elif err.code in (408, 429) or err.code >= 500:

@@ -395,3 +395,13 @@ def test_leftovers_of_a_killed_installer_are_repaired(tmp_path, server):
     assert server.requests == []          # the old install was put back and verified, nothing downloaded
     assert_installed(tmp_path)
     assert leftovers(tmp_path) == []
+
+
+def test_complete_part_file_is_used_when_server_says_range_not_satisfiable(tmp_path, server):
+    data = server.files["/humanml3d_models.zip"]
+    (tmp_path / ".downloads").mkdir()
+    (tmp_path / ".downloads" / "humanml3d_models.zip.part").write_bytes(data)
+    install(tmp_path, server)
+    assert ("/humanml3d_models.zip", f"bytes={len(data)}-") in server.requests
+    assert_installed(tmp_path)
+    assert leftovers(tmp_path) == []

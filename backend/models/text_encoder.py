@@ -51,6 +51,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
+from .construction import meta_construction
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +200,7 @@ def build_text_tower(state: dict[str, torch.Tensor]) -> nn.Module:
     # CLIP's build_attention_mask: additive causal mask, -inf above the diagonal. A plain attribute
     # of each block (not a buffer), so it is made for real, outside the meta device.
     causal_mask = torch.full((context, context), float("-inf")).triu_(1)
-    with torch.device("meta"):
+    with meta_construction():
         tower = nn.Module()
         tower.token_embedding = nn.Embedding(vocab, width)
         tower.positional_embedding = nn.Parameter(torch.empty(context, width))

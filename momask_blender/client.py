@@ -1,0 +1,458 @@
+"""The add-on's side of the backend process: start it, talk NDJSON to it, notice when it dies.
+
+``BackendClient`` starts ``<backend python> -m backend serve ...`` on demand with its working folder
+set to the folder that contains ``backend/`` (the extension's own folder when installed, the
+repository root in development). Requests go out on stdin under a lock; a reader thread parses the
+replies on stdout and routes them, by request id, into one queue per call. stderr and the backend's
+logging go to a log file in the add-on's user directory.
+
+If the process exits or the pipe breaks, every call still waiting gets a ``backend_crashed`` error
+carrying the last lines of the log, and the next request starts a fresh process. The backend exits by
+itself when its stdin closes, so Blender quitting (even by a crash) leaves no orphan.
+
+No bpy here: this module is plain stdlib (plus the protocol file, loaded by path), so it works the
+same from a panel, a worker thread or a headless script. Never import torch or the backend package.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import importlib.util
+import itertools
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+#: What a caller sees when it stops waiting: ``code`` as in docs/protocol.md, plus the add-on's own.
+CRASHED = "backend_crashed"
+NOT_STARTED = "backend_not_started"
+TIMEOUT = "backend_timeout"
+
+CLIENT_NAME = "momask_blender"
+HELLO_TIMEOUT_S = 180.0          # importing torch on a busy laptop can take a while
+SHUTDOWN_TIMEOUT_S = 5.0
+LOG_TAIL_LINES = 12
+
+
+class BackendError(Exception):
+    """A failed request, shaped like the backend's MoMaskError: ``code``, ``problem`` and ``fix``."""
+
+    def __init__(self, code: str, problem: str, fix: str = "") -> None:
+        self.code = code
+        self.problem = problem.strip()
+        self.fix = fix.strip()
+        super().__init__(self.problem + (f" Fix: {self.fix}" if self.fix else ""))
+
+    @property
+    def cancelled(self) -> bool:
+        return self.code == "cancelled"
+
+
+# --- where things are -------------------------------------------------------------------------------
+
+def backend_root(package_dir: Path | None = None) -> Path | None:
+    """The folder that contains ``backend/``: the extension itself when the backend is bundled in
+    it, else the repository the add-on is run from (development). None when neither has it."""
+    package_dir = Path(package_dir or Path(__file__).resolve().parent)
+    for root in (package_dir, package_dir.parent):
+        if (root / "backend" / "__main__.py").is_file() and (root / "backend" / "protocol.py").is_file():
+            return root
+    return None
+
+
+_PROTOCOL_MODULE = "_momask_blender_protocol"
+
+
+def load_protocol(root: Path | None = None):
+    """``backend/protocol.py`` loaded by file path (stdlib only), never as the ``backend`` package."""
+    cached = sys.modules.get(_PROTOCOL_MODULE)
+    if cached is not None:
+        return cached
+    root = root or backend_root()
+    if root is None:
+        raise BackendError(NOT_STARTED, "The MoMask backend is not next to the add-on (no backend/ folder).",
+                           "Reinstall the MoMask extension from its release zip, which bundles the backend.")
+    spec = importlib.util.spec_from_file_location(_PROTOCOL_MODULE, root / "backend" / "protocol.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[_PROTOCOL_MODULE] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[_PROTOCOL_MODULE]
+        raise
+    return module
+
+
+def default_backend_python(root: Path | None, user_dir: Path | None = None) -> str:
+    """The interpreter to run the backend with when the preferences leave it empty.
+
+    Looks for the environment ``python build.py setup`` makes (``.venv`` next to ``backend/``), then
+    one in the user directory, then ``$MOMASK_BACKEND_PYTHON``. Blender's own Python is never used: it
+    has no torch.
+    """
+    candidates = []
+    if os.environ.get("MOMASK_BACKEND_PYTHON"):
+        candidates.append(Path(os.environ["MOMASK_BACKEND_PYTHON"]))
+    for base in (root, user_dir):
+        if base is not None:
+            candidates += [base / ".venv" / "bin" / "python", base / ".venv" / "Scripts" / "python.exe",
+                           base / "venv" / "bin" / "python", base / "venv" / "Scripts" / "python.exe"]
+    for path in candidates:
+        if path.is_file():
+            return str(path)
+    return ""
+
+
+# --- configuration ----------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class BackendConfig:
+    """Everything that decides which process runs; a different config means a restart."""
+
+    python: str
+    weights: str
+    clip: str = ""
+    device: str = "auto"
+    dataset: str = "t2m"
+    root: str = ""           # the folder that contains backend/
+    log_path: str = ""
+
+    def command(self) -> list[str]:
+        cmd = [self.python, "-m", "backend", "serve", "--weights", self.weights, "--dataset", self.dataset,
+               "--device", self.device]
+        if self.clip:
+            cmd += ["--clip", self.clip]
+        if self.log_path:
+            cmd += ["--log", self.log_path]
+        return cmd
+
+
+def _tail(path: str, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 16384))
+            text = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+# --- one request ------------------------------------------------------------------------------------
+
+class Call:
+    """One request in flight: its id and the queue its replies arrive in."""
+
+    def __init__(self, request_id: int, message_type: str) -> None:
+        self.id = request_id
+        self.type = message_type
+        self.replies: queue.Queue[dict[str, Any]] = queue.Queue()
+
+
+class BackendClient:
+    """The backend process and the requests in flight to it. Thread-safe."""
+
+    def __init__(self, config: BackendConfig) -> None:
+        self.config = config
+        self.hello: dict[str, Any] | None = None
+        self._process: subprocess.Popen | None = None
+        self._stderr_file = None
+        self._send_lock = threading.Lock()
+        self._start_lock = threading.RLock()
+        self._pending: dict[int, Call] = {}
+        self._pending_lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._protocol = None
+        self._reader: threading.Thread | None = None
+        self._recent_logs: collections.deque[str] = collections.deque(maxlen=20)
+        self.restarts = 0
+
+    # --- lifetime -------------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self.running else None
+
+    def configure(self, config: BackendConfig) -> None:
+        """Use ``config`` from now on; a running process with other settings is stopped (it restarts
+        with the new ones on the next request)."""
+        if config != self.config:
+            self.stop()
+            self.config = config
+
+    def _check_config(self) -> None:
+        cfg = self.config
+        fix_python = ("Set 'Backend Python' in the MoMask add-on preferences to the python of the backend's "
+                      "environment (made by `python build.py setup`).")
+        if not cfg.python:
+            raise BackendError(NOT_STARTED, "No Python for the MoMask backend is set or found.", fix_python)
+        if not Path(cfg.python).is_file():
+            raise BackendError(NOT_STARTED, f"The backend Python {cfg.python} does not exist.", fix_python)
+        if not cfg.root or not (Path(cfg.root) / "backend" / "__main__.py").is_file():
+            raise BackendError(NOT_STARTED, "The MoMask backend is not next to the add-on (no backend/ folder).",
+                               "Reinstall the MoMask extension from its release zip, which bundles the backend.")
+
+    def ensure_started(self) -> dict[str, Any]:
+        """Start the process if it is not running and say hello; returns the hello data."""
+        with self._start_lock:
+            if self.running and self.hello is not None:
+                return self.hello
+            self._stop_process(graceful=False)
+            self._check_config()
+            self._protocol = load_protocol(Path(self.config.root))
+            self._spawn()
+            call = self._submit("hello", {"protocol": self._protocol.PROTOCOL_VERSION,
+                                          "client": f"{CLIENT_NAME}"})
+            self.hello = self._wait(call, timeout=HELLO_TIMEOUT_S)
+            return self.hello
+
+    def _spawn(self) -> None:
+        cfg = self.config
+        env = dict(os.environ)
+        # Blender's own interpreter settings must not leak into the backend's Python.
+        for name in ("PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP"):
+            env.pop(name, None)
+        env["PYTHONUNBUFFERED"] = "1"
+        env["PYTHONIOENCODING"] = "utf-8"
+        env["PYTHONUTF8"] = "1"
+        stderr: Any = subprocess.DEVNULL
+        if cfg.log_path:
+            Path(cfg.log_path).parent.mkdir(parents=True, exist_ok=True)
+            # the backend points its stderr at --log itself; this catches what happens before that
+            self._stderr_file = open(cfg.log_path, "ab")  # noqa: SIM115 (kept open for the process's life)
+            stderr = self._stderr_file
+        flags = getattr(subprocess, "CREATE_NO_WINDOW", 0) if os.name == "nt" else 0
+        try:
+            self._process = subprocess.Popen(
+                cfg.command(), cwd=cfg.root, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=stderr, bufsize=0, creationflags=flags)
+        except OSError as exc:
+            self._close_stderr()
+            raise BackendError(NOT_STARTED, f"Could not start the MoMask backend with {cfg.python} ({exc}).",
+                               "Check 'Backend Python' in the MoMask add-on preferences.") from exc
+        self.restarts += 1
+        self._reader = threading.Thread(target=self._read, args=(self._process,), name="momask-backend-reader",
+                                        daemon=True)
+        self._reader.start()
+
+    def stop(self, timeout: float = SHUTDOWN_TIMEOUT_S) -> None:
+        """Ask the backend to shut down; terminate, then kill it, if it does not exit in time."""
+        with self._start_lock:
+            self._stop_process(graceful=True, timeout=timeout)
+
+    def _stop_process(self, graceful: bool, timeout: float = SHUTDOWN_TIMEOUT_S) -> None:
+        process = self._process
+        if process is None:
+            return
+        if process.poll() is None and graceful:
+            try:
+                self._send({"id": next(self._ids), "type": "shutdown"})
+                process.stdin.close()
+            except (OSError, ValueError, BackendError):
+                pass
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        for kill in (process.terminate, process.kill):
+            if process.poll() is not None:
+                break
+            kill()
+            try:
+                process.wait(2.0)
+            except subprocess.TimeoutExpired:
+                pass
+        for stream in (process.stdin, process.stdout):
+            try:
+                stream.close()
+            except (OSError, ValueError):
+                pass
+        if self._reader is not None and self._reader is not threading.current_thread():
+            self._reader.join(2.0)
+        self._process = None
+        self.hello = None
+        self._close_stderr()
+        self._fail_pending(process, stopped=True)
+
+    def _close_stderr(self) -> None:
+        if self._stderr_file is not None:
+            self._stderr_file.close()
+            self._stderr_file = None
+
+    # --- talking ----------------------------------------------------------------------------------------
+
+    def _send(self, message: dict[str, Any]) -> None:
+        process = self._process
+        if process is None or process.poll() is not None:
+            raise self._crash_error(process)
+        line = self._protocol.encode_message(message)
+        with self._send_lock:
+            try:
+                process.stdin.write(line)
+                process.stdin.flush()
+            except (BrokenPipeError, OSError, ValueError) as exc:
+                raise self._crash_error(process) from exc
+
+    def _submit(self, message_type: str, fields: dict[str, Any]) -> Call:
+        call = Call(next(self._ids), message_type)
+        with self._pending_lock:
+            self._pending[call.id] = call
+        try:
+            self._send({"id": call.id, "type": message_type, **fields})
+        except BackendError:
+            with self._pending_lock:
+                self._pending.pop(call.id, None)
+            raise
+        return call
+
+    def submit(self, message_type: str, **fields: Any) -> Call:
+        """Send a request (starting the backend if needed); read its replies from ``call.replies``.
+
+        A process that died since the last request (its pipe breaks on this write) is restarted once:
+        the request never reached it, so sending it again is safe.
+        """
+        self.ensure_started()
+        try:
+            return self._submit(message_type, fields)
+        except BackendError as exc:
+            if exc.code != CRASHED:
+                raise
+        with self._start_lock:
+            self._stop_process(graceful=False)
+        self.ensure_started()
+        return self._submit(message_type, fields)
+
+    def call(self, message_type: str, *, timeout: float | None = None,
+             on_progress: Callable[[dict[str, Any]], None] | None = None,
+             on_submit: Callable[[Call], None] | None = None, **fields: Any) -> dict[str, Any]:
+        """Send a request and wait for its result (``data``); raises :class:`BackendError` on an
+        error reply, a crash of the backend, or ``timeout`` seconds without any reply."""
+        call = self.submit(message_type, **fields)
+        if on_submit is not None:
+            on_submit(call)
+        return self._wait(call, timeout, on_progress)
+
+    def _wait(self, call: Call, timeout: float | None,
+              on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        try:
+            while True:
+                try:
+                    reply = call.replies.get(timeout=timeout)
+                except queue.Empty:
+                    self.cancel(call.id)
+                    raise BackendError(TIMEOUT, f"The backend did not answer '{call.type}' within {timeout:g} s.",
+                                       "Press 'Free memory' to restart it, or check its log: "
+                                       f"{self.config.log_path}") from None
+                kind = reply.get("type")
+                if kind == "progress":
+                    if on_progress is not None:
+                        on_progress(reply)
+                    continue
+                if kind == "result":
+                    return reply.get("data") or {}
+                err = reply.get("error") or {}
+                raise BackendError(str(err.get("code", "error")), str(err.get("problem", "Unknown error.")),
+                                   str(err.get("fix", "")))
+        finally:
+            with self._pending_lock:
+                self._pending.pop(call.id, None)
+
+    def cancel(self, request_id: int | None) -> None:
+        """Ask the backend to stop a job at its next step (``None``: every job). Never raises."""
+        if not self.running:
+            return
+        try:
+            self._send({"id": next(self._ids), "type": "cancel", "target": request_id})
+        except BackendError:
+            pass
+
+    # --- the reader thread --------------------------------------------------------------------------------
+
+    def _read(self, process: subprocess.Popen) -> None:
+        stream = process.stdout
+        try:
+            for raw in iter(stream.readline, b""):
+                try:
+                    reply = self._protocol.decode_message(raw, kind="reply")
+                except ValueError as exc:
+                    self._recent_logs.append(f"unreadable reply: {exc}")
+                    continue
+                if reply.get("type") == "log":
+                    self._recent_logs.append(f"{reply.get('level', 'info')}: {reply.get('message', '')}")
+                    continue
+                with self._pending_lock:
+                    call = self._pending.get(reply.get("id"))
+                if call is not None:
+                    call.replies.put(reply)
+        except (OSError, ValueError):
+            pass
+        # stdout closed: the process is gone (or going). Fail whatever still waits on it.
+        try:
+            process.wait(5.0)
+        except subprocess.TimeoutExpired:
+            pass
+        if process is self._process or self._process is None:
+            self._fail_pending(process, stopped=False)
+
+    def _crash_error(self, process: subprocess.Popen | None) -> BackendError:
+        code = process.poll() if process is not None else None
+        status = f" (exit code {code})" if code is not None else ""
+        tail = _tail(self.config.log_path) if self.config.log_path else ""
+        tail = tail or "\n".join(self._recent_logs)
+        where = f" Log: {self.config.log_path}." if self.config.log_path else ""
+        last = f"\nLast log lines:\n{tail}" if tail else ""
+        return BackendError(CRASHED, f"The MoMask backend stopped unexpectedly{status}.",
+                            f"It restarts on the next request; if this repeats, press 'Check backend' in the "
+                            f"add-on preferences.{where}{last}")
+
+    def _fail_pending(self, process: subprocess.Popen | None, stopped: bool) -> None:
+        with self._pending_lock:
+            calls = list(self._pending.values())
+            self._pending.clear()
+        if not calls:
+            return
+        if stopped:
+            error = {"code": "cancelled", "problem": "The backend was stopped.", "fix": ""}
+        else:
+            err = self._crash_error(process)
+            error = {"code": err.code, "problem": err.problem, "fix": err.fix}
+        for call in calls:
+            call.replies.put({"id": call.id, "type": "error", "error": error})
+
+
+def describe_error(exc: BaseException) -> tuple[str, str, str]:
+    """(code, problem, fix) of any exception, the way the panel shows it."""
+    if hasattr(exc, "problem"):
+        return (str(getattr(exc, "code", "error")), str(exc.problem), str(getattr(exc, "fix", "")))
+    return ("internal", f"{type(exc).__name__}: {exc}",
+            "This is a bug in the MoMask add-on; the details are in Blender's console.")
+
+
+def json_safe(value: Any) -> str:
+    """Short JSON for log lines and messages."""
+    try:
+        return json.dumps(value)[:300]
+    except (TypeError, ValueError):
+        return repr(value)[:300]
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+    """Poll ``predicate`` until it holds or ``timeout`` passes (tests and headless runs)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
