@@ -478,7 +478,7 @@ def inpaint_window(start: int, end: int, frames: int) -> int | None:
         raise InputError(f"The edit range [{start}, {end}) is {end - start} frames long; one in-between can "
                          f"regenerate at most {MAX_FRAMES - 2 * TOKEN_FRAMES} frames "
                          f"({(MAX_FRAMES - 2 * TOKEN_FRAMES) / 20:.1f} s at 20 fps) with context around it.",
-                         "Split the range into shorter pieces and regenerate them one after another.")
+                         "Select a shorter range, or regenerate it in parts one after another.")
     centre = (wide_start + wide_end) // 2
     last_window = (frames - MAX_FRAMES) // TOKEN_FRAMES * TOKEN_FRAMES
     window = (centre - MAX_FRAMES // 2) // TOKEN_FRAMES * TOKEN_FRAMES

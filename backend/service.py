@@ -248,21 +248,6 @@ def float_array(value: Any, name: str, trailing: tuple[int, ...]) -> Any:
     return array
 
 
-def inpaint_window(frames: int, start: int, end: int, fps: float,
-                   limit: int = sk.MAX_MOTION_FRAMES) -> tuple[int, int]:
-    """The stretch ``[w0, w1)`` of a long source the model sees: at most ``limit`` frames (what it was
-    trained on), with the range in the middle so it gets context on both sides to blend into."""
-    if frames <= limit:
-        return 0, frames
-    longest = limit - 2 * sk.UNIT_LENGTH
-    if end - start > longest:
-        raise InputError(f"The range is {(end - start) / fps:.1f} s long; at most {longest / fps:.1f} s "
-                         "can be regenerated at once.", "Select a shorter range, or regenerate it in parts.")
-    first = max(0, start - (limit - (end - start)) // 2)
-    last = min(frames, first + limit)
-    return max(0, last - limit), last
-
-
 # --- retargeting requests ---------------------------------------------------------------------------
 
 @dataclasses.dataclass
@@ -654,27 +639,21 @@ class Service:
         progress.report("start", 0)
         pipeline = self.ensure_pipeline(progress, job)
         loaded = time.perf_counter()
-        # Joint sources live in absolute space, so a long one can be cut to the window the model sees
-        # and the answer put back; features are root-relative and must fit the model as they are.
-        if source_joints is not None:
-            window = inpaint_window(model_frames, start_m, end_m, model_fps)
-        else:
-            window = (0, model_frames)
-        batch = pipeline.inpaint(model_source[window[0]:window[1]], start_m - window[0], end_m - window[0],
-                                 prompt, settings, cancel=job.cancel,
+        # A source longer than the 196 frames the models know is inpainted inside a token-aligned window
+        # around the range; the pipeline does that and reports the range in the whole source's frames.
+        from backend.pipeline import inpaint_window
+
+        window = inpaint_window(start_m, end_m, model_frames)
+        window = (0, model_frames) if window is None else (window, window + sk.MAX_MOTION_FRAMES)
+        batch = pipeline.inpaint(model_source, start_m, end_m, prompt, settings, cancel=job.cancel,
                                  regen_residual_everywhere=bool(field(message, "regen_residual_everywhere",
                                                                       bool, False)),
                                  progress=progress.pipeline_callback(load_units, tail))
         generated = time.perf_counter()
-        window_joints = batch.joints[0, :int(batch.lengths[0])]
-        if window == (0, model_frames):
-            joints = window_joints
-        else:
-            joints = model_source.copy()
-            joints[window[0]:window[0] + len(window_joints)] = window_joints
+        joints = batch.joints[0, :int(batch.lengths[0])]
+        assert batch.start is not None and batch.end is not None
+        widened = (int(batch.start), int(batch.end))
         length = int(joints.shape[0])
-        widened = (window[0] + int(batch.start if batch.start is not None else start_m - window[0]),
-                   window[0] + int(batch.end if batch.end is not None else end_m - window[0]))
         back = src_fps / model_fps
         take: dict[str, Any] = {
             "prompt": prompt, "seed": seed, "index": 0, "frames": length, "fps": float(batch.fps),

@@ -27,8 +27,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 #: What a caller sees when it stops waiting: ``code`` as in docs/protocol.md, plus the add-on's own.
 CRASHED = "backend_crashed"

@@ -8,8 +8,14 @@ take list draws ``bpy.data.actions`` filtered to this rig's takes; only the sele
 from __future__ import annotations
 
 import bpy
-from bpy.props import (BoolProperty, CollectionProperty, FloatProperty, IntProperty, PointerProperty,
-                       StringProperty)
+from bpy.props import (
+    BoolProperty,
+    CollectionProperty,
+    FloatProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
 
 MAX_SECONDS = 9.8          # 196 model frames at 20 fps
 SEED_MAX = 2**31 - 1       # Blender's IntProperty is 32-bit signed; the backend takes any 32-bit seed

@@ -263,5 +263,5 @@ def test_long_sources_are_inpainted_in_a_window_around_the_range(pipeline, real_
 
 def test_in_betweens_longer_than_a_window_are_refused(pipeline, real_features) -> None:
     long_source = np.concatenate([real_features, real_features], axis=0)
-    with pytest.raises(InputError, match="Split the range"):
+    with pytest.raises(InputError, match="shorter range"):
         pipeline.inpaint(long_source, 10, 250, "a person jumps", SamplingSettings())
