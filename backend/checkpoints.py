@@ -363,9 +363,10 @@ def load_models(root: Path, dataset: str = "t2m", clip: Path | None = None,
     """Load the official (or test) checkpoints of ``dataset`` under weights root ``root``.
 
     Checks the folder is complete first (listing every missing file), finds CLIP (explicit path →
-    ``<root>/clip/ViT-B-32.pt`` → ``~/.cache/clip/ViT-B-32.pt``), then builds VQ, residual and
-    masked transformers and the length estimator from their opt.txt (official order) and loads
-    each strictly. A missing length estimator leaves ``length_estimator=None``.
+    ``<root>/clip/ViT-B-32.pt`` → ``~/.cache/clip/ViT-B-32.pt``), loads CLIP's text tower, then
+    builds VQ, residual and masked transformers and the length estimator from their opt.txt
+    (without random init, see :func:`_load_checkpoint`) and loads each strictly. A missing length
+    estimator leaves ``length_estimator=None``.
     ``official_fp16_clip``: on CUDA, run CLIP in fp16 as the official code does.
     """
     from .models.text_encoder import TextEncoder, find_clip_file
@@ -398,6 +399,9 @@ def load_models(root: Path, dataset: str = "t2m", clip: Path | None = None,
     mean = _load_meta(layout.mean, vq_opt.dim_pose)
     std = _load_meta(layout.std, vq_opt.dim_pose)
 
+    # CLIP first: its load briefly holds the file's fp16 text weights next to the fp32 ones, and the
+    # peak memory is lower while the other models are not loaded yet.
+    text_encoder = TextEncoder.load(clip_file, device=target, official_fp16=official_fp16_clip)
     vq = _load_checkpoint(lambda: build_vq(vq_opt), layout.vq_checkpoint, ("vq_model", "net"), layout.vq_opt)
     residual = _load_checkpoint(lambda: build_residual_transformer(res_opt, vq_opt),
                                 layout.residual_checkpoint, ("res_transformer",), layout.residual_opt,
@@ -409,8 +413,6 @@ def load_models(root: Path, dataset: str = "t2m", clip: Path | None = None,
         length_estimator = _frozen(_load_checkpoint(lambda: build_length_estimator(mask_opt),
                                                     layout.length_checkpoint, ("estimator",),
                                                     "LengthEstimator(512, 50)"), target)
-
-    text_encoder = TextEncoder.load(clip_file, device=target, official_fp16=official_fp16_clip)
     return LoadedModels(
         vq=_frozen(vq, target), mask_transformer=_frozen(mask, target),
         residual_transformer=_frozen(residual, target), length_estimator=length_estimator,

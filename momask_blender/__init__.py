@@ -39,7 +39,7 @@ def register() -> None:
 
 
 def unregister() -> None:
-    jobs.unregister()          # cancel jobs, stop the backend process, remove the timer
+    jobs.unregister()  # cancel jobs, stop the backend process, remove the timer
     properties.unregister_properties()
     for cls in reversed(_CLASSES):
         bpy.utils.unregister_class(cls)

@@ -17,6 +17,7 @@ same from a panel, a worker thread or a headless script. Never import torch or t
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import importlib.util
 import itertools
@@ -37,7 +38,7 @@ NOT_STARTED = "backend_not_started"
 TIMEOUT = "backend_timeout"
 
 CLIENT_NAME = "momask_blender"
-HELLO_TIMEOUT_S = 180.0          # importing torch on a busy laptop can take a while
+HELLO_TIMEOUT_S = 180.0  # importing torch on a busy laptop can take a while
 SHUTDOWN_TIMEOUT_S = 5.0
 LOG_TAIL_LINES = 12
 
@@ -57,6 +58,7 @@ class BackendError(Exception):
 
 
 # --- where things are -------------------------------------------------------------------------------
+
 
 def backend_root(package_dir: Path | None = None) -> Path | None:
     """The folder that contains ``backend/``: the extension itself when the backend is bundled in
@@ -78,8 +80,11 @@ def load_protocol(root: Path | None = None):
         return cached
     root = root or backend_root()
     if root is None:
-        raise BackendError(NOT_STARTED, "The MoMask backend is not next to the add-on (no backend/ folder).",
-                           "Reinstall the MoMask extension from its release zip, which bundles the backend.")
+        raise BackendError(
+            NOT_STARTED,
+            "The MoMask backend is not next to the add-on (no backend/ folder).",
+            "Reinstall the MoMask extension from its release zip, which bundles the backend.",
+        )
     spec = importlib.util.spec_from_file_location(_PROTOCOL_MODULE, root / "backend" / "protocol.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[_PROTOCOL_MODULE] = module
@@ -103,8 +108,12 @@ def default_backend_python(root: Path | None, user_dir: Path | None = None) -> s
         candidates.append(Path(os.environ["MOMASK_BACKEND_PYTHON"]))
     for base in (root, user_dir):
         if base is not None:
-            candidates += [base / ".venv" / "bin" / "python", base / ".venv" / "Scripts" / "python.exe",
-                           base / "venv" / "bin" / "python", base / "venv" / "Scripts" / "python.exe"]
+            candidates += [
+                base / ".venv" / "bin" / "python",
+                base / ".venv" / "Scripts" / "python.exe",
+                base / "venv" / "bin" / "python",
+                base / "venv" / "Scripts" / "python.exe",
+            ]
     for path in candidates:
         if path.is_file():
             return str(path)
@@ -112,6 +121,7 @@ def default_backend_python(root: Path | None, user_dir: Path | None = None) -> s
 
 
 # --- configuration ----------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class BackendConfig:
@@ -122,12 +132,22 @@ class BackendConfig:
     clip: str = ""
     device: str = "auto"
     dataset: str = "t2m"
-    root: str = ""           # the folder that contains backend/
+    root: str = ""  # the folder that contains backend/
     log_path: str = ""
 
     def command(self) -> list[str]:
-        cmd = [self.python, "-m", "backend", "serve", "--weights", self.weights, "--dataset", self.dataset,
-               "--device", self.device]
+        cmd = [
+            self.python,
+            "-m",
+            "backend",
+            "serve",
+            "--weights",
+            self.weights,
+            "--dataset",
+            self.dataset,
+            "--device",
+            self.device,
+        ]
         if self.clip:
             cmd += ["--clip", self.clip]
         if self.log_path:
@@ -148,6 +168,7 @@ def _tail(path: str, lines: int = LOG_TAIL_LINES) -> str:
 
 
 # --- one request ------------------------------------------------------------------------------------
+
 
 class Call:
     """One request in flight: its id and the queue its replies arrive in."""
@@ -195,15 +216,20 @@ class BackendClient:
 
     def _check_config(self) -> None:
         cfg = self.config
-        fix_python = ("Set 'Backend Python' in the MoMask add-on preferences to the python of the backend's "
-                      "environment (made by `python build.py setup`).")
+        fix_python = (
+            "Set 'Backend Python' in the MoMask add-on preferences to the python of the backend's "
+            "environment (made by `python build.py setup`)."
+        )
         if not cfg.python:
             raise BackendError(NOT_STARTED, "No Python for the MoMask backend is set or found.", fix_python)
         if not Path(cfg.python).is_file():
             raise BackendError(NOT_STARTED, f"The backend Python {cfg.python} does not exist.", fix_python)
         if not cfg.root or not (Path(cfg.root) / "backend" / "__main__.py").is_file():
-            raise BackendError(NOT_STARTED, "The MoMask backend is not next to the add-on (no backend/ folder).",
-                               "Reinstall the MoMask extension from its release zip, which bundles the backend.")
+            raise BackendError(
+                NOT_STARTED,
+                "The MoMask backend is not next to the add-on (no backend/ folder).",
+                "Reinstall the MoMask extension from its release zip, which bundles the backend.",
+            )
 
     def ensure_started(self) -> dict[str, Any]:
         """Start the process if it is not running and say hello; returns the hello data."""
@@ -214,8 +240,9 @@ class BackendClient:
             self._check_config()
             self._protocol = load_protocol(Path(self.config.root))
             self._spawn()
-            call = self._submit("hello", {"protocol": self._protocol.PROTOCOL_VERSION,
-                                          "client": f"{CLIENT_NAME}"})
+            call = self._submit(
+                "hello", {"protocol": self._protocol.PROTOCOL_VERSION, "client": f"{CLIENT_NAME}"}
+            )
             self.hello = self._wait(call, timeout=HELLO_TIMEOUT_S)
             return self.hello
 
@@ -237,15 +264,26 @@ class BackendClient:
         flags = getattr(subprocess, "CREATE_NO_WINDOW", 0) if os.name == "nt" else 0
         try:
             self._process = subprocess.Popen(
-                cfg.command(), cwd=cfg.root, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=stderr, bufsize=0, creationflags=flags)
+                cfg.command(),
+                cwd=cfg.root,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                bufsize=0,
+                creationflags=flags,
+            )
         except OSError as exc:
             self._close_stderr()
-            raise BackendError(NOT_STARTED, f"Could not start the MoMask backend with {cfg.python} ({exc}).",
-                               "Check 'Backend Python' in the MoMask add-on preferences.") from exc
+            raise BackendError(
+                NOT_STARTED,
+                f"Could not start the MoMask backend with {cfg.python} ({exc}).",
+                "Check 'Backend Python' in the MoMask add-on preferences.",
+            ) from exc
         self.restarts += 1
-        self._reader = threading.Thread(target=self._read, args=(self._process,), name="momask-backend-reader",
-                                        daemon=True)
+        self._reader = threading.Thread(
+            target=self._read, args=(self._process,), name="momask-backend-reader", daemon=True
+        )
         self._reader.start()
 
     def stop(self, timeout: float = SHUTDOWN_TIMEOUT_S) -> None:
@@ -263,23 +301,17 @@ class BackendClient:
                 process.stdin.close()
             except (OSError, ValueError, BackendError):
                 pass
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
         for kill in (process.terminate, process.kill):
             if process.poll() is not None:
                 break
             kill()
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(2.0)
-            except subprocess.TimeoutExpired:
-                pass
         for stream in (process.stdin, process.stdout):
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 stream.close()
-            except (OSError, ValueError):
-                pass
         if self._reader is not None and self._reader is not threading.current_thread():
             self._reader.join(2.0)
         self._process = None
@@ -335,9 +367,15 @@ class BackendClient:
         self.ensure_started()
         return self._submit(message_type, fields)
 
-    def call(self, message_type: str, *, timeout: float | None = None,
-             on_progress: Callable[[dict[str, Any]], None] | None = None,
-             on_submit: Callable[[Call], None] | None = None, **fields: Any) -> dict[str, Any]:
+    def call(
+        self,
+        message_type: str,
+        *,
+        timeout: float | None = None,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+        on_submit: Callable[[Call], None] | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
         """Send a request and wait for its result (``data``); raises :class:`BackendError` on an
         error reply, a crash of the backend, or ``timeout`` seconds without any reply."""
         call = self.submit(message_type, **fields)
@@ -345,17 +383,20 @@ class BackendClient:
             on_submit(call)
         return self._wait(call, timeout, on_progress)
 
-    def _wait(self, call: Call, timeout: float | None,
-              on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    def _wait(
+        self, call: Call, timeout: float | None, on_progress: Callable[[dict[str, Any]], None] | None = None
+    ) -> dict[str, Any]:
         try:
             while True:
                 try:
                     reply = call.replies.get(timeout=timeout)
                 except queue.Empty:
                     self.cancel(call.id)
-                    raise BackendError(TIMEOUT, f"The backend did not answer '{call.type}' within {timeout:g} s.",
-                                       "Press 'Free memory' to restart it, or check its log: "
-                                       f"{self.config.log_path}") from None
+                    raise BackendError(
+                        TIMEOUT,
+                        f"The backend did not answer '{call.type}' within {timeout:g} s.",
+                        f"Press 'Free memory' to restart it, or check its log: {self.config.log_path}",
+                    ) from None
                 kind = reply.get("type")
                 if kind == "progress":
                     if on_progress is not None:
@@ -364,8 +405,11 @@ class BackendClient:
                 if kind == "result":
                     return reply.get("data") or {}
                 err = reply.get("error") or {}
-                raise BackendError(str(err.get("code", "error")), str(err.get("problem", "Unknown error.")),
-                                   str(err.get("fix", "")))
+                raise BackendError(
+                    str(err.get("code", "error")),
+                    str(err.get("problem", "Unknown error.")),
+                    str(err.get("fix", "")),
+                )
         finally:
             with self._pending_lock:
                 self._pending.pop(call.id, None)
@@ -374,10 +418,8 @@ class BackendClient:
         """Ask the backend to stop a job at its next step (``None``: every job). Never raises."""
         if not self.running:
             return
-        try:
+        with contextlib.suppress(BackendError):
             self._send({"id": next(self._ids), "type": "cancel", "target": request_id})
-        except BackendError:
-            pass
 
     # --- the reader thread --------------------------------------------------------------------------------
 
@@ -400,10 +442,8 @@ class BackendClient:
         except (OSError, ValueError):
             pass
         # stdout closed: the process is gone (or going). Fail whatever still waits on it.
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(5.0)
-        except subprocess.TimeoutExpired:
-            pass
         if process is self._process or self._process is None:
             self._fail_pending(process, stopped=False)
 
@@ -414,9 +454,12 @@ class BackendClient:
         tail = tail or "\n".join(self._recent_logs)
         where = f" Log: {self.config.log_path}." if self.config.log_path else ""
         last = f"\nLast log lines:\n{tail}" if tail else ""
-        return BackendError(CRASHED, f"The MoMask backend stopped unexpectedly{status}.",
-                            f"It restarts on the next request; if this repeats, press 'Check backend' in the "
-                            f"add-on preferences.{where}{last}")
+        return BackendError(
+            CRASHED,
+            f"The MoMask backend stopped unexpectedly{status}.",
+            f"It restarts on the next request; if this repeats, press 'Check backend' in the "
+            f"add-on preferences.{where}{last}",
+        )
 
     def _fail_pending(self, process: subprocess.Popen | None, stopped: bool) -> None:
         with self._pending_lock:
@@ -437,8 +480,11 @@ def describe_error(exc: BaseException) -> tuple[str, str, str]:
     """(code, problem, fix) of any exception, the way the panel shows it."""
     if hasattr(exc, "problem"):
         return (str(getattr(exc, "code", "error")), str(exc.problem), str(getattr(exc, "fix", "")))
-    return ("internal", f"{type(exc).__name__}: {exc}",
-            "This is a bug in the MoMask add-on; the details are in Blender's console.")
+    return (
+        "internal",
+        f"{type(exc).__name__}: {exc}",
+        "This is a bug in the MoMask add-on; the details are in Blender's console.",
+    )
 
 
 def json_safe(value: Any) -> str:

@@ -62,7 +62,10 @@ class Target:
         if obj is None:
             renamed = next((o for o in bpy.data.objects if o.session_uid == self.uid), None)
             if renamed is not None:
-                return None, f"The armature '{self.name}' was renamed to '{renamed.name}' while the motion was made."
+                return (
+                    None,
+                    f"The armature '{self.name}' was renamed to '{renamed.name}' while the motion was made.",
+                )
             return None, f"The armature '{self.name}' was deleted while the motion was made."
         try:
             if obj.session_uid != self.uid:
@@ -76,19 +79,19 @@ class Target:
 
 @dataclasses.dataclass
 class Job:
-    kind: str                        # generate | inpaint | map_rig | diagnose
-    fields: dict[str, Any]           # the request's fields (without id and type)
+    kind: str  # generate | inpaint | map_rig | diagnose
+    fields: dict[str, Any]  # the request's fields (without id and type)
     config: client_mod.BackendConfig
     label: str = ""
     target: Target | None = None
-    context: dict[str, Any] = dataclasses.field(default_factory=dict)   # what applying needs
+    context: dict[str, Any] = dataclasses.field(default_factory=dict)  # what applying needs
     id: int = 0
     request_id: int | None = None
-    state: str = "queued"            # queued running done failed cancelled applied dropped
+    state: str = "queued"  # queued running done failed cancelled applied dropped
     stage: str = "connect"
     fraction: float = 0.0
     data: dict[str, Any] | None = None
-    error: tuple[str, str, str] | None = None     # (code, problem, fix)
+    error: tuple[str, str, str] | None = None  # (code, problem, fix)
     cancel_requested: bool = False
     started: float = dataclasses.field(default_factory=time.monotonic)
     result_message: str = ""
@@ -110,14 +113,14 @@ class State:
     """What the panel shows; only the main thread writes the fields it reads, except progress."""
 
     def __init__(self) -> None:
-        self.active: Job | None = None          # the model job in flight (one at a time)
+        self.active: Job | None = None  # the model job in flight (one at a time)
         self.last: Job | None = None
-        self.light: list[Job] = []              # map_rig / diagnose in flight
+        self.light: list[Job] = []  # map_rig / diagnose in flight
         self.message = ""
-        self.error: tuple[str, str] | None = None   # (problem, fix) of the last failure
+        self.error: tuple[str, str] | None = None  # (problem, fix) of the last failure
         self.diagnosis: list[dict[str, Any]] = []
         self.checking = False
-        self.regenerated: tuple[int, int] | None = None   # last in-between's frames, inclusive
+        self.regenerated: tuple[int, int] | None = None  # last in-between's frames, inclusive
 
     @property
     def busy(self) -> bool:
@@ -135,13 +138,16 @@ _APPLIERS: dict[str, tuple[Callable[[Job, Any], str], bool]] = {}
 
 def applier(kind: str, undo: bool = True):
     """Register the main-thread function that applies a finished ``kind`` job (returns a message)."""
+
     def register(func: Callable[[Job, Any], str]):
         _APPLIERS[kind] = (func, undo)
         return func
+
     return register
 
 
 # --- the backend process ------------------------------------------------------------------------------
+
 
 def get_client(config: client_mod.BackendConfig | None = None) -> client_mod.BackendClient:
     global _client
@@ -181,12 +187,16 @@ def _stop_at_exit() -> None:
 
 # --- submitting -------------------------------------------------------------------------------------
 
+
 def submit(job: Job) -> Job:
     """Start ``job`` on a worker thread. Model jobs run one at a time."""
     if job.kind in MODEL_JOBS:
         if STATE.active is not None:
-            raise client_mod.BackendError("busy", "MoMask is still working on the previous motion.",
-                                          "Wait for it to finish, or press Cancel.")
+            raise client_mod.BackendError(
+                "busy",
+                "MoMask is still working on the previous motion.",
+                "Wait for it to finish, or press Cancel.",
+            )
         STATE.active = job
         STATE.error = None
         STATE.message = ""
@@ -202,6 +212,7 @@ def submit(job: Job) -> Job:
 
 def _work(job: Job) -> None:
     """The worker thread: one request to the backend, with progress; never touches bpy."""
+
     def on_progress(reply: dict[str, Any]) -> None:
         job.stage = str(reply.get("stage", job.stage))
         if reply.get("stage") != "queued":
@@ -240,6 +251,7 @@ def cancel_active() -> bool:
 
 
 # --- the main thread ----------------------------------------------------------------------------------
+
 
 def pump() -> bool:
     """Apply every finished job (main thread only). Returns True while jobs are still running."""
@@ -349,6 +361,7 @@ def apply_now(job: Job) -> bool:
 
 
 # --- timers (UI only) -----------------------------------------------------------------------------------
+
 
 def _timer() -> float | None:
     running = pump()

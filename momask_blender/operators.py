@@ -18,7 +18,7 @@ from . import client as client_mod
 from . import jobs, presets, properties
 from .preferences import client_config, user_dir
 
-NAME_PROMPT_CHARS = 44      # the rest of Blender's 63 characters is for " s<seed> v<n>"
+NAME_PROMPT_CHARS = 44  # the rest of Blender's 63 characters is for " s<seed> v<n>"
 
 
 def active_armature(context):
@@ -48,11 +48,16 @@ def next_seed(settings) -> int:
     return int(settings.seed)
 
 
-def take_name(prompt: str, seed: int, index: int, variations: int) -> str:
+def _short(prompt: str) -> str:
     short = " ".join(prompt.split())
     if len(short) > NAME_PROMPT_CHARS:
-        short = short[:NAME_PROMPT_CHARS - 1].rstrip() + "…"
-    name = f"{short} s{seed}"
+        short = short[: NAME_PROMPT_CHARS - 1].rstrip() + "…"
+    return short
+
+
+def take_name(prompt: str, seed: int, index: int, variations: int) -> str:
+    """A take's action name: the prompt (shortened), the seed and the variation, within 63 bytes."""
+    name = f"{_short(prompt)} s{seed}"
     return name + (f" v{index + 1}" if variations > 1 else "")
 
 
@@ -67,6 +72,7 @@ def _busy_poll(cls, context) -> bool:
 
 
 # --- generation -------------------------------------------------------------------------------------------
+
 
 class MOMASK_OT_generate(bpy.types.Operator):
     """Generate a motion from the prompt onto the active armature, as a new take"""
@@ -92,15 +98,32 @@ class MOMASK_OT_generate(bpy.types.Operator):
         try:
             seed = next_seed(s)
             fields = {
-                "prompts": [prompt], "seconds": None if s.auto_length else [round(s.seconds, 3)],
-                "seed": seed, "variations": s.variations, **sampling_fields(s),
-                "retarget": {"rig": describe_armature(obj), "overrides": properties.mapping_overrides(obj),
-                             "dst_fps": scene_fps(scene), "foot_lock": s.foot_lock, "in_place": s.in_place},
+                "prompts": [prompt],
+                "seconds": None if s.auto_length else [round(s.seconds, 3)],
+                "seed": seed,
+                "variations": s.variations,
+                **sampling_fields(s),
+                "retarget": {
+                    "rig": describe_armature(obj),
+                    "overrides": properties.mapping_overrides(obj),
+                    "dst_fps": scene_fps(scene),
+                    "foot_lock": s.foot_lock,
+                    "in_place": s.in_place,
+                },
             }
-            job = jobs.Job("generate", fields, client_config(context), label=f"Generate '{prompt}'",
-                           target=jobs.Target.of(obj),
-                           context={"start_frame": scene.frame_current, "prompt": prompt, "seed": seed,
-                                    "variations": s.variations})
+            job = jobs.Job(
+                "generate",
+                fields,
+                client_config(context),
+                label=f"Generate '{prompt}'",
+                target=jobs.Target.of(obj),
+                context={
+                    "start_frame": scene.frame_current,
+                    "prompt": prompt,
+                    "seed": seed,
+                    "variations": s.variations,
+                },
+            )
             jobs.submit(job)
         except Exception as exc:  # noqa: BLE001
             return _report_error(self, exc)
@@ -121,7 +144,9 @@ class MOMASK_OT_generate_inbetween(bpy.types.Operator):
             return False
         obj = active_armature(context)
         if obj.animation_data is None or obj.animation_data.action is None:
-            cls.poll_message_set("The armature has no animation to in-between; generate or keyframe one first")
+            cls.poll_message_set(
+                "The armature has no animation to in-between; generate or keyframe one first"
+            )
             return False
         return True
 
@@ -144,23 +169,43 @@ class MOMASK_OT_generate_inbetween(bpy.types.Operator):
         action = obj.animation_data.action
         a0, a1 = action.frame_range
         span_start = min(int(math.floor(a0)), first)
-        span_end = max(int(math.ceil(a1)), last) + 1          # exclusive
+        span_end = max(int(math.ceil(a1)), last) + 1  # exclusive
         try:
             seed = next_seed(s)
             rig = describe_armature(obj)
             pose = read_pose_matrices(obj, span_start, span_end).astype(np.float32)
             fields = {
-                "prompt": prompt, "start": first - span_start, "end": last + 1 - span_start, "seed": seed,
+                "prompt": prompt,
+                "start": first - span_start,
+                "end": last + 1 - span_start,
+                "seed": seed,
                 **sampling_fields(s),
-                "source": {"kind": "pose", "fps": scene_fps(scene), "rig": rig,
-                           "overrides": properties.mapping_overrides(obj), "pose_matrices": pose},
+                "source": {
+                    "kind": "pose",
+                    "fps": scene_fps(scene),
+                    "rig": rig,
+                    "overrides": properties.mapping_overrides(obj),
+                    "pose_matrices": pose,
+                },
                 "retarget": {"dst_fps": scene_fps(scene), "foot_lock": s.foot_lock, "in_place": s.in_place},
             }
-            job = jobs.Job("inpaint", fields, client_config(context), label=f"In-between '{prompt}'",
-                           target=jobs.Target.of(obj),
-                           context={"span_start": span_start, "span_end": span_end, "first": first, "last": last,
-                                    "source_action": action.name, "prompt": prompt, "seed": seed,
-                                    "blend_frames": s.blend_frames})
+            job = jobs.Job(
+                "inpaint",
+                fields,
+                client_config(context),
+                label=f"In-between '{prompt}'",
+                target=jobs.Target.of(obj),
+                context={
+                    "span_start": span_start,
+                    "span_end": span_end,
+                    "first": first,
+                    "last": last,
+                    "source_action": action.name,
+                    "prompt": prompt,
+                    "seed": seed,
+                    "blend_frames": s.blend_frames,
+                },
+            )
             jobs.submit(job)
         except Exception as exc:  # noqa: BLE001
             return _report_error(self, exc)
@@ -197,6 +242,7 @@ class MOMASK_OT_apply_result(bpy.types.Operator):
         job = jobs.applying(self.job_id)
         if job is None:
             return {"CANCELLED"}
+        job.context["applied_by"] = "momask.apply_result"
         ok = jobs.apply_now(job)
         if not ok:
             self.report({"WARNING"}, jobs.STATE.error[0] if jobs.STATE.error else "The result was dropped.")
@@ -217,7 +263,8 @@ class MOMASK_OT_dismiss_error(bpy.types.Operator):
         return {"FINISHED"}
 
 
-# --- applying results (main thread, called by jobs.apply_now) ------------------------------------------------
+# --- applying results (main thread, called by jobs.apply_now) ---------------------------------------
+
 
 @jobs.applier("generate")
 def apply_generate(job: jobs.Job, obj) -> str:
@@ -227,12 +274,21 @@ def apply_generate(job: jobs.Job, obj) -> str:
     variations = int(job.context.get("variations", 1))
     try:
         for take in job.data["takes"]:
-            name = take_name(take.get("prompt", job.context["prompt"]), int(take["seed"]), int(take["index"]),
-                             variations)
-            made.append(keys.write_take(obj, take["retarget"], job.context["start_frame"], name,
-                                        prompt=take.get("prompt"), seed=int(take["seed"])))
+            name = take_name(
+                take.get("prompt", job.context["prompt"]), int(take["seed"]), int(take["index"]), variations
+            )
+            made.append(
+                keys.write_take(
+                    obj,
+                    take["retarget"],
+                    job.context["start_frame"],
+                    name,
+                    prompt=take.get("prompt"),
+                    seed=int(take["seed"]),
+                )
+            )
     except BaseException:
-        for action in made:   # all or nothing: one generation is one undo step
+        for action in made:  # all or nothing: one generation is one undo step
             takes.delete_take(obj, action)
         raise
     if len(made) > 1:
@@ -243,7 +299,8 @@ def apply_generate(job: jobs.Job, obj) -> str:
     obj.momask_take_index = bpy.data.actions.find(made[0].name) if made else -1
     job.context["actions"] = [a.name for a in made]
     if len(made) == 1:
-        return f"MoMask: made take '{made[0].name}' ({made[0].frame_range[1] - made[0].frame_range[0] + 1:g} frames)"
+        length = made[0].frame_range[1] - made[0].frame_range[0] + 1
+        return f"MoMask: made take '{made[0].name}' ({length:g} frames)"
     return f"MoMask: made {len(made)} takes; playing '{made[0].name}'"
 
 
@@ -254,17 +311,33 @@ def apply_inpaint(job: jobs.Job, obj) -> str:
     ctx = job.context
     source = bpy.data.actions.get(ctx["source_action"])
     if source is None:
-        raise client_mod.BackendError("dropped", f"The action '{ctx['source_action']}' was deleted while the "
-                                      "in-between was made; the result was dropped.", "Generate it again.")
+        raise client_mod.BackendError(
+            "dropped",
+            f"The action '{ctx['source_action']}' was deleted while the "
+            "in-between was made; the result was dropped.",
+            "Generate it again.",
+        )
     take = job.data["takes"][0]
     span_start = int(ctx["span_start"])
     frame_count = int(take["retarget"]["frame_count"])
-    regen = take.get("source_range") or {"start": ctx["first"] - span_start, "end": ctx["last"] + 1 - span_start}
+    regen = take.get("source_range") or {
+        "start": ctx["first"] - span_start,
+        "end": ctx["last"] + 1 - span_start,
+    }
     start = span_start + max(0, int(regen["start"]))
     end = span_start + min(frame_count, int(regen["end"]))
-    action = keys.write_inbetween(obj, take["retarget"], start, end, int(ctx["blend_frames"]), source_action=source,
-                                  result_start=span_start, name=f"{source.name[:40]} ib {ctx['prompt'][:14]}",
-                                  prompt=ctx["prompt"], seed=int(take.get("seed", ctx["seed"])))
+    action = keys.write_inbetween(
+        obj,
+        take["retarget"],
+        start,
+        end,
+        int(ctx["blend_frames"]),
+        source_action=source,
+        result_start=span_start,
+        name=f"{_short(ctx['prompt'])} f{start}-{end - 1}",
+        prompt=ctx["prompt"],
+        seed=int(take.get("seed", ctx["seed"])),
+    )
     obj.momask_take_index = bpy.data.actions.find(action.name)
     jobs.STATE.regenerated = (start, end - 1)
     ctx["actions"] = [action.name]
@@ -298,6 +371,7 @@ def diagnose_failed(job: jobs.Job, obj) -> str:
 
 
 # --- the backend ------------------------------------------------------------------------------------------
+
 
 class MOMASK_OT_check_backend(bpy.types.Operator):
     """Start the backend and check its Python, torch and device, the weights and CLIP"""
@@ -341,6 +415,7 @@ class MOMASK_OT_open_log(bpy.types.Operator):
 
 
 # --- takes ------------------------------------------------------------------------------------------------
+
 
 def selected_take(context):
     from . import takes
@@ -459,6 +534,7 @@ class MOMASK_OT_take_delete(_TakeOperator, bpy.types.Operator):
 
 # --- bone mapping -----------------------------------------------------------------------------------------
 
+
 class MOMASK_OT_detect_mapping(bpy.types.Operator):
     """Map MoMask's 22 joints to this armature's bones by their names (your edits are replaced)"""
 
@@ -474,8 +550,15 @@ class MOMASK_OT_detect_mapping(bpy.types.Operator):
 
         obj = active_armature(context)
         try:
-            jobs.submit(jobs.Job("map_rig", {"rig": describe_armature(obj), "overrides": {}}, client_config(context),
-                                 label="Detect mapping", target=jobs.Target.of(obj)))
+            jobs.submit(
+                jobs.Job(
+                    "map_rig",
+                    {"rig": describe_armature(obj), "overrides": {}},
+                    client_config(context),
+                    label="Detect mapping",
+                    target=jobs.Target.of(obj),
+                )
+            )
         except Exception as exc:  # noqa: BLE001
             return _report_error(self, exc)
         return {"FINISHED"}
@@ -486,7 +569,9 @@ _preset_items_cache: list[tuple[str, str, str]] = []
 
 def _preset_items(self, context):
     # Blender keeps only pointers to these strings: the list must outlive the call.
-    _preset_items_cache[:] = [(name, name, "") for name in presets.list_presets()] or [("", "(no presets)", "")]
+    _preset_items_cache[:] = [(name, name, "") for name in presets.list_presets()] or [
+        ("", "(no presets)", "")
+    ]
     return _preset_items_cache
 
 
@@ -550,7 +635,9 @@ class MOMASK_OT_mapping_preset_load(bpy.types.Operator):
             item.bone = bone if bone in obj.data.bones else ""
         obj["momask_missing_roles"] = [i.name for i in obj.momask_mapping if not i.bone]
         if absent:
-            self.report({"WARNING"}, f"This armature has no bone(s) {', '.join(absent)}; those roles are empty.")
+            self.report(
+                {"WARNING"}, f"This armature has no bone(s) {', '.join(absent)}; those roles are empty."
+            )
         return {"FINISHED"}
 
 
@@ -568,15 +655,28 @@ class MOMASK_OT_mapping_preset_delete(bpy.types.Operator):
         return {"RUNNING_MODAL"}
 
     def execute(self, context):
-        if presets.delete_preset(self.preset):
-            self.report({"INFO"}, f"Deleted preset '{self.preset}'")
+        name = self.preset
+        if presets.delete_preset(name):
+            self.report({"INFO"}, f"Deleted preset '{name}'")
         return {"FINISHED"}
 
 
 classes = (
-    MOMASK_OT_generate, MOMASK_OT_generate_inbetween, MOMASK_OT_cancel, MOMASK_OT_apply_result,
-    MOMASK_OT_dismiss_error, MOMASK_OT_check_backend, MOMASK_OT_free_memory, MOMASK_OT_open_log,
-    MOMASK_OT_take_apply, MOMASK_OT_take_compare, MOMASK_OT_take_show, MOMASK_OT_take_compare_end,
-    MOMASK_OT_take_delete, MOMASK_OT_detect_mapping, MOMASK_OT_mapping_preset_save,
-    MOMASK_OT_mapping_preset_load, MOMASK_OT_mapping_preset_delete,
+    MOMASK_OT_generate,
+    MOMASK_OT_generate_inbetween,
+    MOMASK_OT_cancel,
+    MOMASK_OT_apply_result,
+    MOMASK_OT_dismiss_error,
+    MOMASK_OT_check_backend,
+    MOMASK_OT_free_memory,
+    MOMASK_OT_open_log,
+    MOMASK_OT_take_apply,
+    MOMASK_OT_take_compare,
+    MOMASK_OT_take_show,
+    MOMASK_OT_take_compare_end,
+    MOMASK_OT_take_delete,
+    MOMASK_OT_detect_mapping,
+    MOMASK_OT_mapping_preset_save,
+    MOMASK_OT_mapping_preset_load,
+    MOMASK_OT_mapping_preset_delete,
 )

@@ -25,8 +25,10 @@ class MOMASK_UL_takes(bpy.types.UIList):
         playing = obj is not None and obj.animation_data is not None and obj.animation_data.action == item
         kind = item.get("momask_kind", "generate")
         row = layout.row(align=True)
-        row.label(text=item.name, icon="PLAY" if playing else ("SEQ_STRIP_DUPLICATE" if kind == "inbetween"
-                                                                else "ACTION"))
+        row.label(
+            text=item.name,
+            icon="PLAY" if playing else ("SEQ_STRIP_DUPLICATE" if kind == "inbetween" else "ACTION"),
+        )
         seed = item.get("momask_seed", -1)
         if seed >= 0:
             row.label(text=f"seed {seed}")
@@ -38,8 +40,10 @@ class MOMASK_UL_takes(bpy.types.UIList):
         actions = getattr(data, propname)
         obj = active_armature(context)
         rig = armature_fingerprint(obj) if obj is not None else None
-        flags = [self.bitflag_filter_item if takes.is_take(a) and a.get("momask_rig") == rig else 0
-                 for a in actions]
+        flags = [
+            self.bitflag_filter_item if takes.is_take(a) and a.get("momask_rig") == rig else 0
+            for a in actions
+        ]
         order = sorted(range(len(actions)), key=lambda i: str(actions[i].get("momask_created", "")))
         new_order = [0] * len(actions)
         for position, i in enumerate(order):

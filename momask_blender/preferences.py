@@ -76,17 +76,25 @@ class MOMASK_AP_preferences(bpy.types.AddonPreferences):
     bl_idname = PACKAGE
 
     backend_python: StringProperty(
-        name="Backend Python", subtype="FILE_PATH",
+        name="Backend Python",
+        subtype="FILE_PATH",
         description="Python interpreter of the backend's environment (with torch). "
-                    "Empty: the .venv made by `python build.py setup`")
+        "Empty: the .venv made by `python build.py setup`",
+    )
     weights_dir: StringProperty(
-        name="Weights Folder", subtype="DIR_PATH",
-        description="Folder with the MoMask checkpoints (t2m/...). Empty: the one `python build.py weights` fills")
+        name="Weights Folder",
+        subtype="DIR_PATH",
+        description="Folder with the MoMask checkpoints (t2m/...). "
+        "Empty: the one `python build.py weights` fills",
+    )
     clip_file: StringProperty(
-        name="CLIP File", subtype="FILE_PATH",
-        description="CLIP ViT-B/32 checkpoint. Empty: <weights>/clip/ViT-B-32.pt")
-    device: EnumProperty(name="Device", items=DEVICES, default="auto",
-                         description="Where the backend runs the models")
+        name="CLIP File",
+        subtype="FILE_PATH",
+        description="CLIP ViT-B/32 checkpoint. Empty: <weights>/clip/ViT-B-32.pt",
+    )
+    device: EnumProperty(
+        name="Device", items=DEVICES, default="auto", description="Where the backend runs the models"
+    )
 
     def draw(self, context):
         from . import jobs

@@ -61,7 +61,9 @@ def load_preset(name: str) -> dict[str, str]:
     """The ``{role: bone}`` of preset ``name``; raises ``KeyError`` naming what exists."""
     path = _path_of(name)
     if path is None:
-        raise KeyError(f"No bone-mapping preset named '{name}' (have: {', '.join(list_presets()) or 'none'}).")
+        raise KeyError(
+            f"No bone-mapping preset named '{name}' (have: {', '.join(list_presets()) or 'none'})."
+        )
     data = json.loads(path.read_text(encoding="utf-8"))
     return {str(role): str(bone) for role, bone in (data.get("bones") or {}).items()}
 

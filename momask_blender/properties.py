@@ -17,45 +17,92 @@ from bpy.props import (
     StringProperty,
 )
 
-MAX_SECONDS = 9.8          # 196 model frames at 20 fps
-SEED_MAX = 2**31 - 1       # Blender's IntProperty is 32-bit signed; the backend takes any 32-bit seed
+MAX_SECONDS = 9.8  # 196 model frames at 20 fps
+SEED_MAX = 2**31 - 1  # Blender's IntProperty is 32-bit signed; the backend takes any 32-bit seed
 
 
 class MoMaskSettings(bpy.types.PropertyGroup):
-    prompt: StringProperty(name="Prompt", default="a person walks forward and waves",
-                           description="What the character should do")
-    auto_length: BoolProperty(name="Auto Length", default=False,
-                              description="Let MoMask's length estimator choose the duration from the prompt")
-    seconds: FloatProperty(name="Seconds", default=4.0, min=0.2, max=MAX_SECONDS, step=10, precision=1,
-                           description="Duration of the motion (MoMask makes at most 9.8 s)")
-    seed: IntProperty(name="Seed", default=0, min=0, max=SEED_MAX,
-                      description="Same seed, prompt and settings give the same motion")
-    randomize_seed: BoolProperty(name="Randomise", default=True,
-                                 description="Pick a new seed for every generation (the take remembers it)")
-    variations: IntProperty(name="Variations", default=1, min=1, max=8,
-                            description="Takes made in one batch from the same prompt")
+    prompt: StringProperty(
+        name="Prompt", default="a person walks forward and waves", description="What the character should do"
+    )
+    auto_length: BoolProperty(
+        name="Auto Length",
+        default=False,
+        description="Let MoMask's length estimator choose the duration from the prompt",
+    )
+    seconds: FloatProperty(
+        name="Seconds",
+        default=4.0,
+        min=0.2,
+        max=MAX_SECONDS,
+        step=10,
+        precision=1,
+        description="Duration of the motion (MoMask makes at most 9.8 s)",
+    )
+    seed: IntProperty(
+        name="Seed",
+        default=0,
+        min=0,
+        max=SEED_MAX,
+        description="Same seed, prompt and settings give the same motion",
+    )
+    randomize_seed: BoolProperty(
+        name="Randomise",
+        default=True,
+        description="Pick a new seed for every generation (the take remembers it)",
+    )
+    variations: IntProperty(
+        name="Variations", default=1, min=1, max=8, description="Takes made in one batch from the same prompt"
+    )
     # Advanced (the paper's defaults)
-    cond_scale: FloatProperty(name="Guidance", default=4.0, min=0.0, max=20.0,
-                              description="How strongly the motion follows the text (classifier-free guidance)")
-    steps: IntProperty(name="Steps", default=10, min=1, max=50,
-                       description="Decoding steps of the masked transformer (more: slower)")
-    temperature: FloatProperty(name="Temperature", default=1.0, min=0.05, max=3.0,
-                               description="Sampling temperature (lower: safer, less varied)")
-    foot_lock: BoolProperty(name="Foot Lock", default=True,
-                            description="Pin feet to the ground while they are in contact")
-    in_place: BoolProperty(name="In Place", default=False,
-                           description="Keep the root at the origin (for cycles and game engines)")
+    cond_scale: FloatProperty(
+        name="Guidance",
+        default=4.0,
+        min=0.0,
+        max=20.0,
+        description="How strongly the motion follows the text (classifier-free guidance)",
+    )
+    steps: IntProperty(
+        name="Steps",
+        default=10,
+        min=1,
+        max=50,
+        description="Decoding steps of the masked transformer (more: slower)",
+    )
+    temperature: FloatProperty(
+        name="Temperature",
+        default=1.0,
+        min=0.05,
+        max=3.0,
+        description="Sampling temperature (lower: safer, less varied)",
+    )
+    foot_lock: BoolProperty(
+        name="Foot Lock", default=True, description="Pin feet to the ground while they are in contact"
+    )
+    in_place: BoolProperty(
+        name="In Place",
+        default=False,
+        description="Keep the root at the origin (for cycles and game engines)",
+    )
     show_advanced: BoolProperty(name="Advanced", default=False)
     # In-between
-    inbetween_prompt: StringProperty(name="Prompt", default="the person jumps",
-                                     description="What happens inside the frame range")
+    inbetween_prompt: StringProperty(
+        name="Prompt", default="the person jumps", description="What happens inside the frame range"
+    )
     inbetween_custom_range: BoolProperty(
-        name="Custom Range", default=False,
-        description="Choose the frames here instead of the scene's preview range (or scene range)")
+        name="Custom Range",
+        default=False,
+        description="Choose the frames here instead of the scene's preview range (or scene range)",
+    )
     inbetween_start: IntProperty(name="Start", default=1, description="First frame to regenerate")
     inbetween_end: IntProperty(name="End", default=40, description="Last frame to regenerate")
-    blend_frames: IntProperty(name="Blend", default=4, min=0, max=24,
-                              description="Frames at each side that blend into the existing motion")
+    blend_frames: IntProperty(
+        name="Blend",
+        default=4,
+        min=0,
+        max=24,
+        description="Frames at each side that blend into the existing motion",
+    )
     # Sections
     show_inbetween: BoolProperty(name="In-between", default=True)
     show_takes: BoolProperty(name="Takes", default=True)
@@ -88,8 +135,11 @@ def mapping_overrides(obj) -> dict[str, str]:
 def user_overrides(obj) -> dict[str, str]:
     """Only the roles the user changed from the detected mapping."""
     bones = obj.data.bones
-    return {item.name: item.bone for item in obj.momask_mapping
-            if item.bone and item.bone != item.detected and item.bone in bones}
+    return {
+        item.name: item.bone
+        for item in obj.momask_mapping
+        if item.bone and item.bone != item.detected and item.bone in bones
+    }
 
 
 def store_mapping(obj, mapping: dict, keep_edits: bool = True) -> None:
@@ -117,7 +167,11 @@ def register_properties() -> None:
 
 
 def unregister_properties() -> None:
-    for owner, name in ((bpy.types.Scene, "momask"), (bpy.types.Object, "momask_mapping"),
-                        (bpy.types.Object, "momask_mapping_index"), (bpy.types.Object, "momask_take_index")):
+    for owner, name in (
+        (bpy.types.Scene, "momask"),
+        (bpy.types.Object, "momask_mapping"),
+        (bpy.types.Object, "momask_mapping_index"),
+        (bpy.types.Object, "momask_take_index"),
+    ):
         if hasattr(owner, name):
             delattr(owner, name)

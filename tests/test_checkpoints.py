@@ -72,6 +72,67 @@ def test_round_trip_loads_every_model_strictly(tiny_weights: Path):
     assert models.require_length_estimator()(cond).shape == (1, 50)
 
 
+def test_fast_loading_gives_the_official_construction_exactly(tiny_weights: Path):
+    """load_models builds without init and adopts the tensors; the result must equal building the
+    official way and copying the checkpoint in: same tensors (dtype, layout) and the same outputs."""
+    from backend.checkpoints import (
+        build_length_estimator,
+        build_mask_transformer,
+        build_residual_transformer,
+        build_vq,
+    )
+
+    models = load_models(tiny_weights)
+    layout = WeightsLayout(tiny_weights)
+    vq_opt, mask_opt, res_opt = (read_opt(p) for p in (layout.vq_opt, layout.mask_opt, layout.residual_opt))
+    pairs = [  # (official construction, loaded, checkpoint, entry)
+        (build_vq(vq_opt), models.vq, layout.vq_checkpoint, "vq_model"),
+        (build_mask_transformer(mask_opt, vq_opt), models.mask_transformer, layout.mask_checkpoint,
+         "t2m_transformer"),
+        (build_residual_transformer(res_opt, vq_opt), models.residual_transformer,
+         layout.residual_checkpoint, "res_transformer"),
+        (build_length_estimator(mask_opt), models.length_estimator, layout.length_checkpoint, "estimator"),
+    ]
+    for official, loaded, path, entry in pairs:
+        official.load_state_dict(torch.load(path, weights_only=True)[entry])
+        official.eval().requires_grad_(False)  # as loaded models are (it selects torch's kernels)
+        expected, got = official.state_dict(), loaded.state_dict()
+        assert list(got) == list(expected)
+        for key, value in expected.items():
+            assert torch.equal(got[key], value) and got[key].dtype == value.dtype, (path, key)
+            assert got[key].is_contiguous(), (path, key)
+    vq, mask, residual, length = (pair[0] for pair in pairs)
+    ids, cond = torch.randint(0, 512, (2, 7)), torch.randn(2, 512)
+    pad = torch.tensor([[False] * 7, [False] * 5 + [True] * 2])
+    codes, qids = torch.randn(2, 7, vq_opt.code_dim), torch.tensor([1, 4])
+    idx = torch.randint(0, 512, (2, 5, 6))
+    with torch.no_grad():
+        assert torch.equal(models.mask_transformer.trans_forward(ids, cond, pad),
+                           mask.trans_forward(ids, cond, pad))
+        assert torch.equal(models.residual_transformer.trans_forward(codes, qids, cond, pad),
+                           residual.trans_forward(codes, qids, cond, pad))
+        assert torch.equal(models.vq.forward_decoder(idx), vq.forward_decoder(idx))
+        assert torch.equal(models.length_estimator(cond), length(cond))
+
+
+def test_loading_leaves_the_global_rng_alone(tiny_weights: Path):
+    """Nothing is randomly initialised while loading, so a caller's torch.manual_seed still holds."""
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    load_models(tiny_weights)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_legacy_format_checkpoints_still_load(weights: Path):
+    """Files saved in torch's pre-1.6 (non-zip) format cannot be memory-mapped; they load normally."""
+    layout = WeightsLayout(weights)
+    for path in (layout.vq_checkpoint, layout.clip_file):
+        torch.save(torch.load(path, weights_only=True), path, _use_new_zipfile_serialization=False)
+    models = load_models(weights)
+    assert models.text_encoder.encode(["a person walks"]).shape == (1, 512)
+
+
 def test_test_weights_are_deterministic_in_seed(tmp_path: Path):
     a = make_test_weights(tmp_path / "a", seed=3, with_clip=False)
     b = make_test_weights(tmp_path / "b", seed=3, with_clip=False)

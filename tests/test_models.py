@@ -365,3 +365,27 @@ def test_length_estimator_is_deterministic_in_eval():
     x = torch.randn(2, 512)
     with torch.no_grad():
         assert torch.equal(model(x), model(x))
+
+
+def test_construction_for_loading_allocates_and_draws_nothing():
+    """Inside meta_construction (used to load checkpoints) the full models are shapes only: no weight
+    memory, no RNG draw; their keys and shapes are still the official ones."""
+    from backend.models.construction import meta_construction, unset_tensors
+
+    vq_opt = read_opt(T2M / "rvq_nq6_dc512_nc512_noshare_qdp0.2" / "opt.txt")
+    mask_opt = read_opt(T2M / "t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns" / "opt.txt")
+    res_opt = read_opt(T2M / "tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2_sw" / "opt.txt")
+    torch.manual_seed(7)
+    after = torch.rand(1)
+    torch.manual_seed(7)
+    with meta_construction():
+        models = {"vq": build_vq(vq_opt), "residual": build_residual_transformer(res_opt, vq_opt),
+                  "mask": build_mask_transformer(mask_opt, vq_opt),
+                  "length": build_length_estimator(mask_opt)}
+    assert torch.equal(torch.rand(1), after)
+    for model in models.values():
+        names = [name for name, _ in (*model.named_parameters(), *model.named_buffers())]
+        assert unset_tensors(model) == [n for n in names if n != "position_enc.pe"]  # pe: computed on CPU
+    assert shapes_of(models["vq"]) == expected_vq_shapes()
+    assert n_params(models["mask"]) == 12_048_768 and n_params(models["residual"]) == 13_364_224
+    assert torch.randn(2).device.type == "cpu"  # nothing leaks out of the context

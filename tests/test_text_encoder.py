@@ -46,6 +46,31 @@ def test_official_path_equals_clip_encode_text(encoder, tiny_weights):
     assert torch.equal(encoder.encode(PROMPTS, truncate_at_eot=False), expected)
 
 
+def test_fp32_clip_file_gives_what_clip_load_gives(tmp_path):
+    """clip's loader makes the Linear/attention weights fp16 before copying a file in, so an fp32 file
+    is rounded through fp16; the text tower must reproduce that exactly."""
+    clip = import_clip()
+    from backend.models.text_encoder import load_clip_state_dict
+
+    torch.manual_seed(0)
+    torch.save(clip.model.CLIP(**CLIP_CONFIGS["tiny"]).state_dict(), tmp_path / "fp32.pt")
+    reference = clip.model.build_model(load_clip_state_dict(tmp_path / "fp32.pt")).float()
+    with torch.no_grad():
+        expected = reference.encode_text(clip.tokenize(PROMPTS, truncate=True)).float()
+    encoder = TextEncoder.load(tmp_path / "fp32.pt")
+    assert torch.equal(encoder.encode(PROMPTS, truncate_at_eot=False), expected)
+
+
+def test_only_the_text_half_is_built(encoder, tiny_weights):
+    from backend.models.text_encoder import TEXT_TOWER_KEYS, load_clip_state_dict
+
+    everything = load_clip_state_dict(tiny_weights / "clip" / "ViT-B-32.pt")
+    text = {k for k in everything if k.startswith(TEXT_TOWER_KEYS)}
+    assert set(encoder.model.state_dict()) == text
+    assert any(k.startswith("visual.") for k in everything)
+    assert all(p.dtype == torch.float32 and not p.is_meta for p in encoder.model.parameters())
+
+
 def test_long_prompt_warns_and_is_flagged(encoder):
     with pytest.warns(UserWarning, match="longer than CLIP's 77 tokens"):
         features, flags = encoder.encode(["walk", LONG_PROMPT], return_truncated=True)

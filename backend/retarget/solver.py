@@ -112,26 +112,86 @@ def rotate(rot: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.einsum("...ij,...j->...i", rot, v)
 
 
-def limb_frames(a: np.ndarray, b: np.ndarray, c: np.ndarray, flex: np.ndarray, flex_alt: np.ndarray
+#: Bend (degrees) from which a limb's plane is trusted outright: elbows and knees do not hyper-extend
+#: this far, so ``u × l`` then IS the hinge, whatever the anatomical fallback says.
+SURE_BEND_DEG = 20.0
+#: Bends below this (degrees) carry no usable plane (noise); the propagated twist is used alone.
+PLANE_FADE_DEG = (3.0, 15.0)
+
+
+def wrap_angle(a: np.ndarray) -> np.ndarray:
+    """Angles wrapped to [-π, π)."""
+    return (a + np.pi) % (2 * np.pi) - np.pi
+
+
+def swing(v_from: np.ndarray, v_to: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``x`` turned by the shortest rotation taking unit ``v_from`` to unit ``v_to`` (singular only when
+    they are opposite)."""
+    c = dot(v_from, v_to)[..., None]
+    k = cross(v_from, v_to)
+    return c * x + cross(k, x) + dot(k, x)[..., None] * k / np.maximum(1 + c, 1e-6)
+
+
+def twist_about(axis: np.ndarray, x: np.ndarray, angle: np.ndarray) -> np.ndarray:
+    """``x`` (perpendicular to unit ``axis``) turned by ``angle`` about ``axis``."""
+    return np.cos(angle)[..., None] * x + np.sin(angle)[..., None] * cross(axis, x)
+
+
+def propagate_twist(angle: np.ndarray, sure: np.ndarray) -> np.ndarray:
+    """``angle (T, ...)`` known where ``sure``: unwrapped across the sure frames (the shortest way) and
+    linearly interpolated through the others along time (held before the first / after the last).
+
+    Zero everywhere in a series without one sure frame. Loops over the trailing series (the limbs of
+    one solve), never over frames.
+    """
+    flat_angle = angle.reshape(len(angle), -1)
+    flat_sure = sure.reshape(len(sure), -1)
+    out = np.zeros_like(flat_angle)
+    time = np.arange(len(angle), dtype=np.float64)
+    for k in range(flat_angle.shape[1]):
+        at = flat_sure[:, k]
+        if at.any():
+            out[:, k] = np.interp(time, time[at], np.unwrap(flat_angle[at, k]))
+    return out.reshape(angle.shape)
+
+
+def limb_frames(a: np.ndarray, b: np.ndarray, c: np.ndarray, flex: np.ndarray, reference: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Upper and lower frames of a two-bone limb a→b→c sharing one hinge axis, and that hinge.
 
-    The hinge is the limb-plane normal ``u × l`` when the limb is bent, blended (≈3°→15° of bend) into
-    the anatomical fallback ``u × flex`` (``flex``: the direction the lower bone swings to when the
-    joint flexes, e.g. body-forward for elbows, body-back for knees), with ``flex_alt`` taking over
-    where the upper bone points along ``flex``. A plane normal that disagrees with the fallback is a
-    hyper-extension (or noise): its sign is flipped so the limb never turns 180° about itself.
+    Arrays are (T, ..., 3) with time first. ``reference`` is a direction the upper bone can point to
+    whose hinge is ``reference × flex`` (``flex``: where the lower bone swings when the joint flexes,
+    e.g. body-forward for elbows with arms hanging, body-back for knees). Carried to the upper bone's
+    actual direction by the shortest swing, that gives the zero-twist hinge: smooth everywhere except
+    where the bone points exactly away from ``reference`` (chosen where a limb cannot point).
+
+    The hinge is then that zero-twist hinge turned about the upper bone by a twist angle:
+
+    * where the limb is clearly bent (≥ ``SURE_BEND_DEG``), the limb plane ``u × l`` fixes it — a joint
+      that bends this far is flexing, never hyper-extending, so its sign is trusted;
+    * through straight and slightly bent frames the twist is interpolated in time from the clearly
+      bent ones (held at the clip's ends, zero if the limb is never bent), so the upper bone never
+      spins about itself while the plane is unobservable;
+    * a slight bend (3°–15°) pulls towards its own plane, unless that plane is opposite the
+      propagated one: then it is a hyper-extension (or noise) and counts with its sign flipped.
+
+    Every step is continuous in time, so the upper bone never turns 180° about itself between frames.
     """
     u, low = b - a, c - b
-    hinge_bent = cross(u, low)
-    sin_bend = norm(hinge_bent) / np.maximum(norm(u) * norm(low), 1e-12)
-    u_hat = unit(u)
-    hinge_flex = cross(u_hat, flex)
-    weak = smoothstep((0.3 - norm(hinge_flex)) / 0.3)[..., None]
-    hinge_fallback = unit(hinge_flex + weak * cross(u_hat, flex_alt))
-    hinge_bent = np.where((dot(hinge_bent, hinge_fallback) < 0)[..., None], -hinge_bent, hinge_bent)
-    w = smoothstep((sin_bend - 0.05) / 0.2)[..., None]
-    hinge = unit(w * unit(hinge_bent) + (1 - w) * hinge_fallback)
+    u_hat, ref_hat = unit(u), unit(reference)
+    zero = swing(ref_hat, u_hat, unit(cross(ref_hat, flex)))
+    zero = unit(zero - dot(zero, u_hat)[..., None] * u_hat)
+    plane = cross(u_hat, low)
+    bend = np.degrees(np.arctan2(norm(plane), dot(u_hat, low)))
+    plane = unit(plane)
+    observed = np.arctan2(dot(u_hat, cross(zero, plane)), dot(zero, plane))
+    sure = bend >= SURE_BEND_DEG
+    propagated = propagate_twist(observed, sure)
+    offset = wrap_angle(observed - propagated)
+    offset = np.where(np.abs(offset) > np.pi / 2, wrap_angle(offset + np.pi), offset)   # hyper-extension
+    weight = smoothstep((bend - PLANE_FADE_DEG[0]) / (PLANE_FADE_DEG[1] - PLANE_FADE_DEG[0]))
+    weight = np.where(sure, 1.0, weight * np.cos(offset))      # fades out as the guard's choice turns over
+    hinge = twist_about(u_hat, zero, propagated + weight * offset)
     return frame(u, hinge), frame(low, hinge), hinge
 
 
@@ -419,7 +479,7 @@ def bone_frames(setup: RigSetup, p: np.ndarray, rest_frames: dict[int, np.ndarra
     def joints_of(name: str, which=sides) -> list[int]:
         return [J[f"{side}_{name}"] for side in which]
 
-    # Clavicles, then arms (their fallback hinge follows the clavicle or chest), both sides at once.
+    # Clavicles, then arms (their zero-twist hinge follows the clavicle or chest), both sides at once.
     collared = [s for s in sides if J[f"{s}_collar"] in jb and J[f"{s}_shoulder"] in jb]
     if collared:
         clav = frame(p[:, joints_of("shoulder", collared)] - p[:, joints_of("collar", collared)],
@@ -430,12 +490,16 @@ def bone_frames(setup: RigSetup, p: np.ndarray, rest_frames: dict[int, np.ndarra
     if armed:
         parents = [jb[J[f"{s}_collar"]] if s in collared else chest for s in armed]
         flex = np.stack([moved(b, fwd) for b in parents], axis=1)
-        flex_alt = np.stack([moved(b, up) for b in parents], axis=1)
+        # Zero-twist reference: the arm 45° down-out in the frontal plane (forearm flexing forward);
+        # it points away from there only when reaching up and across the head — out of a humerus' reach.
+        lateral = {"left": setup.axes[:, 0], "right": -setup.axes[:, 0]}
+        reference = np.stack([moved(b, lateral[s] - up) for b, s in zip(parents, armed, strict=True)], axis=1)
         upper, lower, _ = limb_frames(p[:, joints_of("shoulder", armed)], p[:, joints_of("elbow", armed)],
-                                      p[:, joints_of("wrist", armed)], flex, flex_alt)
+                                      p[:, joints_of("wrist", armed)], flex, reference)
         for i, side in enumerate(armed):
             frames[jb[J[f"{side}_shoulder"]]], frames[jb[J[f"{side}_elbow"]]] = upper[:, i], lower[:, i]
-    # Legs: thigh and shin share the knee hinge; the foot aims at the ball and keeps that hinge.
+    # Legs: thigh and shin share the knee hinge (zero twist: the leg straight down, the shin flexing
+    # back; singular only for a thigh pointing straight up); the foot aims at the ball and keeps it.
     pelvis = setup.pelvis
     thigh, shin, hinge = limb_frames(p[:, joints_of("hip")], p[:, joints_of("knee")],
                                      p[:, joints_of("ankle")], moved(pelvis, -fwd)[:, None],
