@@ -4,7 +4,7 @@
     python build.py setup [--no-weights] [--torch SPEC]   environments (+ official weights)
     python build.py weights [--dataset t2m|kit|all] [--from-zip FILE ...] [--clip-only]
     python build.py build [--out dist/]                  the extension zip, validated
-    python build.py demo [--prompt TEXT] [--rig metarig|bvh|mixamo|PATH] [--blender 4.5|5.0]
+    python build.py demo [--prompt TEXT] [--rig metarig|bvh|mixamo|PATH] [--blender 4.2|4.5|5.0]
     python build.py test [pytest args]
     python build.py lint
 
@@ -39,10 +39,13 @@ WEIGHTS_DIR = REPO / "weights"
 BACKEND_VENV = REPO / ".venv"
 DEFAULT_TORCH = "torch==2.13.0"
 REQUIREMENTS = (REPO / "requirements" / "backend.txt", REPO / "requirements" / "dev.txt")
-#: Blender version -> (environment, the bpy release on PyPI). bpy wheels exist for CPython 3.11 only.
-BLENDER_ENVS = {
-    "4.5": (REPO / ".venv-bpy45", "bpy==4.5.4"),
-    "5.0": (REPO / ".venv-bpy50", "bpy==5.0.1"),
+#: Blender version -> (environment, its pinned packages: the bpy release on PyPI first). bpy wheels
+#: exist for CPython 3.11 only. 4.2 LTS (the oldest the manifest allows, classic actions) gets the numpy
+#: Blender 4.2 bundles: the 4.2 wheel leaves numpy unpinned and pip would take numpy 2.
+BLENDER_ENVS: dict[str, tuple[Path, tuple[str, ...]]] = {
+    "4.2": (REPO / ".venv-bpy42", ("bpy==4.2.23", "numpy==1.26.4")),
+    "4.5": (REPO / ".venv-bpy45", ("bpy==4.5.4",)),
+    "5.0": (REPO / ".venv-bpy50", ("bpy==5.0.1",)),
 }
 BPY_PYTHON = (3, 11)
 
@@ -207,9 +210,9 @@ def cmd_setup(args: argparse.Namespace) -> int:
             raise BuildError(f"{python} cannot import torch/numpy/scipy after installing them.")
         note["result"] += f", torch {versions.strip()}"
 
-    for version, (venv, bpy_req) in BLENDER_ENVS.items():
-        with step(f"Blender {version} environment {venv.name} ({bpy_req})") as note:
-            ensure_packages(venv, py311, installs=[[bpy_req]], check=[bpy_req], note=note)
+    for version, (venv, bpy_reqs) in BLENDER_ENVS.items():
+        with step(f"Blender {version} environment {venv.name} ({', '.join(bpy_reqs)})") as note:
+            ensure_packages(venv, py311, installs=[list(bpy_reqs)], check=bpy_reqs, note=note)
 
     weights_state = "skipped (--no-weights)"
     if not args.no_weights:
@@ -543,7 +546,7 @@ def make_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("setup", help="create .venv, .venv-bpy45, .venv-bpy50 and install the weights")
+    p = sub.add_parser("setup", help="create .venv, .venv-bpy42/45/50 and install the weights")
     p.add_argument("--no-weights", action="store_true", help="skip downloading the official weights")
     p.add_argument("--torch", default=DEFAULT_TORCH, metavar="SPEC",
                    help=f"pip arguments for torch (default {DEFAULT_TORCH!r}; e.g. "

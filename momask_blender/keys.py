@@ -140,7 +140,7 @@ def new_action(name: str, obj):
     slot = None
     if is_slotted(action):
         slot = action.slots.new(id_type="OBJECT", name=obj.name)
-    elif hasattr(action, "id_root"):
+    elif "id_root" in action.bl_rna.properties:  # not hasattr: reading the unset enum warns on 4.2
         action.id_root = "OBJECT"
     return action, slot
 

@@ -19,8 +19,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 os.environ.setdefault("MOMASK_USER_DIR", tempfile.mkdtemp(prefix="momask_user_"))
 
-import addon_utils  # noqa: E402,I001
 import bpy  # noqa: E402  (bpy first: it puts addon_utils on the path)
+
+# isort: split
+import addon_utils  # noqa: E402
 import rigs  # noqa: E402
 
 WEIGHTS = sys.argv[sys.argv.index("--") + 1] if "--" in sys.argv else sys.argv[1]

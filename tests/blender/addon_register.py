@@ -12,8 +12,10 @@ from pathlib import Path
 USER = tempfile.mkdtemp(prefix="momask_user_")
 os.environ["MOMASK_USER_DIR"] = USER
 
-import addon_utils  # noqa: E402,I001
 import bpy  # noqa: E402  (bpy first: it puts addon_utils on the path)
+
+# isort: split
+import addon_utils  # noqa: E402
 
 failures: list[str] = []
 
