@@ -70,12 +70,19 @@ def backend_root(package_dir: Path | None = None) -> Path | None:
     return None
 
 
-_PROTOCOL_MODULE = "_momask_blender_protocol"
+#: The backend's stdlib-only modules the add-on shares (loaded by file path, never as ``backend``).
+SHARED_BACKEND_MODULES = ("protocol", "errors")
 
 
-def load_protocol(root: Path | None = None):
-    """``backend/protocol.py`` loaded by file path (stdlib only), never as the ``backend`` package."""
-    cached = sys.modules.get(_PROTOCOL_MODULE)
+def load_backend_module(name: str, root: Path | None = None):
+    """``backend/<name>.py`` loaded by file path, for the stdlib-only modules the add-on shares with
+    the backend (:data:`SHARED_BACKEND_MODULES`). Importing the ``backend`` package itself would be
+    wrong twice over: an installed extension cannot import it by that name, and it must never pull
+    in torch inside Blender."""
+    if name not in SHARED_BACKEND_MODULES:
+        raise ValueError(f"backend/{name}.py is not shared with the add-on")
+    module_name = f"_momask_blender_backend_{name}"
+    cached = sys.modules.get(module_name)
     if cached is not None:
         return cached
     root = root or backend_root()
@@ -85,13 +92,13 @@ def load_protocol(root: Path | None = None):
             "The MoMask backend is not next to the add-on (no backend/ folder).",
             "Reinstall the MoMask extension from its release zip, which bundles the backend.",
         )
-    spec = importlib.util.spec_from_file_location(_PROTOCOL_MODULE, root / "backend" / "protocol.py")
+    spec = importlib.util.spec_from_file_location(module_name, root / "backend" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[_PROTOCOL_MODULE] = module
+    sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
     except BaseException:
-        del sys.modules[_PROTOCOL_MODULE]
+        del sys.modules[module_name]
         raise
     return module
 
@@ -238,7 +245,7 @@ class BackendClient:
                 return self.hello
             self._stop_process(graceful=False)
             self._check_config()
-            self._protocol = load_protocol(Path(self.config.root))
+            self._protocol = load_backend_module("protocol", Path(self.config.root))
             self._spawn()
             call = self._submit(
                 "hello", {"protocol": self._protocol.PROTOCOL_VERSION, "client": f"{CLIENT_NAME}"}

@@ -29,10 +29,13 @@ import contextlib
 import bpy
 import numpy as np
 
-try:  # the add-on's own copy of backend/errors.py, when it ships one
-    from .errors import MoMaskError, RigError  # type: ignore[import-not-found]
-except ImportError:  # running from the repository: the backend package is importable
-    from backend.errors import MoMaskError, RigError
+from .client import load_backend_module
+
+# The backend's own error types (backend/errors.py, stdlib only, loaded by path like the protocol),
+# so a message reads the same in the panel whether the backend or the add-on found the problem.
+_errors = load_backend_module("errors")
+MoMaskError = _errors.MoMaskError
+RigError = _errors.RigError
 
 __all__ = ["MoMaskError", "RigError", "write_take", "write_inbetween", "assign_action", "Channels"]
 
