@@ -502,7 +502,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"No MoMask weights in {weights} (missing {shown}).\n"
             "Fix: run `python build.py weights` to download the official checkpoints, or, to try the\n"
             f"pipeline with random weights, `{backend_py.relative_to(REPO)} -m backend make-test-weights "
-            f"{os.path.relpath(weights, REPO)} --size tiny`.")
+            f"{weights.relative_to(REPO) if weights.is_relative_to(REPO) else weights} --size tiny`.")
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     cmd = [blender_py, "-m", "momask_blender.headless", "--prompt", args.prompt,
