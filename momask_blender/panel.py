@@ -124,6 +124,12 @@ class MOMASK_PT_main(bpy.types.Panel):
         fps = context.scene.render.fps / context.scene.render.fps_base
         layout.label(text=f"Starts at frame {context.scene.frame_current}, {fps:g} fps", icon="TIME")
         draw_status(layout)
+        row = layout.row(align=True)
+        if jobs.backend_running():
+            row.label(text="Backend running, models loaded", icon="LINKED")
+            row.operator("momask.free_memory", text="", icon="X")
+        else:
+            row.label(text="Backend starts on Generate", icon="UNLINKED")
 
 
 class _SubPanel:
