@@ -233,9 +233,12 @@ class MoMaskPipeline:
         embeddings, classifiers = self._residual_tied_weights()
         residual_logits = flow.residual_logits(self.models.residual_transformer, res_cond, padding,
                                                settings.res_cond_scale, classifiers)
+        # Official gen/edit call the residual sampler with temperature 1 and its default top-k 0.9
+        # whatever --temperature/--topkr say (those only reach the base layer), so we do the same.
         return sampling.residual_generate(
             residual_logits, embeddings, base, lengths, generator=generator,
-            temperature=1.0, topk=settings.topk, keep=keep, keep_tokens=keep_tokens, reporter=reporter,
+            temperature=1.0, topk=sampling.RESIDUAL_TOPK, keep=keep, keep_tokens=keep_tokens,
+            reporter=reporter,
             num_layers=self.models.residual_transformer.num_quantizers - 1,
             pad_id=self.models.residual_transformer.pad_id)
 
@@ -290,10 +293,12 @@ class MoMaskPipeline:
         reporter.step("decode")
 
         frame_lens = np.array(token_lens, dtype=np.int64) * TOKEN_FRAMES
-        joints = recover_from_ric(features, self.joints_num).astype(np.float32)
+        joints = np.zeros(features.shape[:2] + (self.joints_num, 3), dtype=np.float32)
         for i, length in enumerate(frame_lens):      # rows past a motion's end are padding: zero them
             features[i, length:] = 0.0
-            joints[i, length:] = 0.0
+            # Official order: crop to the motion's length, then recover that clip alone (the torch ops
+            # inside round by buffer position, so a padded or batched call could move the last bit).
+            joints[i, :length] = recover_from_ric(features[i, :length], self.joints_num)
         return MotionBatch(joints=joints, features=features, tokens=ids.cpu().numpy().astype(np.int64),
                            lengths=frame_lens, fps=self.fps)
 

@@ -33,10 +33,12 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from backend.errors import CancelledError
@@ -47,6 +49,10 @@ MASK_ID = NUM_CODES          # masked transformer: "this token is to be predicte
 BASE_PAD_ID = NUM_CODES + 1  # masked transformer: "no token here" (past the motion's end)
 RESIDUAL_PAD_ID = NUM_CODES  # residual transformer: its only extra class is PAD
 NUM_QUANTIZERS = 6
+
+#: Top-k ratio of the residual layers: the official scripts never pass --topkr to the residual
+#: transformer's ``generate``, so it always keeps its default 0.9 (52 of 513 classes).
+RESIDUAL_TOPK = 0.9
 
 #: Score given to positions that must never be re-masked (padding, kept tokens). Official value.
 NEVER_REMASK = 1e5
@@ -98,16 +104,40 @@ def lowest_score_mask(scores: Tensor, num_masked: Tensor) -> Tensor:
     return ranks < num_masked.unsqueeze(-1)
 
 
-def gumbel_noise(shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> Tensor:
-    """−log(−log U) with U ~ uniform(0, 1): ONE ``uniform_`` call of the logits' full shape."""
-    uniform = torch.empty(shape, dtype=torch.float32, device=device).uniform_(0, 1, generator=generator)
+#: Memory layouts of the official Gumbel noise, as logical axes (b, n, C) listed slowest → fastest.
+#: Officially the noise is ``zeros_like(filtered_logits).uniform_()``, and ``zeros_like``/``full_like``
+#: keep the strides of the logits they copy, which are permuted views of the transformers' outputs, so
+#: ``uniform_`` fills the values in MEMORY order, not in (b, n, C) order:
+#: * masked transformer: the head works sequence-first and the logits are ``(n, b, C)`` in memory;
+#: * residual transformer: ``output_project``'s einsum gives ``(b, C, n)`` in memory.
+#: Drawing contiguous (b, n, C) noise takes the same numbers but hands them to other positions, so the
+#: tokens would differ from the official ones (the pipeline's oracle test catches exactly that).
+BASE_NOISE_LAYOUT = (1, 0, 2)
+RESIDUAL_NOISE_LAYOUT = (0, 2, 1)
+
+
+def gumbel_noise(shape: tuple[int, ...], generator: torch.Generator, device: torch.device,
+                 layout: tuple[int, ...] | None = None) -> Tensor:
+    """−log(−log U) with U ~ uniform(0, 1): ONE ``uniform_`` call of the logits' full shape.
+
+    ``layout``: the order (slowest → fastest) in which the draws are laid out in memory, i.e. which
+    position gets which random number (see ``BASE_NOISE_LAYOUT``); default row-major.
+    """
+    layout = tuple(range(len(shape))) if layout is None else layout
+    memory_strides, step = [0] * len(shape), 1
+    for axis in reversed(layout):
+        memory_strides[axis] = step
+        step *= shape[axis]
+    uniform = torch.empty_strided(shape, memory_strides, dtype=torch.float32, device=device)
+    uniform.uniform_(0, 1, generator=generator)
     tiny = 1e-20
     return -torch.log((-torch.log(uniform.clamp(min=tiny))).clamp(min=tiny))
 
 
-def gumbel_argmax(filtered: Tensor, temperature: float, generator: torch.Generator) -> Tensor:
+def gumbel_argmax(filtered: Tensor, temperature: float, generator: torch.Generator,
+                  layout: tuple[int, ...] | None = None) -> Tensor:
     """Gumbel-max sampling: argmax(logits / T + Gumbel noise) over the last axis."""
-    noise = gumbel_noise(tuple(filtered.shape), generator, filtered.device)
+    noise = gumbel_noise(tuple(filtered.shape), generator, filtered.device, layout)
     return (filtered / max(temperature, 1e-10) + noise).argmax(dim=-1)
 
 
@@ -212,51 +242,96 @@ def _doubled(x: Tensor) -> Tensor:
     return torch.cat([x, x], dim=0)
 
 
+def _key_padding(padding_mask: Tensor, prefix: int) -> Tensor:
+    """Key padding over [prefix tokens, motion tokens]: the text/layer tokens are never hidden."""
+    return torch.cat([padding_mask.new_zeros(padding_mask.shape[0], prefix), padding_mask], dim=1)
+
+
+def _pass_rows(cond: Tensor, padding_mask: Tensor, both: bool, text: bool = True) -> tuple[Tensor, Tensor]:
+    """Condition and padding of the rows of one forward: [text; no text] when ``both``, else one set."""
+    if both:
+        return torch.cat([cond, torch.zeros_like(cond)], dim=0), _doubled(padding_mask)
+    return (cond if text else torch.zeros_like(cond)), padding_mask
+
+
+def _token_inputs(model) -> Tensor:
+    """``input_process(token_emb(id))`` for every id (514, latent): the embedding and the input Linear
+    folded into one table, built once per model (a gather per step instead of a Linear)."""
+    weight = model.token_emb.weight
+    cached = _TOKEN_INPUTS.get(model)
+    if cached is None or cached[0] != weight._version:
+        with torch.no_grad():
+            cached = (weight._version, model.input_process.poseEmbedding(weight))
+        _TOKEN_INPUTS[model] = cached
+    return cached[1]
+
+
+_TOKEN_INPUTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def fast_flow(precision: str = "fp32") -> Flow:
-    """Guidance passes batched: rows [0, b) see the text, rows [b, 2b) see zeros (unconditional)."""
+    """Guidance passes batched: rows [0, b) see the text, rows [b, 2b) see zeros (unconditional).
+
+    Same modules and weights as ``trans_forward``, but fed so that no work repeats: the text and
+    layer tokens are computed once per job, the motion tokens once per step for both passes (they
+    are the same ids), the masked transformer's input is a gather from a per-model table, and the
+    residual classifier is one matrix product with that layer's weights. Only float rounding differs
+    from the reference flow.
+    """
     if precision not in ("fp32", *_AUTOCAST_DTYPES):
         raise ValueError(f"unknown precision {precision!r}")
 
     def base_logits(model, cond: Tensor, padding_mask: Tensor, cond_scale: float,
                     force_mask: bool = False) -> BaseLogits:
-        batch = cond.shape[0]
-        only_one_pass = force_mask or cond_scale == 1
-        if only_one_pass:
-            pass_cond = torch.zeros_like(cond) if force_mask else cond
-            pass_mask = padding_mask
-        else:
-            pass_cond = torch.cat([cond, torch.zeros_like(cond)], dim=0)
-            pass_mask = _doubled(padding_mask)
+        batch, seq_len = padding_mask.shape
+        both = not (force_mask or cond_scale == 1)
+        pass_cond, pass_mask = _pass_rows(cond, padding_mask, both, text=not force_mask)
+        with _autocast(cond.device, precision):
+            text_token = model.cond_emb(pass_cond).unsqueeze(0)              # (1, rows, latent)
+        key_padding = _key_padding(pass_mask, 1)
+        table = _token_inputs(model)
+        positions = model.position_enc.pe[:seq_len]                         # (n, 1, latent)
 
         def logits(ids: Tensor) -> Tensor:
+            motion = table[ids.t()] + positions                             # (n, b, latent)
             with _autocast(ids.device, precision):
-                out = model.trans_forward(ids if only_one_pass else _doubled(ids), pass_cond, pass_mask,
-                                          force_mask=False)
+                sequence = torch.cat([text_token, motion.repeat(1, 2, 1) if both else motion], dim=0)
+                hidden = model.seqTransEncoder(sequence, src_key_padding_mask=key_padding)[1:]
+                out = model.output_process(hidden)                           # (rows, 512, n)
             out = out.float().permute(0, 2, 1)
-            if only_one_pass:
-                return out
-            return _guided(out[:batch], out[batch:], cond_scale)
+            return _guided(out[:batch], out[batch:], cond_scale) if both else out
         return logits
 
     def residual_logits(model, cond: Tensor, padding_mask: Tensor, cond_scale: float,
                         output_proj_weight: Tensor | None = None) -> ResidualLogits:
         if output_proj_weight is None:
             output_proj_weight = model.tied_weights()[1]
-        batch = cond.shape[0]
-        one_pass = cond_scale == 1
-        pass_cond = cond if one_pass else torch.cat([cond, torch.zeros_like(cond)], dim=0)
-        pass_mask = padding_mask if one_pass else _doubled(padding_mask)
-        rows = batch if one_pass else 2 * batch
+        batch, seq_len = padding_mask.shape
+        both = cond_scale != 1
+        pass_cond, pass_mask = _pass_rows(cond, padding_mask, both)
+        rows = pass_cond.shape[0]
+        layers = model.num_quantizers
+        with _autocast(cond.device, precision):
+            text_token = model.cond_emb(pass_cond).unsqueeze(0)              # (1, rows, latent)
+            eye = torch.eye(layers, device=cond.device)
+            layer_tokens = model.quant_emb(eye)                              # (layers, latent)
+        key_padding = _key_padding(pass_mask, 2)
+        positions = model.position_enc.pe[:seq_len]
+        bias = model._bias()
 
         def logits(history: Tensor, layer: int) -> Tensor:
-            qids = torch.full((rows,), layer, dtype=torch.long, device=history.device)
             with _autocast(history.device, precision):
-                feature = model.trans_forward(history if one_pass else _doubled(history), qids, pass_cond,
-                                              pass_mask, force_mask=False)
-            out = model.output_project(feature.float(), qids - 1, output_proj_weight).permute(0, 2, 1)
-            if one_pass:
-                return out
-            return _guided(out[:batch], out[batch:], cond_scale)
+                motion = model.input_process.poseEmbedding(history).transpose(0, 1) + positions
+                layer_token = layer_tokens[layer].expand(1, rows, -1)
+                sequence = torch.cat([text_token, layer_token, motion.repeat(1, 2, 1) if both else motion])
+                hidden = model.seqTransEncoder(sequence, src_key_padding_mask=key_padding)[2:]
+                feature = model.output_process(hidden).permute(2, 0, 1)      # (n, rows, C), contiguous
+            out = F.linear(feature.float(), output_proj_weight[layer - 1])   # (n, rows, 513)
+            if bias is not None:   # official `out += out + bias` doubling (share_weight=False checkpoints)
+                out = out + (out + bias[layer - 1]) if model.replicate_official_bias_doubling \
+                    else out + bias[layer - 1]
+            out = out.permute(1, 0, 2)
+            return _guided(out[:batch], out[batch:], cond_scale) if both else out
         return logits
 
     return Flow(f"fast-{precision}" if precision != "fp32" else "fast", base_logits, residual_logits)
@@ -295,7 +370,7 @@ def _unmask_loop(logits_fn: BaseLogits, ids: Tensor, scores: Tensor, editable_le
         logits = logits_fn(ids)
         filtered = topk_filter(logits, topk_count(topk, logits.shape[-1]))
         if gumbel:
-            predicted = gumbel_argmax(filtered, temperature, generator)
+            predicted = gumbel_argmax(filtered, temperature, generator, BASE_NOISE_LAYOUT)
         else:
             predicted = categorical_sample(filtered, temperature, generator)
         ids = torch.where(is_mask, predicted, ids)
@@ -363,7 +438,7 @@ def residual_generate(logits_fn: ResidualLogits, token_embeddings: Tensor, base_
         history = embedded if history is None else history + embedded
         logits = logits_fn(history, layer)
         filtered = topk_filter(logits, topk_count(topk, logits.shape[-1]))
-        predicted = gumbel_argmax(filtered, temperature, generator)
+        predicted = gumbel_argmax(filtered, temperature, generator, RESIDUAL_NOISE_LAYOUT)
         if keep is not None and keep_tokens is not None:
             predicted = torch.where(keep, keep_tokens[..., layer], predicted)
         ids = torch.where(padding, pad_id, predicted)

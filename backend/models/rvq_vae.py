@@ -20,11 +20,19 @@ from torch import nn
 NUM_QUANTIZERS = 6
 
 
+class _SiLUAsOfficial(nn.Module):
+    """``x · sigmoid(x)`` as two ops, like the official ``nonlinearity``: ``nn.SiLU``'s fused kernel
+    can round differently in the last bit (no parameters, so the state_dict is unchanged)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(x)
+
+
 def _activation(name: str) -> nn.Module:
     if name == "relu":
         return nn.ReLU()
     if name == "silu":
-        return nn.SiLU()
+        return _SiLUAsOfficial()
     if name == "gelu":
         return nn.GELU()
     raise ValueError(f"unknown VQ activation {name!r}")

@@ -72,16 +72,23 @@ SKELETONS = {
 
 # --- features -> joints ----------------------------------------------------------------------------
 
+def _cumsum_like_torch_cpu(x: np.ndarray, axis: int) -> np.ndarray:
+    """float32 running sum as torch's CPU ``cumsum`` computes it: accumulated in float64, each prefix
+    rounded to float32 (a float32 ``np.cumsum`` drifts from the official values by a few ulps/frame)."""
+    return np.cumsum(x, axis=axis, dtype=np.float64).astype(np.float32)
+
+
 def recover_root_rotation_position(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Integrate the root: yaw quaternions ``(…, T, 4)`` and positions ``(…, T, 3)``, float32.
 
     Frame 0 faces +Z at x = z = 0. Dim 0 holds HALF the yaw change per frame, so the quaternion
-    ``(cos a, 0, sin a, 0)`` built from the running sum ``a`` is a yaw of ``2a``.
+    ``(cos a, 0, sin a, 0)`` built from the running sum ``a`` is a yaw of ``2a``. numpy only (this
+    runs in Blender's Python too); :func:`recover_from_ric` uses the bit-exact torch twin when it can.
     """
     data = as_f32(features)
     angle = np.zeros_like(data[..., 0])
     angle[..., 1:] = data[..., :-1, 0]
-    angle = np.cumsum(angle, axis=-1)
+    angle = _cumsum_like_torch_cpu(angle, axis=-1)
     root_quat = np.zeros(data.shape[:-1] + (4,), dtype=np.float32)
     root_quat[..., 0] = np.cos(angle)
     root_quat[..., 2] = np.sin(angle)
@@ -92,24 +99,81 @@ def recover_root_rotation_position(features: np.ndarray) -> tuple[np.ndarray, np
     root_pos[..., 1:, 0] = data[..., :-1, 1]
     root_pos[..., 1:, 2] = data[..., :-1, 2]
     root_pos = qrot(qinv(root_quat), root_pos)
-    root_pos = np.cumsum(root_pos, axis=-2)
+    root_pos = _cumsum_like_torch_cpu(root_pos, axis=-2)
     root_pos[..., 1] = data[..., 3]
     return root_quat, root_pos
 
 
-def recover_from_ric(features: np.ndarray, joints_num: int = 22) -> np.ndarray:
-    """Joint positions ``(…, T, J, 3)`` float32 from features ``(…, T, D)`` (official semantics)."""
-    data = as_f32(features)
+def _recover_from_ric_numpy(data: np.ndarray, joints_num: int) -> np.ndarray:
     needed = 4 + 3 * (joints_num - 1)
-    if data.ndim < 2 or data.shape[-1] < needed:
-        raise InputError(f"Motion features of shape {data.shape} cannot hold {joints_num} joints.",
-                         f"Pass (frames, dims) features with at least {needed} dims (263 for HumanML3D).")
     root_quat, root_pos = recover_root_rotation_position(data)
     local = data[..., 4:needed].reshape(data.shape[:-1] + (joints_num - 1, 3))
     local = qrot(qinv(root_quat)[..., None, :], local)
     local[..., 0] += root_pos[..., None, 0]
     local[..., 2] += root_pos[..., None, 2]
     return np.concatenate([root_pos[..., None, :], local], axis=-2)
+
+
+def _recover_one_clip_torch(torch, clip: np.ndarray, joints_num: int) -> np.ndarray:
+    """The official ``recover_from_ric`` on ONE clip (T, D), with the same torch CPU ops in the same
+    order and shapes: torch's ``cos``/``sin`` (SLEEF, vector/scalar split by position in the buffer),
+    ``cross`` and ``cumsum`` (float64 accumulation) round differently from numpy's, so only the same
+    calls on the same (T,)-shaped tensors reproduce the official joints bit for bit."""
+    data = torch.from_numpy(np.ascontiguousarray(clip, dtype=np.float32))
+
+    def qrot_t(q, v):  # v + 2·(w·(u×v) + u×(u×v)) on flattened rows, as upstream
+        shape = v.shape
+        q, v = q.contiguous().view(-1, 4), v.contiguous().view(-1, 3)
+        uv = torch.cross(q[:, 1:], v, dim=1)
+        uuv = torch.cross(q[:, 1:], uv, dim=1)
+        return (v + 2 * (q[:, :1] * uv + uuv)).view(shape)
+
+    conj = torch.tensor([1.0, -1.0, -1.0, -1.0])
+    angle = torch.zeros_like(data[:, 0])
+    angle[1:] = data[:-1, 0]
+    angle = torch.cumsum(angle, dim=-1)
+    root_quat = torch.zeros(data.shape[:-1] + (4,))
+    root_quat[:, 0] = torch.cos(angle)
+    root_quat[:, 2] = torch.sin(angle)
+    root_pos = torch.zeros(data.shape[:-1] + (3,))
+    root_pos[1:, 0] = data[:-1, 1]
+    root_pos[1:, 2] = data[:-1, 2]
+    root_pos = torch.cumsum(qrot_t(root_quat * conj, root_pos), dim=-2)
+    root_pos[:, 1] = data[:, 3]
+    local = data[:, 4:4 + 3 * (joints_num - 1)].reshape(len(data), joints_num - 1, 3)
+    local = qrot_t((root_quat * conj)[:, None, :].expand(local.shape[:-1] + (4,)), local)
+    local[..., 0] += root_pos[:, 0:1]
+    local[..., 2] += root_pos[:, 2:3]
+    return torch.cat([root_pos[:, None, :], local], dim=-2).numpy()
+
+
+def _torch_or_none():
+    try:
+        import torch
+    except ImportError:  # Blender's Python: the numpy twin (same maths, last-bit differences)
+        return None
+    return torch
+
+
+def recover_from_ric(features: np.ndarray, joints_num: int = 22) -> np.ndarray:
+    """Joint positions ``(…, T, J, 3)`` float32 from features ``(…, T, D)`` (official semantics).
+
+    With torch available (the backend) every clip goes through the official torch CPU ops one clip at
+    a time, as the generation scripts call it, so the joints equal the official ones bit for bit when
+    given the same (cropped) clip; without torch (Blender) a numpy twin agrees to ~1e-6 m.
+    """
+    data = as_f32(features)
+    needed = 4 + 3 * (joints_num - 1)
+    if data.ndim < 2 or data.shape[-1] < needed:
+        raise InputError(f"Motion features of shape {data.shape} cannot hold {joints_num} joints.",
+                         f"Pass (frames, dims) features with at least {needed} dims (263 for HumanML3D).")
+    torch = _torch_or_none()
+    if torch is None or data.shape[-2] == 0:
+        return _recover_from_ric_numpy(data, joints_num)
+    clips = data.reshape((-1,) + data.shape[-2:])
+    with torch.no_grad():
+        joints = [_recover_one_clip_torch(torch, clip, joints_num) for clip in clips]
+    return np.stack(joints).reshape(data.shape[:-1] + (joints_num, 3))
 
 
 # --- joints -> features ----------------------------------------------------------------------------
