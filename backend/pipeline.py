@@ -152,8 +152,13 @@ class MoMaskPipeline:
 
     @classmethod
     def load(cls, weights: Path, dataset: str = "t2m", clip: Path | None = None,
-             device: str = "auto") -> MoMaskPipeline:
-        """Load the official checkpoints under ``weights`` (CLIP stays fp32 on the CPU)."""
+             device: str = "auto", clip_precision: str = "official") -> MoMaskPipeline:
+        """Load the official checkpoints under ``weights``.
+
+        ``clip_precision="official"`` runs CLIP the way the official code does on each device: fp16
+        on CUDA (the text conditions then match official GPU runs bit for bit), fp32 elsewhere (fp16
+        matmuls are not implemented on CPU). ``"fp32"`` keeps CLIP in fp32 everywhere.
+        """
         from backend.checkpoints import load_models
 
         if dataset not in sk.FEATURE_DIM:
@@ -163,7 +168,10 @@ class MoMaskPipeline:
         run_device = resolve_device(device)
         weights = Path(weights).expanduser()
         clip = Path(clip).expanduser() if clip else None
-        models = load_models(weights, dataset, clip, run_device)
+        if clip_precision not in ("official", "fp32"):
+            raise InputError(f"Unknown CLIP precision {clip_precision!r}.", "Use 'official' or 'fp32'.")
+        models = load_models(weights, dataset, clip, run_device,
+                             official_fp16_clip=clip_precision == "official" and run_device.type == "cuda")
         return cls(models, run_device, dataset, weights, find_clip_file(clip, weights))
 
     def info(self) -> dict[str, Any]:
