@@ -45,8 +45,9 @@ def _sampling_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--steps", type=int, default=10, help="masked-decoding steps (default 10)")
     parser.add_argument("--cond-scale", type=float, default=4.0, help="guidance scale, base layer (4)")
-    parser.add_argument("--res-cond-scale", type=float, default=5.0,
-                        help="guidance scale, residual layers (5)")
+    parser.add_argument("--res-cond-scale", type=float, default=None,
+                        help="guidance scale, residual layers (as the official scripts: 5 for generate, "
+                             "2 for inpaint)")
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (1)")
     parser.add_argument("--topk", type=float, default=0.9, help="top-k filter ratio (0.9 keeps the top 10%%)")
     parser.add_argument("--flow", choices=("fast", "reference"), default="fast",
@@ -112,9 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from backend.pipeline import SamplingSettings
+    from backend.pipeline import INPAINT_RES_COND_SCALE, SamplingSettings
 
-    return SamplingSettings(steps=args.steps, cond_scale=args.cond_scale, res_cond_scale=args.res_cond_scale,
+    res_cond_scale = args.res_cond_scale
+    if res_cond_scale is None:
+        inpaint = args.command == "inpaint"
+        res_cond_scale = INPAINT_RES_COND_SCALE if inpaint else SamplingSettings.res_cond_scale
+    return SamplingSettings(steps=args.steps, cond_scale=args.cond_scale, res_cond_scale=res_cond_scale,
                             temperature=args.temperature, topk=args.topk, seed=args.seed, flow=args.flow,
                             precision=args.precision)
 

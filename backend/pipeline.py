@@ -43,6 +43,11 @@ TOKEN_FRAMES = sk.UNIT_LENGTH
 MAX_FRAMES = sk.MAX_MOTION_FRAMES
 
 
+#: Residual guidance scale of the official temporal-inpainting script (edit_t2m passes 2, gen_t2m 5);
+#: the default for in-betweens, so they reproduce the official edits.
+INPAINT_RES_COND_SCALE = 2.0
+
+
 @dataclass
 class SamplingSettings:
     steps: int = 10

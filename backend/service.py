@@ -633,6 +633,10 @@ class Service:
 
         seed = pick_seed(message)
         settings = sampling_settings(message, seed)
+        if message.get("res_cond_scale") is None:  # the official edit script's residual guidance
+            from backend.pipeline import INPAINT_RES_COND_SCALE
+
+            settings.res_cond_scale = INPAINT_RES_COND_SCALE
         load_units = 0 if self.pipeline is not None else 1
         tail = 1 if target else 0
         progress = JobProgress(self.writer, job, load_units + settings.steps + 6 + tail, self.step_delay)
