@@ -1,7 +1,8 @@
 """Shared fixtures: paths, tiny random weights made once per session, real-Blender runners.
 
 Blender tests run in real Blender from PyPI (the ``bpy`` module) in their own virtual environments
-(``.venv-bpy45`` for 4.5 LTS, ``.venv-bpy50`` for 5.0), made by ``python build.py setup``. A test
+(``.venv-bpy42`` for 4.2 LTS, the oldest the manifest allows and the only one with classic actions;
+``.venv-bpy45`` for 4.5 LTS; ``.venv-bpy50`` for 5.0), made by ``python build.py setup``. A test
 that needs one calls :func:`run_blender` with a script under ``tests/blender/``; the script exits
 non-zero (with a message) when an assertion fails.
 """
@@ -17,7 +18,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("MOMASK_SHARED_DATA", REPO.parent / "shared" / "data"))
-BLENDER_VENVS = {"4.5": REPO / ".venv-bpy45", "5.0": REPO / ".venv-bpy50"}
+BLENDER_VENVS = {"4.2": REPO / ".venv-bpy42", "4.5": REPO / ".venv-bpy45", "5.0": REPO / ".venv-bpy50"}
 BLENDER_VERSIONS = tuple(BLENDER_VENVS)
 
 

@@ -1,4 +1,4 @@
-"""Keys, takes and rig reading in real Blender 4.5 and 5.0 (``tests/blender/keys_suite.py``).
+"""Keys, takes and rig reading in real Blender 4.2 (classic actions), 4.5 and 5.0 (keys_suite.py).
 
 The suite runs once per Blender version (one process each); every check it makes is its own test
 here, so a failure names the behaviour that broke.

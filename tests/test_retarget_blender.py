@@ -1,4 +1,4 @@
-"""The solver on real rigs in real Blender (4.5 LTS and 5.0): what Blender evaluates matches the source.
+"""The solver on real rigs in real Blender (4.2 LTS, 4.5 LTS, 5.0): what Blender evaluates matches the source.
 
 Runs tests/blender/check_retarget.py once per Blender version (module-scoped) and checks, per rig
 (Rigify human metarig, template.bvh through Blender's BVH importer, a Mixamo-named A-pose rig):

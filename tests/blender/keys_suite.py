@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import traceback
 
@@ -538,4 +539,7 @@ def real_retarget_result_on_real_rigs():
 
 
 print("KEYS_RESULTS " + json.dumps(RESULTS))
-sys.exit(0)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import rigs  # noqa: E402  (tests/blender/rigs.py)
+
+rigs.exit_blender(0)

@@ -1,4 +1,4 @@
-"""Test rigs built in real Blender (4.5 / 5.0, the ``bpy`` module), and their description.
+"""Test rigs built in real Blender (4.2 / 4.5 / 5.0, the ``bpy`` module), and their description.
 
 Run only inside a Blender interpreter (``tests/conftest.py::run_blender``). Import it from a script in
 ``tests/blender/`` with ``sys.path.insert(0, os.path.dirname(__file__)); import rigs``.
@@ -10,13 +10,16 @@ Run only inside a Blender interpreter (``tests/conftest.py::run_blender``). Impo
 * :func:`make_smpl_rig_from_joints` / :func:`make_smpl_rig_from_sample` — an SMPL-named rig whose rest
   heads are one frame of joints (or of recovered 263-D features).
 * :func:`describe_armature` — the ``RigDescription.to_dict()`` shape (``backend/retarget/rig.py``).
+* :func:`exit_blender` — end a script with an exit code that survives Blender 4.2's module shutdown.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import sys
 from pathlib import Path
+from typing import NoReturn
 
 import bpy
 import numpy as np
@@ -28,6 +31,22 @@ SHARED_DATA = Path(os.environ.get("MOMASK_SHARED_DATA",
 def reset_scene() -> None:
     """An empty scene (factory settings, no startup cube/camera/light)."""
     bpy.ops.wm.read_factory_settings(use_empty=True)
+
+
+def exit_blender(code: int = 0) -> NoReturn:
+    """Exit the script with ``code``.
+
+    The bpy module of Blender 4.2 segfaults at interpreter exit once Rigify has been imported (a static
+    ``SpaceType`` destructor calls into the already finalised interpreter: ``bpy_class_free`` →
+    ``PyGILState_Ensure``), which turns a passing script into exit 139. 4.3+ and the Blender application
+    itself are not affected. There, everything the script printed is flushed and the process leaves
+    with ``os._exit`` before that destructor runs.
+    """
+    if bpy.app.version >= (4, 3, 0):
+        sys.exit(code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def enable_addon(module: str) -> None:
