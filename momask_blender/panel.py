@@ -29,9 +29,7 @@ class MOMASK_UL_takes(bpy.types.UIList):
             text=item.name,
             icon="PLAY" if playing else ("SEQ_STRIP_DUPLICATE" if kind == "inbetween" else "ACTION"),
         )
-        seed = item.get("momask_seed", -1)
-        if seed >= 0:
-            row.label(text=f"seed {seed}")
+        # The take's name already carries its seed ("... s1234"); the full width goes to the name.
 
     def filter_items(self, context, data, propname):
         from . import takes
