@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from backend import sampling
+from backend import accel, sampling
 from backend.errors import InputError
 from backend.motion import skeleton as sk
 from backend.motion.features import features_from_joints, recover_from_ric
@@ -154,6 +154,8 @@ class MoMaskPipeline:
         self.mean = np.asarray(models.mean, dtype=np.float64)
         self.std = np.asarray(models.std, dtype=np.float64)
         self._residual_weights: tuple[torch.Tensor, torch.Tensor] | None = None
+        # CUDA graphs for the fast flow, only when asked for (MOMASK_ACCEL) and on CUDA: unmeasured so far.
+        self.accel = accel.from_environment(device)
 
     @classmethod
     def load(cls, weights: Path, dataset: str = "t2m", clip: Path | None = None,
@@ -239,6 +241,8 @@ class MoMaskPipeline:
                            residual_cond: torch.Tensor | None = None) -> torch.Tensor:
         """Base tokens (from ``base_ids_fn(logits_fn, seq_len)``) then residual layers 1..5 → (b, n, 6)."""
         flow = settings.make_flow()
+        if self.accel is not None and settings.flow == "fast":
+            flow = self.accel.wrap(flow)
         padding = sampling.padding_mask_for(lengths, seq_len)
         base_logits = flow.base_logits(self.models.mask_transformer, cond, padding, settings.cond_scale)
         base = base_ids_fn(base_logits, seq_len)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,15 +38,40 @@ def settings(flow: str = "fast", precision: str = "fp32", seed: int = 0) -> Samp
 
 
 def time_text_to_motion(pipe: MoMaskPipeline, batch: int, flow: str = "fast", precision: str = "fp32",
-                        repeats: int = 5, warmup: int = 1) -> Timing:
-    """Seconds per sample (median over ``repeats`` warm runs of one batch of ``batch`` prompts)."""
+                        repeats: int = 5, warmup: int = 1, accel: object = None) -> Timing:
+    """Seconds per sample (median over ``repeats`` warm runs of one batch of ``batch`` prompts).
+
+    ``accel``: a ``backend.accel.StaticPasses`` to use for this measurement (GPU only), else none.
+    """
     batch_prompts = prompts(batch)
     run_settings = settings(flow, precision)
+    saved, pipe.accel = pipe.accel, accel
 
     def run() -> None:
         pipe.text_to_motion(batch_prompts, [FRAMES] * batch, run_settings)
 
-    return measure(run, repeats, warmup=warmup, per=batch, before=pipe.models.text_encoder.clear_cache)
+    try:
+        return measure(run, repeats, warmup=warmup + (accel is not None), per=batch,
+                       before=pipe.models.text_encoder.clear_cache)
+    finally:
+        pipe.accel = saved
+
+
+def time_flows(pipe: MoMaskPipeline, batch: int, variants: list[tuple[str, str]], repeats: int = 5,
+               warmup: int = 1) -> dict[tuple[str, str], Timing]:
+    """Like :func:`time_text_to_motion` for several (flow, precision) variants, their runs interleaved
+    (A B A B ...), so that a noisy minute on a shared machine hits every variant alike."""
+    batch_prompts = prompts(batch)
+    timings = {variant: Timing(per=batch) for variant in variants}
+    for round_ in range(warmup + repeats):
+        for variant in variants:
+            pipe.models.text_encoder.clear_cache()
+            run_settings = settings(*variant)
+            start = time.perf_counter()
+            pipe.text_to_motion(batch_prompts, [FRAMES] * batch, run_settings)
+            if round_ >= warmup:
+                timings[variant].runs.append(time.perf_counter() - start)
+    return timings
 
 
 @dataclass
@@ -68,12 +94,14 @@ class Agreement:
 
 
 def agreement(pipe: MoMaskPipeline, prompt_list: list[str], precision: str = "fp32", seeds: int = 1,
-              reference_cache: dict | None = None) -> Agreement:
+              reference_cache: dict | None = None, accel: object = None) -> Agreement:
     """Fast flow at ``precision`` vs the reference flow, one 196-frame sample per (prompt, seed).
 
-    ``reference_cache`` (optional) keeps the reference results between calls for other precisions.
+    ``reference_cache`` (optional) keeps the reference results between calls for other precisions;
+    ``accel`` runs the fast flow with that ``StaticPasses`` (GPU).
     """
     cache = {} if reference_cache is None else reference_cache
+    saved = pipe.accel
     equal = total = base_equal = base_total = identical = 0
     distances: list[float] = []
     for prompt in prompt_list:
@@ -83,7 +111,11 @@ def agreement(pipe: MoMaskPipeline, prompt_list: list[str], precision: str = "fp
                 cache[key] = pipe.text_to_motion([prompt], [FRAMES], settings("reference", "fp32", seed))
             ref = cache[key]
             pipe.models.text_encoder.clear_cache()
-            fast = pipe.text_to_motion([prompt], [FRAMES], settings("fast", precision, seed))
+            pipe.accel = accel
+            try:
+                fast = pipe.text_to_motion([prompt], [FRAMES], settings("fast", precision, seed))
+            finally:
+                pipe.accel = saved
             valid = ref.tokens >= 0
             same = (ref.tokens == fast.tokens) & valid
             equal += int(same.sum())
@@ -120,7 +152,7 @@ def main() -> None:
             flow, _, precision = name.partition("-")
             timing = time_text_to_motion(pipe, batch, flow, precision or "fp32",
                                          repeats=args.repeats if batch == 1 else max(1, args.repeats // 3))
-            print(f"batch {batch:3d} {name:<10} {timing.median:.3f} s/sample  ({timing.spread()})", flush=True)
+            print(f"batch {batch:3d} {name:<10} {timing.median:.3f} s/sample ({timing.spread()})", flush=True)
     if args.agreement:
         cache: dict = {}
         for precision in ("fp32", "bf16"):

@@ -20,6 +20,7 @@ import collections
 import contextlib
 import dataclasses
 import importlib.util
+import io
 import itertools
 import json
 import os
@@ -431,7 +432,9 @@ class BackendClient:
     # --- the reader thread --------------------------------------------------------------------------------
 
     def _read(self, process: subprocess.Popen) -> None:
-        stream = process.stdout
+        # The pipe is unbuffered (bufsize=0): readline() on it would read ONE byte per system call,
+        # ~170 ms for a 190 KB result line. A buffered reader on top reads it in 64 KB chunks.
+        stream = io.BufferedReader(process.stdout, 1 << 16)  # type: ignore[type-var]
         try:
             for raw in iter(stream.readline, b""):
                 try:

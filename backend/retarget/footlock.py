@@ -117,7 +117,8 @@ def lock_feet(setup: RigSetup, joints: np.ndarray, transform: SourceToRig, d: np
 
     shift = np.zeros_like(ball)
     for i in range(2):                           # per foot: contact runs → pinned ball positions
-        shift[:, i] = pin_shift(contacts[:, i], ball[:, i])
+        if contacts[:, i].any():                 # a foot that never touches the floor stays as it is
+            shift[:, i] = pin_shift(contacts[:, i], ball[:, i])
     shift -= dot(shift, up)[..., None] * up      # horizontal pin only
     active = np.abs(shift).sum(-1) > 0           # (T, 2)
     upper = np.linalg.norm(setup.rest_head[legs[:, 1]] - setup.rest_head[legs[:, 0]], axis=-1)
