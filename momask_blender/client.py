@@ -29,6 +29,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,7 @@ def backend_root(package_dir: Path | None = None) -> Path | None:
 SHARED_BACKEND_MODULES = ("protocol", "errors")
 
 
-def load_backend_module(name: str, root: Path | None = None):
+def load_backend_module(name: str, root: Path | None = None) -> types.ModuleType:
     """``backend/<name>.py`` loaded by file path, for the stdlib-only modules the add-on shares with
     the backend (:data:`SHARED_BACKEND_MODULES`). Importing the ``backend`` package itself would be
     wrong twice over: an installed extension cannot import it by that name, and it must never pull
@@ -94,6 +95,7 @@ def load_backend_module(name: str, root: Path | None = None):
             "Reinstall the MoMask extension from its release zip, which bundles the backend.",
         )
     spec = importlib.util.spec_from_file_location(module_name, root / "backend" / f"{name}.py")
+    assert spec is not None and spec.loader is not None  # always, for a path ending in .py
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     try:
@@ -194,13 +196,13 @@ class BackendClient:
         self.config = config
         self.hello: dict[str, Any] | None = None
         self._process: subprocess.Popen | None = None
-        self._stderr_file = None
+        self._stderr_file: io.BufferedWriter | None = None
         self._send_lock = threading.Lock()
         self._start_lock = threading.RLock()
         self._pending: dict[int, Call] = {}
         self._pending_lock = threading.Lock()
         self._ids = itertools.count(1)
-        self._protocol = None
+        self._protocol: types.ModuleType | None = None  # backend/protocol.py, loaded on start
         self._reader: threading.Thread | None = None
         self._recent_logs: collections.deque[str] = collections.deque(maxlen=20)
         self.restarts = 0

@@ -104,7 +104,7 @@ def make_rig(spec: str):
     before = {o.name for o in bpy.data.objects}
     if spec == "metarig":
         enable_bundled("rigify")
-        bpy.ops.object.armature_human_metarig_add()
+        bpy.ops.object.armature_human_metarig_add()  # type: ignore[attr-defined]  # Rigify's operator
         obj = bpy.context.active_object
         obj.name = "metarig"
         return obj
@@ -132,7 +132,8 @@ def make_rig(spec: str):
         enable_bundled("io_scene_fbx")
         bpy.ops.import_scene.fbx(filepath=str(path))
     elif suffix == ".blend":
-        with bpy.data.libraries.load(str(path)) as (src, dst):
+        # The stubs type load() as returning None; it returns a context manager (the libraries' data).
+        with bpy.data.libraries.load(str(path)) as (src, dst):  # type: ignore[func-returns-value,attr-defined]
             dst.objects = list(src.objects)
         for obj in dst.objects:
             if obj is not None:
@@ -188,7 +189,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.steps:
         s.steps = args.steps
 
-    if bpy.ops.momask.generate() != {"FINISHED"}:
+    if bpy.ops.momask.generate() != {"FINISHED"}:  # type: ignore[attr-defined]  # the add-on's own operator
         problem, fix = jobs.STATE.error or ("Generate did not start.", "")
         raise Failure(problem, fix, 2)
     job = jobs.wait(args.timeout)

@@ -113,6 +113,10 @@ class State:
     """What the panel shows; only the main thread writes the fields it reads, except progress."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to nothing shown (the panel keeps this object: reset it, never replace it)."""
         self.active: Job | None = None  # the model job in flight (one at a time)
         self.last: Job | None = None
         self.light: list[Job] = []  # map_rig / diagnose in flight
@@ -311,13 +315,14 @@ def _apply(job: Job) -> None:
         return
     _, undo = entry
     if undo:
-        # Through an UNDO operator, so the whole result is one undo step.
+        # Through an UNDO operator, so the whole result is one undo step. (The stubs know neither this
+        # add-on's operators nor that `poll` is bound: they model each operator as a class.)
         _applying[job.id] = job
         try:
-            if bpy.ops.momask.apply_result.poll():
-                bpy.ops.momask.apply_result(job_id=job.id)
+            if bpy.ops.momask.apply_result.poll():  # type: ignore[attr-defined]
+                bpy.ops.momask.apply_result(job_id=job.id)  # type: ignore[attr-defined]
             else:  # no context for operators: apply directly, then push the undo step by hand
-                if apply_now(job) and bpy.ops.ed.undo_push.poll():
+                if apply_now(job) and bpy.ops.ed.undo_push.poll():  # type: ignore[call-arg]
                     bpy.ops.ed.undo_push(message=f"MoMask: {job.label or job.kind}")
         except Exception as exc:  # noqa: BLE001
             if job.state == "done":
@@ -403,4 +408,4 @@ def unregister() -> None:
     while not _finished.empty():
         _finished.get_nowait()
     _jobs.clear()
-    STATE.__init__()
+    STATE.reset()

@@ -144,7 +144,7 @@ def new_action(name: str, obj):
     if is_slotted(action):
         slot = action.slots.new(id_type="OBJECT", name=obj.name)
     elif "id_root" in action.bl_rna.properties:  # not hasattr: reading the unset enum warns on 4.2
-        action.id_root = "OBJECT"
+        action.id_root = "OBJECT"  # type: ignore[attr-defined]  # 4.2/4.3 only, not in the 5.x stubs
     return action, slot
 
 

@@ -236,7 +236,8 @@ class MOMASK_OT_apply_result(bpy.types.Operator):
     bl_label = "Apply MoMask Result"
     bl_options = {"REGISTER", "UNDO", "INTERNAL"}
 
-    job_id: IntProperty()
+    # A property declaration, not a type (see the mypy section of pyproject.toml), hence the ignore.
+    job_id: IntProperty()  # type: ignore[valid-type]
 
     def execute(self, context):
         job = jobs.applying(self.job_id)
@@ -270,6 +271,7 @@ class MOMASK_OT_dismiss_error(bpy.types.Operator):
 def apply_generate(job: jobs.Job, obj) -> str:
     from . import keys, takes
 
+    assert job.data is not None, "appliers only see finished jobs, which carry the backend's reply"
     made = []
     variations = int(job.context.get("variations", 1))
     try:
@@ -428,7 +430,9 @@ def selected_take(context):
     return obj, action if takes.is_take(action) else None
 
 
-class _TakeOperator:
+class _TakeOperator(bpy.types.Operator):
+    """What the take operators share (never registered itself: it has no ``bl_idname``)."""
+
     bl_options = {"REGISTER", "UNDO"}
 
     @classmethod
@@ -436,7 +440,7 @@ class _TakeOperator:
         return selected_take(context)[1] is not None
 
 
-class MOMASK_OT_take_apply(_TakeOperator, bpy.types.Operator):
+class MOMASK_OT_take_apply(_TakeOperator):
     """Play the selected take on the armature"""
 
     bl_idname = "momask.take_apply"
@@ -454,7 +458,7 @@ class MOMASK_OT_take_apply(_TakeOperator, bpy.types.Operator):
         return {"FINISHED"}
 
 
-class MOMASK_OT_take_compare(_TakeOperator, bpy.types.Operator):
+class MOMASK_OT_take_compare(_TakeOperator):
     """Compare the playing take (A) with the selected one (B) on the same rig"""
 
     bl_idname = "momask.take_compare"
@@ -483,7 +487,9 @@ class MOMASK_OT_take_show(bpy.types.Operator):
     bl_label = "Show"
     bl_options = {"REGISTER", "UNDO"}
 
-    which: EnumProperty(items=[("a", "A", "The playing take"), ("b", "B", "The compared take")])
+    which: EnumProperty(  # type: ignore[valid-type]
+        items=[("a", "A", "The playing take"), ("b", "B", "The compared take")]
+    )
 
     def execute(self, context):
         from . import takes
@@ -512,7 +518,7 @@ class MOMASK_OT_take_compare_end(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class MOMASK_OT_take_delete(_TakeOperator, bpy.types.Operator):
+class MOMASK_OT_take_delete(_TakeOperator):
     """Delete the selected take (its action)"""
 
     bl_idname = "momask.take_delete"
@@ -581,7 +587,7 @@ class MOMASK_OT_mapping_preset_save(bpy.types.Operator):
     bl_idname = "momask.mapping_preset_save"
     bl_label = "Save Mapping Preset"
 
-    name: StringProperty(name="Name", default="My rig")
+    name: StringProperty(name="Name", default="My rig")  # type: ignore[valid-type]
 
     @classmethod
     def poll(cls, context):
@@ -608,7 +614,7 @@ class MOMASK_OT_mapping_preset_load(bpy.types.Operator):
     bl_property = "preset"
     bl_options = {"REGISTER", "UNDO"}
 
-    preset: EnumProperty(name="Preset", items=_preset_items)
+    preset: EnumProperty(name="Preset", items=_preset_items)  # type: ignore[valid-type]
 
     @classmethod
     def poll(cls, context):
@@ -648,7 +654,7 @@ class MOMASK_OT_mapping_preset_delete(bpy.types.Operator):
     bl_label = "Delete Mapping Preset"
     bl_property = "preset"
 
-    preset: EnumProperty(name="Preset", items=_preset_items)
+    preset: EnumProperty(name="Preset", items=_preset_items)  # type: ignore[valid-type]
 
     def invoke(self, context, event):
         context.window_manager.invoke_search_popup(self)

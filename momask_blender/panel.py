@@ -20,7 +20,7 @@ WRAP = 46
 class MOMASK_UL_takes(bpy.types.UIList):
     """This armature's takes: ``bpy.data.actions`` filtered to actions MoMask made for this rig."""
 
-    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index):
+    def draw_item(self, context, layout, data, item, icon, active_data, active_property, index, flt_flag=0):
         obj = active_armature(context)
         playing = obj is not None and obj.animation_data is not None and obj.animation_data.action == item
         kind = item.get("momask_kind", "generate")
@@ -130,14 +130,16 @@ class MOMASK_PT_main(bpy.types.Panel):
             row.label(text="Backend starts on Generate", icon="UNLINKED")
 
 
-class _SubPanel:
+class _SubPanel(bpy.types.Panel):
+    """Where the sub-panels live (never registered itself: it has no ``bl_label``)."""
+
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
     bl_category = "MoMask"
     bl_parent_id = "MOMASK_PT_main"
 
 
-class MOMASK_PT_inbetween(_SubPanel, bpy.types.Panel):
+class MOMASK_PT_inbetween(_SubPanel):
     bl_label = "In-between"
 
     def draw(self, context):
@@ -162,7 +164,7 @@ class MOMASK_PT_inbetween(_SubPanel, bpy.types.Panel):
             layout.label(text=f"Regenerated frames {a}-{b}{note}", icon="CHECKMARK")
 
 
-class MOMASK_PT_takes(_SubPanel, bpy.types.Panel):
+class MOMASK_PT_takes(_SubPanel):
     bl_label = "Takes"
 
     @classmethod
@@ -188,7 +190,7 @@ class MOMASK_PT_takes(_SubPanel, bpy.types.Panel):
             row.operator("momask.take_compare_end", text="", icon="X")
 
 
-class MOMASK_PT_mapping(_SubPanel, bpy.types.Panel):
+class MOMASK_PT_mapping(_SubPanel):
     bl_label = "Bone Mapping"
     bl_options = {"DEFAULT_CLOSED"}
 

@@ -75,24 +75,25 @@ def client_config(context=None) -> client.BackendConfig:
 class MOMASK_AP_preferences(bpy.types.AddonPreferences):
     bl_idname = PACKAGE
 
-    backend_python: StringProperty(
+    # Property declarations, not types (see the mypy section of pyproject.toml), hence the ignores.
+    backend_python: StringProperty(  # type: ignore[valid-type]
         name="Backend Python",
         subtype="FILE_PATH",
         description="Python interpreter of the backend's environment (with torch). "
         "Empty: the .venv made by `python build.py setup`",
     )
-    weights_dir: StringProperty(
+    weights_dir: StringProperty(  # type: ignore[valid-type]
         name="Weights Folder",
         subtype="DIR_PATH",
         description="Folder with the MoMask checkpoints (t2m/...). "
         "Empty: the one `python build.py weights` fills",
     )
-    clip_file: StringProperty(
+    clip_file: StringProperty(  # type: ignore[valid-type]
         name="CLIP File",
         subtype="FILE_PATH",
         description="CLIP ViT-B/32 checkpoint. Empty: <weights>/clip/ViT-B-32.pt",
     )
-    device: EnumProperty(
+    device: EnumProperty(  # type: ignore[valid-type]
         name="Device", items=DEVICES, default="auto", description="Where the backend runs the models"
     )
 

@@ -160,10 +160,11 @@ classes = (MoMaskSettings, MoMaskBoneRole)
 
 
 def register_properties() -> None:
-    bpy.types.Scene.momask = PointerProperty(type=MoMaskSettings)
-    bpy.types.Object.momask_mapping = CollectionProperty(type=MoMaskBoneRole)
-    bpy.types.Object.momask_mapping_index = IntProperty(default=0)
-    bpy.types.Object.momask_take_index = IntProperty(name="Take", default=-1)
+    # New RNA properties on Blender's own types: the stubs cannot know them (hence the ignores).
+    bpy.types.Scene.momask = PointerProperty(type=MoMaskSettings)  # type: ignore[attr-defined]
+    bpy.types.Object.momask_mapping = CollectionProperty(type=MoMaskBoneRole)  # type: ignore[attr-defined]
+    bpy.types.Object.momask_mapping_index = IntProperty(default=0)  # type: ignore[attr-defined]
+    bpy.types.Object.momask_take_index = IntProperty(name="Take", default=-1)  # type: ignore[attr-defined]
 
 
 def unregister_properties() -> None:
