@@ -74,7 +74,8 @@ class CheckpointArchive(NamedTuple):
     """One official checkpoint zip and what a correct copy of it contains.
 
     ``members`` maps a path relative to the dataset folder (``t2m/``) to its size in bytes, or to
-    ``None`` where the size is not fixed (the small ``opt.txt`` files).
+    ``None`` where the size is not fixed (the small ``opt.txt`` files). ``checksums`` gives the
+    sha256 of the members whose official digest is known.
     """
 
     dataset: str
@@ -82,6 +83,7 @@ class CheckpointArchive(NamedTuple):
     drive_id: str
     members: Mapping[str, int | None]
     description: str
+    checksums: Mapping[str, str] = {}
 
     @property
     def official_url(self) -> str:
@@ -110,7 +112,11 @@ _T2M_VQ = "rvq_nq6_dc512_nc512_noshare_qdp0.2"
 _T2M_MASKED = "t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns"
 _T2M_RESIDUAL = "tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2_sw"
 
-#: Sizes from the official release (momask_spec.md section 1.1).
+#: Sizes from the official release (momask_spec.md section 1.1). The zips themselves publish no
+#: checksum, but the model files inside them were mirrored with Git LFS (in the public fork
+#: purva115/MomaskImplementation, whose LFS pointers record each file's sha256 and size — the sizes
+#: agree with the official release): those digests are checked after extraction. The HumanML3D meta
+#: files and length estimator have no published digest and are checked by size.
 HUMANML3D = CheckpointArchive(
     dataset="t2m",
     filename="humanml3d_models.zip",
@@ -126,6 +132,13 @@ HUMANML3D = CheckpointArchive(
         f"{_T2M_RESIDUAL}/model/net_best_fid.tar": 61_196_511,
         f"{_T2M_RESIDUAL}/opt.txt": None,
         "length_estimator/model/finest.tar": 1_745_581,
+    },
+    checksums={
+        f"{_T2M_VQ}/model/net_best_fid.tar":
+            "fd42f54df6d4ecf1226959b5a7de3f849a04e76bfb9d8dde0a588f98de180088",
+        f"{_T2M_MASKED}/model/latest.tar": "80776600ae3398ca9cebe250b42fe3cd5c25d0b950fc8f57118673bec1ec860e",
+        f"{_T2M_RESIDUAL}/model/net_best_fid.tar":
+            "2541adf3b1028b27b95cbe2a6e7866b70dc171f2d08f96d4fb741c49ac010f8d",
     },
 )
 
@@ -143,6 +156,16 @@ KIT = CheckpointArchive(
         f"{_T2M_MASKED}_k/opt.txt": None,
         f"{_T2M_RESIDUAL}_k/model/net_best_fid.tar": 61_196_511,
         f"{_T2M_RESIDUAL}_k/opt.txt": None,
+    },
+    checksums={
+        f"{_T2M_VQ}_k/model/net_best_fid.tar":
+            "3bc27652b71fb318b41475f3a70e9863ff1d327d3a68d20ee196a42ed60df6f0",
+        f"{_T2M_VQ}_k/meta/mean.npy": "9e23fac51db2215ab5666324226be48f27efd6a6e7b22ebd17c28e0f056a7c22",
+        f"{_T2M_VQ}_k/meta/std.npy": "296a60656cea07e65ee64512d73d47c0412df0698b35194116330661be32fa90",
+        f"{_T2M_MASKED}_k/model/latest.tar":
+            "bd74619458cb8df1a54cef9653686565d09920c4fd153782018b7dd0cadf11c0",
+        f"{_T2M_RESIDUAL}_k/model/net_best_fid.tar":
+            "eab9c83a3413aea7236d0fb41ec408e47d1a3317501718bf1a223d8bfbb8a1a4",
     },
 )
 
@@ -196,6 +219,13 @@ def archive_problems(folder: Path, archive: CheckpointArchive) -> list[str]:
         elif size is not None and path.stat().st_size != size:
             problems.append(f"{rel} is {path.stat().st_size:,} bytes, the official file is {size:,}")
     return problems
+
+
+def checksum_problems(folder: Path, archive: CheckpointArchive) -> list[str]:
+    """Members under ``folder`` whose sha256 differs from the official digest."""
+    return [f"{rel} has sha256 {digest}, the official file has {expected}"
+            for rel, expected in archive.checksums.items()
+            if (digest := sha256_of(folder / rel)) != expected]
 
 
 def sha256_of(path: Path) -> str:
@@ -470,9 +500,9 @@ def archives_in_zip(path: Path, candidates: Iterable[CheckpointArchive] | None =
 
 def _not_verifiable(path: Path, why: str) -> CheckpointError:
     return CheckpointError(
-        f"{path} is not a valid official MoMask checkpoint zip: {why}. (The official zips publish no "
-        "checksum; the installer checks that the zip is intact and that every model file has the "
-        "official byte size.)",
+        f"{path} is not a valid official MoMask checkpoint zip: {why}. (The installer checks that the "
+        "zip is intact, that every model file has the official byte size and, where the official "
+        "sha256 is known, that digest.)",
         "Delete the file and download it again (`python build.py weights`, or in a browser).")
 
 
@@ -524,6 +554,9 @@ def install_archive(zip_path: Path, root: Path, archive: CheckpointArchive, pref
                 with zf.open(info) as src, open(out_path, "wb") as dst:
                     shutil.copyfileobj(src, dst, _CHUNK)
             problems = archive_problems(staging, archive)
+            if not problems:
+                log(f"  verifying the sha256 of {len(archive.checksums)} model files ...")
+                problems = checksum_problems(staging, archive)
             if problems:
                 raise _not_verifiable(zip_path, "after extraction " + "; ".join(problems))
             _swap_into_place(staging, root / archive.dataset)

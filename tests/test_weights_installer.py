@@ -29,13 +29,17 @@ MEMBERS = {
     "rvq_test/opt.txt": None,
     "trans_test/model/latest.tar": 50_000,
 }
-TEST_ARCHIVE = wi.CheckpointArchive(dataset="t2m", filename="humanml3d_models.zip", drive_id="test-drive-id",
-                                    members=MEMBERS, description="test HumanML3D models")
-
-
 def member_bytes(rel: str, seed: int = 0) -> bytes:
     size = MEMBERS[rel] or 57
     return random.Random(f"{rel}-{seed}").randbytes(size)
+
+
+#: Like the official archives: sizes for every model file, sha256 digests where they are known.
+TEST_ARCHIVE = wi.CheckpointArchive(
+    dataset="t2m", filename="humanml3d_models.zip", drive_id="test-drive-id", members=MEMBERS,
+    description="test HumanML3D models",
+    checksums={rel: hashlib.sha256(member_bytes(rel)).hexdigest()
+               for rel in ("rvq_test/model/net_best_fid.tar", "trans_test/model/latest.tar")})
 
 
 def make_zip(prefix: str = "checkpoints/t2m/", seed: int = 0,
@@ -243,6 +247,7 @@ def flip_byte_inside_member(data: bytes, rel: str, seed: int) -> bytes:
     ("not_a_zip", "cannot be opened as a zip"),
     ("crc", "is corrupt"),
     ("wrong_size", "official file is 30,000"),
+    ("same_size_other_bytes", "trans_test/model/latest.tar has sha256"),
     ("missing_member", "trans_test/model/latest.tar is missing"),
     ("clip_sha", "sha256"),
 ])
@@ -256,6 +261,7 @@ def test_corrupted_download_fails_clearly_and_leaves_previous_install_untouched(
         "not_a_zip": b"<html>quota exceeded</html>" + good[:5000],
         "crc": flip_byte_inside_member(make_zip(seed=1), "trans_test/model/latest.tar", seed=1),
         "wrong_size": make_zip(seed=1, override={"rvq_test/model/net_best_fid.tar": b"x" * 29_999}),
+        "same_size_other_bytes": make_zip(override={"trans_test/model/latest.tar": b"x" * 50_000}),
         "missing_member": make_zip(seed=1).replace(b"trans_test/model/latest.tar",
                                                    b"trans_test/model/oldest.tar"),
         "clip_sha": None,
@@ -269,7 +275,7 @@ def test_corrupted_download_fails_clearly_and_leaves_previous_install_untouched(
         install(tmp_path, server, force=True)
     assert err.value.fix
     if corruption != "clip_sha":
-        assert "publish no checksum" in err.value.problem
+        assert "official byte size" in err.value.problem
     after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     assert after == before
     assert leftovers(tmp_path) == []
@@ -405,3 +411,9 @@ def test_complete_part_file_is_used_when_server_says_range_not_satisfiable(tmp_p
     assert ("/humanml3d_models.zip", f"bytes={len(data)}-") in server.requests
     assert_installed(tmp_path)
     assert leftovers(tmp_path) == []
+
+
+def test_official_digests_belong_to_official_members():
+    for archive in wi.ARCHIVES.values():
+        assert set(archive.checksums) <= {rel for rel, size in archive.members.items() if size}
+        assert all(len(digest) == 64 and int(digest, 16) >= 0 for digest in archive.checksums.values())
