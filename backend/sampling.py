@@ -21,8 +21,9 @@ two flows, and it lives in small "logits functions" built by :func:`reference_fl
 * reference — mirrors the official code: two separate forward passes (conditional, then
   unconditional) through ``forward_with_cond_scale``, fp32, eager;
 * fast — the conditional and unconditional passes batched into one forward (``[cond; zeros]`` on
-  the batch axis), optional bf16/fp16 autocast for the transformer body while the logits, the
-  softmax and the guidance mix stay fp32.
+  the batch axis), run through the lean batch-first forward of ``backend/fast_transformer.py`` (the
+  same parameters as the stock encoder modules), optional bf16/fp16 autocast for the transformer
+  body while the logits, the softmax and the guidance mix stay fp32.
 
 The decoding loops never synchronise with the host (no ``.item()``, no ``max`` of device lengths;
 the cosine schedule is computed before the loop), so they can run ahead on a GPU.
@@ -41,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from backend import fast_transformer
 from backend.errors import CancelledError
 
 #: Number of real codes per quantizer layer; the masked transformer's MASK id equals it.
@@ -274,9 +276,10 @@ def fast_flow(precision: str = "fp32") -> Flow:
 
     Same modules and weights as ``trans_forward``, but fed so that no work repeats: the text and
     layer tokens are computed once per job, the motion tokens once per step for both passes (they
-    are the same ids), the masked transformer's input is a gather from a per-model table, and the
-    residual classifier is one matrix product with that layer's weights. Only float rounding differs
-    from the reference flow.
+    are the same ids), the masked transformer's input is a gather from a per-model table, the
+    attention mask is made once per job (none when nothing is padded), the encoder runs batch-first
+    through ``fast_transformer.encoder_forward``, and the residual classifier is one matrix product
+    with that layer's weights. Only float rounding differs from the reference flow.
     """
     if precision not in ("fp32", *_AUTOCAST_DTYPES):
         raise ValueError(f"unknown precision {precision!r}")
@@ -287,18 +290,18 @@ def fast_flow(precision: str = "fp32") -> Flow:
         both = not (force_mask or cond_scale == 1)
         pass_cond, pass_mask = _pass_rows(cond, padding_mask, both, text=not force_mask)
         with _autocast(cond.device, precision):
-            text_token = model.cond_emb(pass_cond).unsqueeze(0)              # (1, rows, latent)
-        key_padding = _key_padding(pass_mask, 1)
+            text_token = model.cond_emb(pass_cond).unsqueeze(1)              # (rows, 1, latent)
+        attention_bias = fast_transformer.attention_bias(_key_padding(pass_mask, 1))
         table = _token_inputs(model)
-        positions = model.position_enc.pe[:seq_len]                         # (n, 1, latent)
+        positions = model.position_enc.pe[:seq_len, 0]                      # (n, latent)
 
         def logits(ids: Tensor) -> Tensor:
-            motion = table[ids.t()] + positions                             # (n, b, latent)
+            motion = table[ids] + positions                                 # (b, n, latent)
             with _autocast(ids.device, precision):
-                sequence = torch.cat([text_token, motion.repeat(1, 2, 1) if both else motion], dim=0)
-                hidden = model.seqTransEncoder(sequence, src_key_padding_mask=key_padding)[1:]
-                out = model.output_process(hidden)                           # (rows, 512, n)
-            out = out.float().permute(0, 2, 1)
+                sequence = torch.cat([text_token, motion.repeat(2, 1, 1) if both else motion], dim=1)
+                hidden = fast_transformer.encoder_forward(model.seqTransEncoder, sequence, attention_bias)
+                out = fast_transformer.head_forward(model.output_process, hidden[:, 1:])  # (rows, n, 512)
+            out = out.float()
             return _guided(out[:batch], out[batch:], cond_scale) if both else out
         return logits
 
@@ -312,25 +315,25 @@ def fast_flow(precision: str = "fp32") -> Flow:
         rows = pass_cond.shape[0]
         layers = model.num_quantizers
         with _autocast(cond.device, precision):
-            text_token = model.cond_emb(pass_cond).unsqueeze(0)              # (1, rows, latent)
+            text_token = model.cond_emb(pass_cond).unsqueeze(1)              # (rows, 1, latent)
             eye = torch.eye(layers, device=cond.device)
             layer_tokens = model.quant_emb(eye)                              # (layers, latent)
-        key_padding = _key_padding(pass_mask, 2)
-        positions = model.position_enc.pe[:seq_len]
+        attention_bias = fast_transformer.attention_bias(_key_padding(pass_mask, 2))
+        positions = model.position_enc.pe[:seq_len, 0]
         bias = model._bias()
 
         def logits(history: Tensor, layer: int) -> Tensor:
             with _autocast(history.device, precision):
-                motion = model.input_process.poseEmbedding(history).transpose(0, 1) + positions
-                layer_token = layer_tokens[layer].expand(1, rows, -1)
-                sequence = torch.cat([text_token, layer_token, motion.repeat(1, 2, 1) if both else motion])
-                hidden = model.seqTransEncoder(sequence, src_key_padding_mask=key_padding)[2:]
-                feature = model.output_process(hidden).permute(2, 0, 1)      # (n, rows, C), contiguous
-            out = F.linear(feature.float(), output_proj_weight[layer - 1])   # (n, rows, 513)
+                motion = model.input_process.poseEmbedding(history) + positions   # (b, n, latent)
+                layer_token = layer_tokens[layer].expand(rows, 1, -1)
+                sequence = torch.cat([text_token, layer_token, motion.repeat(2, 1, 1) if both else motion],
+                                     dim=1)
+                hidden = fast_transformer.encoder_forward(model.seqTransEncoder, sequence, attention_bias)
+                feature = fast_transformer.head_forward(model.output_process, hidden[:, 2:])   # (rows, n, C)
+            out = F.linear(feature.float(), output_proj_weight[layer - 1])   # (rows, n, 513)
             if bias is not None:   # official `out += out + bias` doubling (share_weight=False checkpoints)
                 out = out + (out + bias[layer - 1]) if model.replicate_official_bias_doubling \
                     else out + bias[layer - 1]
-            out = out.permute(1, 0, 2)
             return _guided(out[:batch], out[batch:], cond_scale) if both else out
         return logits
 

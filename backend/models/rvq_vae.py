@@ -191,14 +191,18 @@ class ResidualVQ(nn.Module):
 
     def codes_from_indices(self, indices: torch.Tensor) -> torch.Tensor:
         """indices (b, n, q' ≤ q), −1 = no code → per-layer vectors (q, b, n, C), zero where −1."""
-        b, _, depth = indices.shape
-        if depth < self.num_quantizers:
-            indices = F.pad(indices, (0, self.num_quantizers - depth), value=-1)
-        codebooks = self.codebooks.unsqueeze(1).expand(-1, b, -1, -1)  # (q, b, K, C)
-        gather = indices.permute(2, 0, 1).unsqueeze(-1).expand(-1, -1, -1, codebooks.shape[-1])
-        absent = gather == -1
-        codes = codebooks.gather(2, gather.masked_fill(absent, 0))  # −1 fetches row 0 ...
-        return codes.masked_fill(absent, 0.0)  # ... which is then zeroed
+        # One lookup per codebook: stacking the six codebooks first would copy 6 MB on every decode.
+        codes = []
+        for q, layer in enumerate(self.layers):
+            codebook: torch.Tensor = layer.codebook  # type: ignore[assignment]
+            if q < indices.shape[-1]:
+                idx = indices[..., q]
+                absent = (idx == -1).unsqueeze(-1)
+                looked_up = F.embedding(idx.clamp(min=0), codebook)  # −1 fetches row 0 ...
+                codes.append(looked_up.masked_fill_(absent, 0.0))     # ... which is then zeroed
+            else:
+                codes.append(codebook.new_zeros(indices.shape[0], indices.shape[1], codebook.shape[1]))
+        return torch.stack(codes, dim=0)
 
 
 class RVQVAE(nn.Module):
