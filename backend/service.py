@@ -260,13 +260,16 @@ class RetargetTarget:
 
     setup: Any = None        # the rig analysis, done once and reused for every take
 
-    def run(self, joints: Any, src_fps: float) -> dict[str, Any]:
+    def run(self, joints: Any, src_fps: float, transform: Any = None, frame_count: int | None = None
+            ) -> dict[str, Any]:
+        """Retarget ``joints``; ``transform`` and ``frame_count`` as in ``solver.retarget``."""
         from backend.retarget.solver import analyse_rig, retarget
 
         if self.setup is None:
             self.setup = analyse_rig(self.rig, self.mapping)
         result = retarget(joints, self.rig, self.mapping, src_fps=src_fps, dst_fps=self.dst_fps,
-                          foot_lock=self.foot_lock, in_place=self.in_place, setup=self.setup)
+                          foot_lock=self.foot_lock, in_place=self.in_place, setup=self.setup,
+                          transform=transform, frame_count=frame_count)
         return result.to_dict()
 
 
@@ -577,23 +580,30 @@ class Service:
         kind = field(source, "kind", str, required=True)
         joint_count = sk.NUM_JOINTS[self.config.dataset]
         target: RetargetTarget | None
+        placement = None      # the source → rig transform of a pose source retargeted onto its own rig
         if kind == "pose":
             # The pose is read through the source rig's mapping; the answer is retargeted onto the same
             # rig (the add-on writes it back there) unless the retarget section names another one.
-            from backend.retarget.inverse import joints_from_pose
+            from backend.retarget.inverse import joints_and_transform_from_pose
             from backend.retarget.mapping import require_complete
 
             source_rig, source_mapping = map_rig(source)
             require_complete(source_mapping)
             retarget_spec = dict(message.get("retarget") or {})
-            if retarget_spec.get("rig") is None:
+            same_rig = retarget_spec.get("rig") is None
+            if same_rig:
                 retarget_spec.update(rig=source.get("rig"), overrides=source.get("overrides"))
             target = retarget_target(retarget_spec, src_fps)
             matrices = np.asarray(field(source, "pose_matrices", object, required=True), dtype=np.float32)
             if matrices.ndim != 4 or matrices.shape[2:] != (4, 4) or matrices.shape[0] < 2:
                 raise InputError(f"pose_matrices has shape {matrices.shape}, expected (frames, bones, 4, 4).",
                                  "Send every bone's posed matrix for every source frame.")
-            source_joints = joints_from_pose(source_rig, source_mapping, matrices)
+            source_joints, read_transform = joints_and_transform_from_pose(source_rig, source_mapping,
+                                                                          matrices)
+            # Back onto the same rig through the transform that read it, so retargeting the untouched
+            # source reproduces the rig's own motion (height, scale) and the range joins it seamlessly.
+            if same_rig:
+                placement = read_transform
             source_frames = int(matrices.shape[0])
         else:
             target = retarget_target(message.get("retarget"), src_fps)
@@ -671,7 +681,13 @@ class Service:
         }
         if target:
             check_cancel(job)
-            take["retarget"] = target.run(joints, float(batch.fps))
+            # The answer equals the source outside the range, so the root must follow the source
+            # there: "in place" would move the whole clip (the add-on never sends it for inpaint).
+            target.in_place = False
+            # Exactly the source's frame count when keyed at its rate, so the whole range gets keys.
+            same_rate = abs(target.dst_fps - src_fps) <= 1e-6 * src_fps
+            take["retarget"] = target.run(joints, float(batch.fps), transform=placement,
+                                          frame_count=source_frames if same_rate else None)
             take["mapping"] = target.mapping.to_dict()
             progress.report("retarget", progress.done + 1)
         progress.finish()

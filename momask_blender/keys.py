@@ -355,18 +355,75 @@ def slerp(q0: np.ndarray, q1: np.ndarray, t: np.ndarray) -> np.ndarray:
     return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
-def _blend(prop: str, existing: np.ndarray, new: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    if prop == "rotation_quaternion":
+def _blend(prop: str, existing: np.ndarray, new: np.ndarray, weight: np.ndarray,
+           mode: str = "QUATERNION") -> np.ndarray:
+    """The keys of one channel inside the range: ``existing`` blended into ``new`` by ``weight``.
+
+    Rotations blend as rotations (slerp) whatever the bone's mode: blending Euler angles or axis-angle
+    component by component spins a bone whose existing keys are wound past ±180° (a BVH import after
+    a full turn) through a full turn. Euler and axis-angle keys are converted back choosing, frame
+    by frame, the equivalent value nearest the previous frame's, starting from the existing key at
+    the range start, so the curves continue the animator's winding. Locations blend linearly.
+    """
+    if prop == "location":
+        blended = existing + weight[:, None] * (new - existing)
+    elif prop == "rotation_quaternion":
         new = _continuous_quaternions(new)
         blended = slerp(existing, new, weight)
         if len(blended) and np.dot(blended[0], existing[0]) < 0:
             blended = -blended
         blended = _continuous_quaternions(blended)
-    else:  # location, Euler angles and axis-angle: component-wise, continuous at both seams
-        blended = existing + weight[:, None] * (new - existing)
+    elif prop == "rotation_axis_angle":
+        quats = slerp(_axis_angle_to_quats(existing), _axis_angle_to_quats(new), weight)
+        blended = _quats_to_axis_angle(quats, existing)
+    else:  # rotation_euler in the bone's order
+        quats = slerp(_euler_to_quats(existing, mode), _euler_to_quats(new, mode), weight)
+        blended = _quats_to_euler(quats, existing, mode)
     untouched = weight == 0  # the seam frames keep the existing values exactly
     blended[untouched] = existing[untouched]
     return blended
+
+
+def _euler_to_quats(values: np.ndarray, order: str) -> np.ndarray:
+    from mathutils import Euler
+
+    quats = [Euler(v, order).to_quaternion() for v in values]
+    return np.array([(q.w, q.x, q.y, q.z) for q in quats], dtype=np.float64).reshape(-1, 4)
+
+
+def _quats_to_euler(quats: np.ndarray, existing: np.ndarray, order: str) -> np.ndarray:
+    """Euler keys of ``quats``, each compatible with the previous key (Blender's ``make_compatible``);
+    the first with the existing key at the range start."""
+    from mathutils import Euler, Quaternion
+
+    out = np.empty((len(quats), 3))
+    previous = Euler(existing[0], order) if len(existing) else None
+    for k, q in enumerate(quats):
+        euler = Quaternion(q).to_euler(order, previous)  # type: ignore[arg-type]  # order: a Blender enum
+        out[k] = (euler.x, euler.y, euler.z)
+        previous = euler
+    return out
+
+
+def _axis_angle_to_quats(values: np.ndarray) -> np.ndarray:
+    angle, axis = values[:, 0], values[:, 1:]
+    length = np.linalg.norm(axis, axis=1, keepdims=True)
+    axis = np.where(length > 1e-12, axis / np.where(length > 1e-12, length, 1.0), [0.0, 1.0, 0.0])
+    return np.concatenate([np.cos(angle / 2)[:, None], np.sin(angle / 2)[:, None] * axis], axis=1)
+
+
+def _quats_to_axis_angle(quats: np.ndarray, existing: np.ndarray) -> np.ndarray:
+    """Axis-angle keys of ``quats``, each the equivalent (angle ± 2πk, ±axis) nearest the previous key."""
+    out = np.empty((len(quats), 4))
+    previous = existing[0].astype(np.float64) if len(existing) else np.array([0.0, 0.0, 1.0, 0.0])
+    turns = 2 * np.pi * np.arange(-2, 3)
+    for k, q in enumerate(quats):
+        sin = float(np.linalg.norm(q[1:]))
+        angle = 2 * np.arctan2(sin, q[0])
+        axis = q[1:] / sin if sin > 1e-9 else previous[1:] / max(np.linalg.norm(previous[1:]), 1e-12)
+        candidates = np.array([[sign * angle + turn, *(sign * axis)] for sign in (1, -1) for turn in turns])
+        out[k] = previous = candidates[np.argmin(np.linalg.norm(candidates - previous, axis=1))]
+    return out
 
 
 _KEY_PROPS = {  # keyframe attribute → (components, dtype)
@@ -438,15 +495,19 @@ def _replace_range(fcurve, lo: int, hi: int, frames: np.ndarray, values: np.ndar
 
 def write_inbetween(obj, result: dict, range_start: int, range_end: int, blend_frames: int = 4,
                     source_action=None, *, result_start: int | None = None, name: str | None = None,
-                    prompt: str | None = None, seed: int | None = None):
+                    prompt: str | None = None, seed: int | None = None,
+                    source_channels: tuple[int, dict] | None = None):
     """Make a new take: a copy of the current action with ``[range_start, range_end)`` regenerated.
 
     ``result`` covers the source span that was sent to the backend; its frame 0 is scene frame
     ``result_start`` (default: ``result["start_frame"]`` if present, else ``range_start`` when the
     result is exactly the range, else the source action's first frame). Only the channels the
     result drives change, only inside the range, blended into the existing motion over
-    ``blend_frames`` frames at each side (slerp for quaternions, linear otherwise). The source
-    action stays as it was and selectable; the copy is assigned last, and removed on failure.
+    ``blend_frames`` frames at each side (rotations slerped in every rotation mode, locations
+    linearly). ``source_channels`` = (first scene frame, ``rig_io.read_pose`` channels): what the
+    source evaluated to when it was read; channels the action does not key blend from those values
+    (else from the rig's current pose). The source action stays as it was and selectable; the copy
+    is assigned last, and removed on failure.
     """
     from .rig_io import _require_armature
 
@@ -489,11 +550,11 @@ def write_inbetween(obj, result: dict, range_start: int, range_end: int, blend_f
         for bone, prop, values in tracks:
             path = bone_path(bone, prop)
             curves = [channels.find(path, i) for i in range(values.shape[1])]
-            still = np.array(getattr(pose_bones[bone], prop), dtype=np.float64)  # unanimated channels
+            still = _unkeyed_values(obj, bone, prop, frames, source_channels)
             existing = np.stack([
                 np.array([fc.evaluate(f) for f in frames]) if fc is not None
-                else np.full(len(frames), still[i]) for i, fc in enumerate(curves)], axis=1)
-            blended = _blend(prop, existing, values[window], weight)
+                else still[:, i] for i, fc in enumerate(curves)], axis=1)
+            blended = _blend(prop, existing, values[window], weight, pose_bones[bone].rotation_mode)
             for i, fcurve in enumerate(curves):
                 # a channel that was only posed gets a new curve; its end keys hold the pose outside
                 fcurve = fcurve or channels.new(path, i, bone)
@@ -502,3 +563,21 @@ def write_inbetween(obj, result: dict, range_start: int, range_end: int, blend_f
                  seed=seed, frames=range_end - range_start, fps=fps_now, source=source,
                  frame_range=(range_start, range_end))
     return action
+
+
+def _unkeyed_values(obj, bone: str, prop: str, frames: np.ndarray, source_channels) -> np.ndarray:
+    """(len(frames), k) values of a channel the action may not key: what the source evaluated to on
+    those frames when it was read (``source_channels``), else the rig's current value held."""
+    current = np.array(getattr(obj.pose.bones[bone], prop), dtype=np.float64)
+    held = np.tile(current, (len(frames), 1))
+    if source_channels is None:
+        return held
+    first, sampled = source_channels
+    values = sampled.get(prop)
+    index = obj.pose.bones.find(bone)
+    rows = frames.astype(np.int64) - int(first)
+    if values is None or index < 0 or index >= values.shape[1]:
+        return held
+    inside = (rows >= 0) & (rows < len(values))
+    held[inside] = np.asarray(values, dtype=np.float64)[rows[inside], index]
+    return held

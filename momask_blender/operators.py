@@ -18,16 +18,17 @@ from . import client as client_mod
 from . import jobs, presets, properties
 from .preferences import client_config, user_dir
 
-NAME_PROMPT_CHARS = 44  # the rest of Blender's 63 characters is for " s<seed> v<n>"
+# Blender names hold 63 BYTES (UTF-8): the prompt gets 44, the rest is for " s<seed> v<n>" (≤ 15 bytes)
+# or an in-between's " f<start>-<end>", so a non-ASCII prompt never pushes the suffix out.
+NAME_PROMPT_BYTES = 44
+#: Context read around an in-between's range, each side: the backend inpaints a window of at most
+#: 196 model frames (9.8 s) centred on the range, so ±5 s covers it; the rest is never read.
+INBETWEEN_CONTEXT_SECONDS = 5.0
 
 
 def active_armature(context):
     obj = getattr(context, "active_object", None) or getattr(context, "object", None)
     return obj if obj is not None and obj.type == "ARMATURE" else None
-
-
-def scene_fps(scene) -> float:
-    return scene.render.fps / scene.render.fps_base
 
 
 def _report_error(op, exc: BaseException) -> set[str]:
@@ -49,9 +50,12 @@ def next_seed(settings) -> int:
 
 
 def _short(prompt: str) -> str:
+    """The prompt, whitespace collapsed, within NAME_PROMPT_BYTES UTF-8 bytes ("…" when cut)."""
     short = " ".join(prompt.split())
-    if len(short) > NAME_PROMPT_CHARS:
-        short = short[: NAME_PROMPT_CHARS - 1].rstrip() + "…"
+    if len(short.encode("utf-8")) > NAME_PROMPT_BYTES:
+        ellipsis = "…"
+        room = NAME_PROMPT_BYTES - len(ellipsis.encode("utf-8"))
+        short = short.encode("utf-8")[:room].decode("utf-8", errors="ignore").rstrip() + ellipsis
     return short
 
 
@@ -59,6 +63,25 @@ def take_name(prompt: str, seed: int, index: int, variations: int) -> str:
     """A take's action name: the prompt (shortened), the seed and the variation, within 63 bytes."""
     name = f"{_short(prompt)} s{seed}"
     return name + (f" v{index + 1}" if variations > 1 else "")
+
+
+def _submit(op, context, kind: str, fields: dict, label: str, job_context: dict, started: str) -> set[str]:
+    """Submit a model job for the active armature (Generate and Generate In-between share this)."""
+    try:
+        jobs.submit(
+            jobs.Job(
+                kind,
+                fields,
+                client_config(context),
+                label=label,
+                target=jobs.Target.of(active_armature(context)),
+                context=job_context,
+            )
+        )
+    except Exception as exc:  # noqa: BLE001
+        return _report_error(op, exc)
+    op.report({"INFO"}, started)
+    return {"FINISHED"}
 
 
 def _busy_poll(cls, context) -> bool:
@@ -86,6 +109,7 @@ class MOMASK_OT_generate(bpy.types.Operator):
         return _busy_poll(cls, context)
 
     def execute(self, context):
+        from .keys import scene_fps
         from .rig_io import describe_armature
 
         obj = active_armature(context)
@@ -111,24 +135,16 @@ class MOMASK_OT_generate(bpy.types.Operator):
                     "in_place": s.in_place,
                 },
             }
-            job = jobs.Job(
-                "generate",
-                fields,
-                client_config(context),
-                label=f"Generate '{prompt}'",
-                target=jobs.Target.of(obj),
-                context={
-                    "start_frame": scene.frame_current,
-                    "prompt": prompt,
-                    "seed": seed,
-                    "variations": s.variations,
-                },
-            )
-            jobs.submit(job)
         except Exception as exc:  # noqa: BLE001
             return _report_error(self, exc)
-        self.report({"INFO"}, f"MoMask: generating '{prompt}' (seed {seed})")
-        return {"FINISHED"}
+        job_context = {
+            "start_frame": scene.frame_current,
+            "prompt": prompt,
+            "seed": seed,
+            "variations": s.variations,
+        }
+        return _submit(self, context, "generate", fields, f"Generate '{prompt}'", job_context,
+                       f"MoMask: generating '{prompt}' (seed {seed})")
 
 
 class MOMASK_OT_generate_inbetween(bpy.types.Operator):
@@ -153,27 +169,47 @@ class MOMASK_OT_generate_inbetween(bpy.types.Operator):
     def execute(self, context):
         import numpy as np
 
-        from .rig_io import describe_armature, read_pose_matrices
+        from . import takes
+        from .keys import scene_fps
+        from .rig_io import describe_armature, read_pose
 
         obj = active_armature(context)
         scene = context.scene
         s = scene.momask
         prompt = s.inbetween_prompt.strip()
-        first, last = properties.inbetween_range(scene)
+        first, last, where = properties.inbetween_frames(scene, obj)
+        fps = scene_fps(scene)
         if not prompt:
             self.report({"ERROR"}, "Type what should happen in the range, e.g. 'the person jumps'.")
             return {"CANCELLED"}
         if last < first:
             self.report({"ERROR"}, f"The frame range {first}-{last} is empty; set an end after the start.")
             return {"CANCELLED"}
-        action = obj.animation_data.action
+        if where == "action range" and (last - first) / fps > properties.MAX_SECONDS:
+            self.report({"ERROR"}, f"With no preview range the in-between would regenerate the whole action "
+                        f"(frames {first}-{last}, {(last - first + 1) / fps:.1f} s), longer than the "
+                        f"{properties.MAX_SECONDS:g} s MoMask makes at once. Fix: set a preview range over "
+                        "the frames to regenerate (Timeline: View > Set Preview Range) or tick Custom Range.")
+            return {"CANCELLED"}
+        ad = obj.animation_data
+        if ad.use_tweak_mode:
+            self.report({"ERROR"}, "The armature's NLA is in tweak mode. Fix: leave tweak mode (Tab in the "
+                        "NLA editor), then generate the in-between.")
+            return {"CANCELLED"}
+        # The in-between edits a copy of the active action, so its source is that action alone: stop
+        # an A/B comparison (whose soloed track would be read instead) and read with the NLA off.
+        takes.end_compare(obj)
+        action = ad.action
+        # Only the range and the context the backend can use (its window is centred on the range),
+        # clipped to the action; never the whole action, frame by frame on the main thread.
         a0, a1 = action.frame_range
-        span_start = min(int(math.floor(a0)), first)
-        span_end = max(int(math.ceil(a1)), last) + 1  # exclusive
+        context_frames = int(round(INBETWEEN_CONTEXT_SECONDS * fps))
+        span_start = min(first, max(int(math.floor(a0)), first - context_frames))
+        span_end = max(last, min(int(math.ceil(a1)), last + context_frames)) + 1  # exclusive
         try:
             seed = next_seed(s)
             rig = describe_armature(obj)
-            pose = read_pose_matrices(obj, span_start, span_end).astype(np.float32)
+            pose, channels = read_pose(obj, span_start, span_end)
             fields = {
                 "prompt": prompt,
                 "start": first - span_start,
@@ -182,35 +218,29 @@ class MOMASK_OT_generate_inbetween(bpy.types.Operator):
                 **sampling_fields(s),
                 "source": {
                     "kind": "pose",
-                    "fps": scene_fps(scene),
+                    "fps": fps,
                     "rig": rig,
                     "overrides": properties.mapping_overrides(obj),
-                    "pose_matrices": pose,
+                    "pose_matrices": pose.astype(np.float32),
                 },
-                "retarget": {"dst_fps": scene_fps(scene), "foot_lock": s.foot_lock, "in_place": s.in_place},
+                # no "in_place": the root follows the source around the range (the backend ignores it)
+                "retarget": {"dst_fps": fps, "foot_lock": s.foot_lock},
             }
-            job = jobs.Job(
-                "inpaint",
-                fields,
-                client_config(context),
-                label=f"In-between '{prompt}'",
-                target=jobs.Target.of(obj),
-                context={
-                    "span_start": span_start,
-                    "span_end": span_end,
-                    "first": first,
-                    "last": last,
-                    "source_action": action.name,
-                    "prompt": prompt,
-                    "seed": seed,
-                    "blend_frames": s.blend_frames,
-                },
-            )
-            jobs.submit(job)
         except Exception as exc:  # noqa: BLE001
             return _report_error(self, exc)
-        self.report({"INFO"}, f"MoMask: regenerating frames {first}-{last} with '{prompt}'")
-        return {"FINISHED"}
+        job_context = {
+            "span_start": span_start,
+            "span_end": span_end,
+            "first": first,
+            "last": last,
+            "source_action": action.name,
+            "source_channels": (span_start, channels),
+            "prompt": prompt,
+            "seed": seed,
+            "blend_frames": s.blend_frames,
+        }
+        return _submit(self, context, "inpaint", fields, f"In-between '{prompt}'", job_context,
+                       f"MoMask: regenerating frames {first}-{last} with '{prompt}'")
 
 
 class MOMASK_OT_cancel(bpy.types.Operator):
@@ -308,7 +338,7 @@ def apply_generate(job: jobs.Job, obj) -> str:
 
 @jobs.applier("inpaint")
 def apply_inpaint(job: jobs.Job, obj) -> str:
-    from . import keys
+    from . import keys, takes
 
     ctx = job.context
     source = bpy.data.actions.get(ctx["source_action"])
@@ -327,6 +357,7 @@ def apply_inpaint(job: jobs.Job, obj) -> str:
         "end": ctx["last"] + 1 - span_start,
     }
     start = span_start + max(0, int(regen["start"]))
+    # The backend keys exactly the source's frames, so this only guards a malformed reply.
     end = span_start + min(frame_count, int(regen["end"]))
     action = keys.write_inbetween(
         obj,
@@ -339,13 +370,26 @@ def apply_inpaint(job: jobs.Job, obj) -> str:
         name=f"{_short(ctx['prompt'])} f{start}-{end - 1}",
         prompt=ctx["prompt"],
         seed=int(take.get("seed", ctx["seed"])),
+        source_channels=ctx.get("source_channels"),
     )
+    # The panel shows a take's regenerated frames from the take itself (momask_range), next to the
+    # range the user asked for, so the note never goes stale when another take is selected.
+    action[takes.PREFIX + "requested_range"] = [int(ctx["first"]), int(ctx["last"])]
     obj.momask_take_index = bpy.data.actions.find(action.name)
-    jobs.STATE.regenerated = (start, end - 1)
     ctx["actions"] = [action.name]
     ctx["regenerated"] = (start, end - 1)
-    widened = "" if (start, end - 1) == (ctx["first"], ctx["last"]) else " (widened to whole tokens)"
-    return f"MoMask: regenerated frames {start}-{end - 1}{widened} into '{action.name}'"
+    return f"MoMask: regenerated frames {start}-{end - 1}{regenerated_note(action)} into '{action.name}'"
+
+
+def regenerated_note(action) -> str:
+    """" (widened to whole tokens)" when a take's regenerated frames differ from the range asked for."""
+    from . import takes
+
+    done, asked = action.get(takes.PREFIX + "range"), action.get(takes.PREFIX + "requested_range")
+    if done is None or asked is None or (int(done[0]), int(done[1]) - 1) == (int(asked[0]), int(asked[1])):
+        return ""
+    widened = int(done[0]) <= int(asked[0]) and int(done[1]) - 1 >= int(asked[1])
+    return " (widened to whole tokens)" if widened else " (adjusted to whole tokens)"
 
 
 @jobs.applier("map_rig", undo=False)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import bpy
 
 from . import jobs, properties
-from .operators import active_armature
+from .operators import active_armature, regenerated_note
 from .preferences import wrap
 
 WRAP = 46
@@ -146,22 +146,36 @@ class MOMASK_PT_inbetween(_SubPanel):
         layout = self.layout
         scene = context.scene
         s = scene.momask
-        first, last = properties.inbetween_range(scene)
+        obj = active_armature(context)
+        first, last, source = properties.inbetween_frames(scene, obj)
         layout.prop(s, "inbetween_custom_range")
         if s.inbetween_custom_range:
             row = layout.row(align=True)
             row.prop(s, "inbetween_start")
             row.prop(s, "inbetween_end")
         else:
-            source = "preview range" if scene.use_preview_range else "scene range"
             layout.label(text=f"Frames {first}-{last} ({source})", icon="PREVIEW_RANGE")
         layout.prop(s, "inbetween_prompt", text="")
         layout.prop(s, "blend_frames")
         layout.operator("momask.generate_inbetween", icon="SEQ_SEQUENCER")
-        if jobs.STATE.regenerated is not None:
-            a, b = jobs.STATE.regenerated
-            note = "" if (a, b) == (first, last) else " (widened to whole tokens)"
-            layout.label(text=f"Regenerated frames {a}-{b}{note}", icon="CHECKMARK")
+        take = regenerated_take(obj)
+        if take is not None:  # per take: the selected in-between, else the playing one
+            a, b = take["momask_range"]
+            layout.label(text=f"Regenerated frames {a}-{b - 1}{regenerated_note(take)}", icon="CHECKMARK")
+
+
+def regenerated_take(obj):
+    """The in-between take whose regenerated frames the panel shows: the selected take if it is one,
+    else the playing action if it is one, else None."""
+    if obj is None:
+        return None
+    index = obj.momask_take_index
+    selected = bpy.data.actions[index] if 0 <= index < len(bpy.data.actions) else None
+    playing = obj.animation_data.action if obj.animation_data else None
+    for action in (selected, playing):
+        if action is not None and action.get("momask_kind") == "inbetween" and "momask_range" in action:
+            return action
+    return None
 
 
 class MOMASK_PT_takes(_SubPanel):

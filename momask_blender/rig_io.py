@@ -8,6 +8,7 @@ into joints for in-betweening. bpy + stdlib + numpy only.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 
 import bpy
@@ -87,6 +88,41 @@ def read_pose_matrices(obj, frame_start: int, frame_end: int) -> np.ndarray:
     Returns (T, n, 4, 4) float64 with T = frame_end - frame_start, as Blender evaluates the rig at
     each frame (action, NLA, constraints, drivers). The scene's current frame is restored afterwards.
     """
+    return read_pose(obj, frame_start, frame_end, action_only=False)[0]
+
+
+#: The pose-bone channels :func:`read_pose` samples, and their sizes.
+POSE_CHANNELS = {"location": 3, "rotation_quaternion": 4, "rotation_euler": 3, "rotation_axis_angle": 4}
+
+
+@contextlib.contextmanager
+def active_action_only(obj):
+    """Evaluate only the armature's active action inside the block (NLA tracks off), then restore.
+
+    An in-between edits a copy of the active action, so the motion it is made from must be that
+    action alone: other NLA tracks (layers, a soloed track) would otherwise be baked into the
+    source the model sees and blended into keys they never came from.
+    """
+    ad = obj.animation_data
+    if ad is None or not len(ad.nla_tracks) or not ad.use_nla:
+        yield
+        return
+    ad.use_nla = False
+    try:
+        yield
+    finally:
+        ad.use_nla = True
+
+
+def read_pose(obj, frame_start: int, frame_end: int, action_only: bool = True
+              ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Posed matrices (as :func:`read_pose_matrices`) and the evaluated channel values per frame.
+
+    The channels are ``{prop: (T, n, k) float32}`` for :data:`POSE_CHANNELS` in pose-bone order: what
+    each channel evaluates to on each frame, including channels the action does not key (an
+    in-between blends those from these values, not from whatever pose the rig has later).
+    ``action_only`` (default) evaluates the active action alone (:func:`active_action_only`).
+    """
     _require_armature(obj)
     frame_start, frame_end = int(frame_start), int(frame_end)
     if frame_end <= frame_start:
@@ -96,13 +132,19 @@ def read_pose_matrices(obj, frame_start: int, frame_end: int) -> np.ndarray:
                           "Choose an end frame after the start frame.")
     scene = obj.users_scene[0] if obj.users_scene else bpy.context.scene
     current, subframe = scene.frame_current, scene.frame_subframe
-    n = len(obj.pose.bones)
-    out = np.empty((frame_end - frame_start, n * 16), dtype=np.float32)
+    n, count = len(obj.pose.bones), frame_end - frame_start
+    out = np.empty((count, n * 16), dtype=np.float32)
+    channels = {prop: np.empty((count, n * size), dtype=np.float32) for prop, size in POSE_CHANNELS.items()}
     try:
-        for t, frame in enumerate(range(frame_start, frame_end)):
-            scene.frame_set(frame)
-            depsgraph = bpy.context.evaluated_depsgraph_get()
-            obj.evaluated_get(depsgraph).pose.bones.foreach_get("matrix", out[t])
-    finally:
+        with active_action_only(obj) if action_only else contextlib.nullcontext():
+            for t, frame in enumerate(range(frame_start, frame_end)):
+                scene.frame_set(frame)
+                depsgraph = bpy.context.evaluated_depsgraph_get()
+                bones = obj.evaluated_get(depsgraph).pose.bones
+                bones.foreach_get("matrix", out[t])
+                for prop, values in channels.items():
+                    bones.foreach_get(prop, values[t])
+    finally:  # after the NLA is back on, so the rig shows what it showed before
         scene.frame_set(current, subframe=subframe)
-    return out.reshape(-1, n, 4, 4).transpose(0, 1, 3, 2).astype(np.float64)
+    matrices = out.reshape(-1, n, 4, 4).transpose(0, 1, 3, 2).astype(np.float64)
+    return matrices, {prop: v.reshape(count, n, POSE_CHANNELS[prop]) for prop, v in channels.items()}

@@ -345,3 +345,45 @@ def test_quaternion_keys_compose_like_blender(source):
     rest = rig.rest_matrices[:, :3, :3]
     expected = pose[:, hip, :3, :3] @ rest[hip].T @ rest[knee] @ quat_to_matrix(q["L_Knee"])
     assert np.abs(pose[:, knee, :3, :3] - expected).max() < 1e-9
+
+
+def test_an_elevated_rig_animation_goes_back_at_its_own_height(source):
+    """In-betweening reads a rig's animation and retargets the answer with the transform that read it:
+    a character 0.5 m up (on a platform) stays there, instead of dropping to the rig's rest floor."""
+    from backend.retarget.inverse import joints_and_transform_from_pose
+
+    rig = make_rig(smpl_rest_joints(source[0], "T"), 12, mixamo_like_world())
+    mapping = auto_map(rig)
+    keys = retarget(source, rig, mapping, foot_lock=False)
+    up = keys.transform.up                                               # armature-space up
+    pelvis = rig.bone_names.index("Pelvis")
+    grounded = pose_matrices_from_basis(rig, keys)
+    keys.root_location = keys.root_location + (0.5 * up) @ rig.rest_matrices[pelvis, :3, :3]
+    pose = pose_matrices_from_basis(rig, keys)
+    assert np.allclose((pose - grounded)[:, :, :3, 3] @ up, 0.5)            # every bone 0.5 m up
+
+    def height(matrices):
+        return matrices[:, pelvis, :3, 3] @ up
+
+    joints, placement = joints_and_transform_from_pose(rig, mapping, pose)
+    assert abs(joints[..., 1].min()) < 1e-9                  # the model still sees a grounded clip
+    for foot_lock in (False, True):
+        again = pose_matrices_from_basis(rig, retarget(joints, rig, mapping, foot_lock=foot_lock,
+                                                       transform=placement))
+        assert np.abs(height(again) - height(pose)).max() < 0.01, foot_lock
+        assert np.abs(again[:, pelvis, :3, 3] - pose[:, pelvis, :3, 3]).max() < 0.01, foot_lock
+    # Without the transform the floor is re-estimated from the grounded joints: the 0.5 m is lost.
+    dropped = pose_matrices_from_basis(rig, retarget(joints, rig, mapping, foot_lock=False))
+    assert (height(pose) - height(dropped)).mean() > 0.3
+
+
+def test_a_fixed_frame_count_covers_the_source_span_exactly(source):
+    """24 → 20 → 24 fps can lose the last frame; ``frame_count`` keys the source's frames exactly."""
+    rig = make_rig(smpl_rest_joints(source[0], "T"), 13)
+    mapping = auto_map(rig)
+    joints_20 = resample_positions(source[:145], 24.0, 20.0)      # 145 frames at 24 fps → 121 at 20
+    derived = retarget(joints_20, rig, mapping, src_fps=20.0, dst_fps=24.0, foot_lock=False)
+    exact = retarget(joints_20, rig, mapping, src_fps=20.0, dst_fps=24.0, foot_lock=False, frame_count=146)
+    assert derived.frame_count == 145 and exact.frame_count == 146
+    assert np.allclose(exact.root_location[:145], derived.root_location, atol=1e-9)
+    assert np.allclose(exact.root_location[145], derived.root_location[144], atol=0.05)

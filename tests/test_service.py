@@ -450,3 +450,43 @@ def test_stray_prints_and_warnings_go_to_the_log_never_to_stdout(tiny_weights, t
     backend.close()                     # asserts every stdout line was a protocol reply
     text = log.read_text()
     assert "a stray print" in text and "raw bytes on fd 1" in text and "a stray warning" in text
+
+
+def test_inpaint_keeps_an_elevated_pose_source_at_its_height_and_ignores_in_place(backend, source_features):
+    """A rig animated 0.5 m up (a platform): the answer is placed with the transform that read it, so
+    the untouched frames reproduce the rig's own root and the regenerated range stays 0.5 m up;
+    ``in_place`` is ignored (the root must follow the source around the range); keys cover the
+    source's frames exactly, up to a range ending on the last frame."""
+    from backend.retarget.inverse import pose_matrices_from_basis
+    from backend.retarget.mapping import auto_map
+    from backend.retarget.rig import RigDescription
+    from backend.retarget.solver import retarget
+
+    rig_dict = smpl_rig()                                    # Z up
+    rig = RigDescription.from_dict(rig_dict)
+    keys = retarget(recover_from_ric(source_features[:101]), rig, auto_map(rig), src_fps=20, dst_fps=24)
+    # 120 frames at 24 fps are 100 model frames, whole tokens: the range can end on the last frame,
+    # which a 24 → 20 → 24 fps round trip (119 keys) used to drop.
+    grounded = pose_matrices_from_basis(rig, keys)[:120]
+    raised = grounded.copy()
+    raised[:, :, 2, 3] += 0.5                                # the whole character, 0.5 m up
+    pelvis = rig_dict["bone_names"].index("pelvis")
+    rest = rig.rest_matrices[pelvis]
+
+    def inpaint(pose):
+        take = backend.call("inpaint", prompt="a person jumps", start=30, end=len(pose), seed=5, steps=3,
+                            source={"kind": "pose", "fps": 24, "rig": rig_dict,
+                                    "pose_matrices": pose.astype(np.float32)},
+                            retarget={"foot_lock": True, "in_place": True})["takes"][0]
+        out = take["retarget"]
+        assert out["frame_count"] == len(pose) and take["source_range"]["end"] == len(pose)
+        assert out["root"]["name"] == "pelvis"
+        return take["source_range"]["start"], out["root"]["location"] @ rest[:3, :3].T + rest[:3, 3]
+
+    a, up_heads = inpaint(raised)
+    a_grounded, heads = inpaint(grounded)
+    assert a == a_grounded
+    # outside the range: the rig's own root (its horizontal travel and its height)
+    assert np.abs(up_heads[:a] - raised[:a, pelvis, :3, 3]).max() < 0.02
+    # the model sees the same grounded clip either way; the answer goes back where each source was
+    assert np.allclose(up_heads - heads, [0.0, 0.0, 0.5], atol=1e-4)

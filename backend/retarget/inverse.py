@@ -15,6 +15,8 @@ Blender shows for keys without constraints — so tests can check a solve withou
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from backend.errors import InputError
@@ -134,6 +136,19 @@ def joints_from_pose(rig, mapping, pose_matrices: np.ndarray, reproportion: bool
     at y = 0. ``transform``: the :class:`SourceToRig` of a previous solve (``result.transform``) to
     land exactly in that clip's space; by default the canonical leg length and floor are assumed.
     """
+    return joints_and_transform_from_pose(rig, mapping, pose_matrices, reproportion, transform, setup)[0]
+
+
+def joints_and_transform_from_pose(rig, mapping, pose_matrices: np.ndarray, reproportion: bool = True,
+                                   transform: SourceToRig | None = None, setup: RigSetup | None = None
+                                   ) -> tuple[np.ndarray, SourceToRig]:
+    """:func:`joints_from_pose` and the :class:`SourceToRig` that maps those joints back onto the rig.
+
+    The re-flooring shift is folded into the returned transform's ``source_floor``, so
+    ``retarget(joints, ..., transform=it)`` puts the clip back where the rig's own animation is — a
+    character on a platform or mid-jump keeps its height — instead of re-estimating a floor from the
+    joints, which would drop an in-between to the rig's rest floor and pop at the seams.
+    """
     pose = np.asarray(pose_matrices, dtype=np.float64)
     if pose.ndim != 4 or pose.shape[-2:] != (4, 4) or pose.shape[1] != len(rig.bone_names):
         raise InputError(f"Pose matrices of shape {pose.shape} do not match the rig's "
@@ -144,5 +159,8 @@ def joints_from_pose(rig, mapping, pose_matrices: np.ndarray, reproportion: bool
     joints = transform.to_source(rig_joints(setup, pose))
     if reproportion:
         joints = reproportioned(joints)
-        joints[..., 1] -= joints[..., 1].min()
-    return joints
+        floor = float(joints[..., 1].min())
+        joints[..., 1] -= floor
+        # to_source(p) − floor·ŷ is to_source with source_floor lowered by the same amount
+        transform = dataclasses.replace(transform, source_floor=transform.source_floor - floor)
+    return joints, transform

@@ -15,13 +15,19 @@ from backend.motion.quaternion import qcontinuous, slerp
 from backend.retarget.solver import BoneChannel, RetargetResult, channel_to_quats, channel_values
 
 
-def sample_times(frame_count: int, src_fps: float, dst_fps: float) -> tuple[np.ndarray, np.ndarray]:
-    """For each output frame: the input frame just before it and the fraction towards the next."""
+def sample_times(frame_count: int, src_fps: float, dst_fps: float, count: int | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """For each output frame: the input frame just before it and the fraction towards the next.
+
+    ``count`` fixes the number of output frames (frames past the input's end hold its last frame);
+    by default it is the last output frame that does not run past the input.
+    """
     if src_fps <= 0 or dst_fps <= 0:
         raise InputError(f"Frame rates must be positive (got {src_fps} → {dst_fps}).",
                          "Set a positive scene frame rate (Output Properties → Frame Rate).")
-    duration = (frame_count - 1) / src_fps
-    count = int(np.floor(duration * dst_fps + 1e-6)) + 1
+    if count is None:
+        duration = (frame_count - 1) / src_fps
+        count = int(np.floor(duration * dst_fps + 1e-6)) + 1
     position = np.arange(count) * (src_fps / dst_fps)          # in input frames
     before = np.minimum(np.floor(position + 1e-9).astype(np.int64), max(frame_count - 2, 0))
     frac = np.clip(position - before, 0.0, 1.0)

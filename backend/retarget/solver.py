@@ -650,16 +650,23 @@ def check_joints(joints: np.ndarray) -> np.ndarray:
 
 
 def retarget(joints: np.ndarray, rig, mapping, src_fps: float = 20.0, dst_fps: float | None = None,
-             foot_lock: bool = True, in_place: bool = False, setup: RigSetup | None = None) -> RetargetResult:
+             foot_lock: bool = True, in_place: bool = False, setup: RigSetup | None = None,
+             transform: SourceToRig | None = None, frame_count: int | None = None) -> RetargetResult:
     """Pose-bone keys for ``rig`` that reproduce ``joints (T, 22, 3)`` (Y up, metres, ``src_fps``).
 
     ``dst_fps`` resamples the keys (slerp) to the scene rate; ``foot_lock`` pins feet during ground
     contact (two-bone IK); ``in_place`` keeps the pelvis over its rest position horizontally (and skips
     foot locking, which would fight the missing travel). ``setup`` reuses :func:`analyse_rig`.
+    ``transform``: source → rig placement to use instead of estimating one from ``joints`` (an
+    in-between passes the one that read the rig's own animation, so the regenerated range lands at
+    the source's height and scale). ``frame_count``: exactly this many keys at ``dst_fps`` (the
+    source's frame count, which a 24 → 20 → 24 fps round trip could otherwise shorten by one; the
+    last key past the motion's end holds its last pose).
     """
     joints = check_joints(joints)
     setup = setup or cached_setup(rig, mapping)
-    transform = source_transform(setup, joints)
+    estimated = source_transform(setup, joints)
+    transform = transform or estimated
     p = transform.to_rig(joints)
     frames = bone_frames(setup, p, setup.rest_frames)
     d = deltas(setup, frames)
@@ -674,17 +681,20 @@ def retarget(joints: np.ndarray, rig, mapping, src_fps: float = 20.0, dst_fps: f
         root = root - horizontal
     elif foot_lock and len(joints) > 2:
         from backend.retarget.footlock import lock_feet
-        d = lock_feet(setup, joints, transform, d, root, src_fps)
+        # Contacts are found against the clip's own floor (the estimate), wherever the transform puts
+        # that floor on the rig; the pins are horizontal, so the placement itself does not matter here.
+        d = lock_feet(setup, joints, estimated, d, root, src_fps)
 
     quats = basis_quaternions(setup, d)
     pelvis = setup.pelvis
     location = (root - setup.rest_head[pelvis]) @ setup.rest_rot[pelvis]      # L.rotᵀ · (h − L.head)
     fps = float(src_fps)
-    if dst_fps is not None and abs(dst_fps - src_fps) > 1e-9:
+    out_fps = fps if dst_fps is None else float(dst_fps)
+    if abs(out_fps - fps) > 1e-9 or frame_count not in (None, len(location)):
         from backend.retarget.resample import resample_quaternions, resample_vectors, sample_times
-        before, frac = sample_times(len(location), src_fps, dst_fps)
+        before, frac = sample_times(len(location), fps, out_fps, count=frame_count)
         quats = np.swapaxes(resample_quaternions(np.swapaxes(quats, 0, 1), before, frac), 0, 1)
-        location, fps = resample_vectors(location, before, frac), float(dst_fps)
+        location, fps = resample_vectors(location, before, frac), out_fps
     bones = []
     for k, b in enumerate(setup.output_bones):
         mode = setup.rotation_modes[b]

@@ -210,9 +210,9 @@ def case_inbetween_keeps_keys_outside_range():
     check(bpy.ops.momask.generate_inbetween() == {"FINISHED"}, "in-between did not start")
     job = jobs.wait(300)
     check(job.state == "applied", f"{job.state} {job.error} {jobs.STATE.error}")
-    a, b = jobs.STATE.regenerated
-    check(a <= 17 and b >= 34 and a >= 17 - 4 and b <= 34 + 4, f"regenerated {a}-{b} for 17-34")
     new = METARIG.animation_data.action
+    a, b = new["momask_range"][0], new["momask_range"][1] - 1  # per take, inclusive
+    check(a <= 17 and b >= 34 and a >= 17 - 4 and b <= 34 + 4, f"regenerated {a}-{b} for 17-34")
     check(new != source and takes.is_take(new), "the in-between is not a new take")
     after = {
         (fc.data_path, fc.array_index): [
@@ -239,6 +239,136 @@ def case_inbetween_keeps_keys_outside_range():
         },
         "the source take was modified",
     )
+
+
+KEY_PROPS = ("co", "handle_left", "handle_right", "interpolation", "type", "handle_left_type",
+             "handle_right_type", "easing")
+
+
+def key_snapshot(obj, action) -> dict:
+    """Every key of every F-Curve: (frame, {prop: value}) with the values exactly as stored."""
+    return {
+        (fc.data_path, fc.array_index): [
+            (p.co[0], {prop: tuple(getattr(p, prop)) if prop in ("co", "handle_left", "handle_right")
+                       else getattr(p, prop) for prop in KEY_PROPS})
+            for p in fc.keyframe_points
+        ]
+        for fc in fcurves(obj, action)
+    }
+
+
+def evaluated_pose(obj, action, first: int, last: int):
+    """pose_bone.matrix of every bone on frames first..last with ``action`` playing (T, n, 4, 4)."""
+    from momask_blender import rig_io
+
+    keys.assign_action(obj, action)
+    return rig_io.read_pose_matrices(obj, first, last + 1)
+
+
+def hand_keyed_bvh_rig(last_frame: int, lift: float):
+    """The template BVH's armature (Euler ZYX bones) with a hand-made animation: a few bones keyed
+    every 5 frames (Bezier) on frames 1..last_frame, the hips lifted by ``lift`` × the rig's height
+    (a platform) and their Euler Y wound past 180° (a full turn earlier, as BVH imports have)."""
+    import math
+
+    import numpy as np
+    from mathutils import Vector
+
+    obj = rigs.import_template_bvh()
+    obj.animation_data.action = None
+    height = float(np.ptp([b.head_local[2] for b in obj.data.bones]))
+    pose = obj.pose.bones
+    hips = pose["Hips"]
+    up = hips.bone.matrix_local.to_3x3().inverted() @ Vector((0.0, 0.0, lift * height))
+    for frame in [*range(1, last_frame, 5), last_frame]:
+        t = frame / 30.0
+        hips.location = tuple(up * (1.0 + 0.05 * math.sin(t)))
+        hips.rotation_euler = (0.1 * math.sin(2 * t), 2 * math.pi + 0.4 * math.sin(t), 0.05)
+        hips.keyframe_insert("location", frame=frame)
+        hips.keyframe_insert("rotation_euler", frame=frame)
+        for name, amp in (("Spine", 0.2), ("LeftArm", 0.8), ("RightUpLeg", 0.5), ("LeftLeg", 0.6)):
+            pose[name].rotation_euler = (amp * math.sin(3 * t), 0.3 * amp * math.cos(2 * t), 0.0)
+            pose[name].keyframe_insert("rotation_euler", frame=frame)
+    action = obj.animation_data.action
+    span = tuple(action.frame_range)
+    check(span == (1.0, float(last_frame)), f"hand keys span {span}")
+    return obj, action, height
+
+
+def largest_step(poses) -> float:
+    """Largest frame-to-frame change of any bone's posed matrix (rotation entries; heads scaled to
+    the rig's size), over consecutive frames of ``poses`` (T, n, 4, 4)."""
+    import numpy as np
+
+    size = float(np.ptp(poses[..., :3, 3], axis=(0, 1)).max()) or 1.0
+    rot = np.abs(np.diff(poses[:, :, :3, :3], axis=0)).max(axis=(1, 2, 3))
+    loc = np.abs(np.diff(poses[:, :, :3, 3], axis=0)).max(axis=(1, 2)) / size
+    return np.maximum(rot, loc)
+
+
+@case
+def case_inbetween_hand_keyed_euler_bvh_rig_30fps():
+    """A hand-keyed, elevated Euler rig at 30 fps, two in-betweens: a middle range and one ending on
+    the last frame. Keys strictly outside the regenerated frames stay bit-identical (co, handles,
+    interpolation, type), the seam frames keep the source's evaluated pose, and the pose changes
+    across the seams no more than the source's own largest frame-to-frame change allows."""
+    import numpy as np
+
+    set_fps(30)
+    # 150 frames at 30 fps are 100 model frames (whole tokens): a range can end on the last frame
+    obj, source, rig_height = hand_keyed_bvh_rig(150, lift=0.3)    # ~0.5 m up on a 1.7 m character
+    activate(obj)
+    S.blend_frames = 4
+    S.foot_lock = True
+    S.in_place = True                  # ignored by in-betweens: the root follows the source
+    S.inbetween_prompt = "the person jumps"
+    S.inbetween_custom_range = True
+    first_frame, last_frame = 1, int(source.frame_range[1])
+    before = key_snapshot(obj, source)
+    source_poses = evaluated_pose(obj, source, first_frame, last_frame)
+    natural = float(largest_step(source_poses).max())
+    euler_y = (keys.bone_path("Hips", "rotation_euler"), 1)
+    for lo, hi in ((40, 70), (100, last_frame)):
+        keys.assign_action(obj, source)
+        S.inbetween_start, S.inbetween_end = lo, hi
+        check(bpy.ops.momask.generate_inbetween() == {"FINISHED"}, f"in-between {lo}-{hi} did not start")
+        job = jobs.wait(300)
+        check(job.state == "applied", f"{lo}-{hi}: {job.state} {job.error} {jobs.STATE.error}")
+        take = obj.animation_data.action
+        check(take != source and takes.is_take(take), "the in-between is not a new take")
+        a, b = take["momask_range"][0], take["momask_range"][1] - 1
+        check(a <= lo and lo - a <= 5 and (b == hi if hi == last_frame else hi <= b <= hi + 5),
+              f"regenerated {a}-{b} for {lo}-{hi}")
+        after = key_snapshot(obj, take)
+        for path, points in before.items():
+            outside_before = [p for p in points if not a <= p[0] <= b]
+            outside_after = [p for p in after[path] if not a <= p[0] <= b]
+            check(outside_before == outside_after, f"{lo}-{hi}: keys outside {a}-{b} changed on {path}")
+            inside = [p[0] for p in after[path] if a <= p[0] <= b]
+            check(inside == [float(f) for f in range(a, b + 1)], f"{lo}-{hi}: frames not all keyed: {path}")
+        check(key_snapshot(obj, source) == before, "the source action was modified")
+        poses = evaluated_pose(obj, take, first_frame, last_frame)
+        for seam in (a, b):
+            turned = float(np.abs(poses[seam - 1, :, :3, :3] - source_poses[seam - 1, :, :3, :3]).max())
+            moved = float(np.abs(poses[seam - 1, :, :3, 3] - source_poses[seam - 1, :, :3, 3]).max())
+            check(turned < 1e-5 and moved < 1e-5 * max(1.0, rig_height),
+                  f"{lo}-{hi}: seam frame {seam} changed by {turned} (rotation), {moved} (position)")
+        steps = largest_step(poses)     # steps[f - 1] is the change from frame f to f + 1
+        for f in (a - 1, b):            # across start-1/start and end/end+1 (the random tiny model's
+            if first_frame <= f < last_frame:   # own motion inside the range may be anything)
+                check(steps[f - 1] <= 1.5 * natural, f"{lo}-{hi}: jump {steps[f - 1]:.3f} from frame {f} "
+                      f"(the source's largest step is {natural:.3f})")
+        # Euler keys continue the animator's winding (2π + …) into and out of the range: the blend
+        # frames stay within a half turn of the existing keys instead of spinning back through 0
+        wound = [p[1]["co"][1] for p in after[euler_y] if a <= p[0] <= b]
+        blend = wound[:6] + wound[-6:]
+        check(min(blend) > np.pi and max(blend) < 3 * np.pi, f"{lo}-{hi}: hips Euler unwound: {blend}")
+        # the whole requested range has keys, up to the last frame
+        check(max(p[0] for p in after[euler_y]) == last_frame, "the last frame lost its key")
+    for take in takes.list_takes(obj):   # the next case imports the same BVH rig and counts its takes
+        takes.delete_take(obj, take)
+    bpy.data.objects.remove(obj)
+    set_fps(24)
 
 
 @case

@@ -98,7 +98,7 @@ def build_scene():
     """The metarig with two generated takes and one in-between, the settings of a new generation."""
     addon_utils.enable("momask_blender", default_set=True, handle_error=None)
     addon_utils.enable("rigify", default_set=True, handle_error=None)
-    from momask_blender import jobs, keys, operators, properties, rig_io
+    from momask_blender import keys, operators, properties, rig_io
 
     key_types = bpy.types.Keyframe.bl_rna.properties["type"].enum_items.keys()
     if "GENERATED" not in key_types:  # 3.4 predates the GENERATED key type (4.2+): plain keys here
@@ -154,7 +154,10 @@ def build_scene():
     s.variations = 3
     s.inbetween_prompt = PROMPT_INBETWEEN
     s.show_advanced = False
-    jobs.STATE.regenerated = (start, last + 3)  # widened to whole tokens (4 model frames)
+    # what apply_inpaint records on the take: the frames regenerated, widened to whole tokens
+    # (4 model frames), and the range asked for; the panel shows them for the selected take
+    inbetween["momask_range"] = [start, last + 4]
+    inbetween["momask_requested_range"] = [start, last]
     stage_running_job()
     return obj
 
