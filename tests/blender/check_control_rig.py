@@ -56,9 +56,13 @@ def census() -> dict:
                                for pb in o.pose.bones for c in pb.constraints)}
 
 
-def measure(rig, desc, mapping, result, source, start) -> dict:
+def measure(rig, result, source, start) -> dict:
+    """The DEF bones as Blender evaluates them (what the mesh follows), as 22 joints."""
+    full = RigDescription.from_dict(rig_io.describe_armature(rig))
+    deform = auto_map(full)
+    assert deform.convention == "rigify_def" and not deform.missing, deform.report()
     pose = rig_io.read_pose_matrices(rig, start, start + result.frame_count)
-    joints = joints_from_pose(desc, mapping, pose, reproportion=False, transform=result.transform)
+    joints = joints_from_pose(full, deform, pose, reproportion=False, transform=result.transform)
     return {"bone_direction_deg": metrics.bone_direction_error(joints, source),
             "per_segment_deg": metrics.segment_angles(joints, source).mean(0).round(2).tolist(),
             "skating_ratio": metrics.foot_skating_ratio(joints),
@@ -74,7 +78,7 @@ def main() -> None:
     out["generate_s"] = time.perf_counter() - t0
     bpy.context.scene.render.fps = 20
     out["needs_bake"] = {"rig": bake.needs_bake(rig), "metarig": bake.needs_bake(metarig)}
-    desc = RigDescription.from_dict(rig_io.describe_armature(rig))
+    desc = RigDescription.from_dict(bake.describe_for_bake(rig))
     mapping = auto_map(desc)
     out["mapping"] = {"convention": mapping.convention, "missing": mapping.missing,
                       "bones": mapping.bones}
@@ -89,7 +93,7 @@ def main() -> None:
 
     # Direct keys on the mapped (constraint-driven) bones: what happens without the bake.
     direct = keys.write_take(rig, result.to_dict(), start, "direct keys")
-    out["direct"] = measure(rig, desc, mapping, result, source, start)
+    out["direct"] = measure(rig, result, source, start)
     keys.assign_action(rig, user)
     bpy.data.actions.remove(direct)
 
@@ -101,7 +105,8 @@ def main() -> None:
     switches = bake.fk_switches(rig)
     channels = keys.Channels(take, keys.object_slot(take, rig))
     out["leftovers"] = {
-        "objects": after["objects"] - before["objects"], "armatures": after["armatures"] - before["armatures"],
+        "objects": after["objects"] - before["objects"],
+        "armatures": after["armatures"] - before["armatures"],
         "constraints": after["constraints"],
         "new_actions": sorted(set(after["actions"]) - set(before["actions"])),
     }
@@ -111,7 +116,7 @@ def main() -> None:
                    "switches_keyed": all(channels.find(f'pose.bones["{pb.name}"]["IK_FK"]', 0) is not None
                                          for pb in switches),
                    "keyed_bones": sorted({fc.data_path.split('"')[1] for fc in channels.fcurves})}
-    out["baked"] = measure(rig, desc, mapping, result, source, start)
+    out["baked"] = measure(rig, result, source, start)
 
     # A bake that fails half-way leaves the rig as it was.
     keys.assign_action(rig, user)
@@ -138,8 +143,13 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    # os._exit: the bpy module can crash tearing down after Rigify generated a rig (seen on 4.2).
+    status = 0
     try:
         main()
     except Exception:
         traceback.print_exc()
-        sys.exit(1)
+        status = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

@@ -1,0 +1,380 @@
+"""Control rigs (a generated Rigify rig): the motion is baked onto the controls (retargeting.md §4.7).
+
+On a generated rig the bones the mapping finds (``DEF-``/``ORG-``) are driven by constraints from the
+controls, so keys written to them do nothing. The backend solves for the rig as it is described
+(``rig_io.describe_armature``), and here that solution is carried over to the controls:
+
+1. switch every limb to FK (Rigify's ``IK_FK`` = 1 on the limb property bones);
+2. a temporary *proxy*: a constraint-free copy of the armature (same bones, rests and hierarchy, so
+   the solved keys mean exactly what the solver meant) keyed with :func:`keys.write_take`, plus one
+   helper bone per control, parented to the proxy bone that control follows and given the control's
+   own rest (the rest offset between, say, ``hand_fk.L`` and ``DEF-hand.L``);
+3. on the rig, each control copies its helper's world rotation (the torso its whole transform);
+4. per frame, the controls' visual transforms are read back into their own (local) channels — what
+   Blender's visual keying does — and written as a new take with :func:`keys.write_take`, with the
+   ``IK_FK`` switches keyed at FK;
+5. the constraints and the proxy go, whatever happens (``try``/``finally``); on failure the rig keeps
+   its previous action, its switches and its pose.
+
+bpy + numpy only.
+"""
+
+from __future__ import annotations
+
+import bpy
+import numpy as np
+
+from . import keys
+from .keys import RigError
+
+__all__ = ["bake_take", "describe_for_bake", "needs_bake", "control_plan"]
+
+#: The tag of everything this module adds for the time of a bake.
+TAG = "MoMask bake"
+HELPER_PREFIX = "MoMask."
+#: Rigify's IK/FK switch (on the limb's property bone, e.g. ``upper_arm_parent.L``): 1 = FK.
+IK_FK = "IK_FK"
+#: Rigify controls and the bones they follow, best first: the ORG chain (the controls' own copies), then
+#: the DEF chain. The torso carries the body, so it copies location too.
+_SIDED = (("shoulder", "shoulder"), ("upper_arm_fk", "upper_arm"), ("forearm_fk", "forearm"),
+          ("hand_fk", "hand"), ("thigh_fk", "thigh"), ("shin_fk", "shin"), ("foot_fk", "foot"),
+          ("toe_fk", "toe"))
+_CENTRE = (("torso", "spine"), ("hips", "spine"), ("spine_fk", "spine"), ("spine_fk.001", "spine.001"),
+           ("spine_fk.002", "spine.002"), ("spine_fk.003", "spine.003"), ("chest", "spine.003"),
+           ("neck", "spine.004"), ("head", "spine.006"))
+RIGIFY_CONTROLS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    tuple((control, (f"ORG-{bone}", f"DEF-{bone}")) for control, bone in _CENTRE)
+    + tuple((f"{control}.{s}", (f"ORG-{bone}.{s}", f"DEF-{bone}.{s}"))
+            for s in ("L", "R") for control, bone in _SIDED))
+ROOT_CONTROL = "torso"
+_FOLLOWING = {"COPY_TRANSFORMS", "COPY_ROTATION", "COPY_LOCATION", "STRETCH_TO", "DAMPED_TRACK", "IK",
+              "CHILD_OF", "ARMATURE", "TRANSFORM", "LOCKED_TRACK", "TRACK_TO"}
+
+
+# --------------------------------------------------------------------------------------------
+# Detection
+
+
+def _driven_by_rig(obj, pose_bone) -> bool:
+    """The bone's pose is set by the rig (constraints that follow other bones, or drivers)."""
+    for constraint in pose_bone.constraints:
+        if constraint.type in _FOLLOWING and constraint.enabled and constraint.influence > 0:
+            return True
+    ad = obj.animation_data
+    if ad is not None:
+        prefix = f'pose.bones["{bpy.utils.escape_identifier(pose_bone.name)}"].'
+        for driver in ad.drivers:
+            if driver.data_path.startswith(prefix) and driver.data_path.endswith(
+                    ("location", "rotation_quaternion", "rotation_euler", "rotation_axis_angle")):
+                return True
+    return False
+
+
+def needs_bake(obj, bones=None) -> bool:
+    """True when keys written straight onto the rig's mapped bones would not move it.
+
+    A generated Rigify rig (its armature carries Rigify's ``rig_id``) always; otherwise when most of
+    ``bones`` (default: the deform bones) are driven by constraints or drivers (ARP/MHX-style rigs).
+    """
+    if getattr(obj, "type", None) != "ARMATURE":
+        return False
+    if obj.data.get("rig_id") is not None:
+        return True
+    names = list(bones) if bones is not None else [b.name for b in obj.data.bones if b.use_deform]
+    pose_bones = [obj.pose.bones.get(n) for n in names]
+    pose_bones = [pb for pb in pose_bones if pb is not None]
+    if not pose_bones:
+        return False
+    driven = sum(_driven_by_rig(obj, pb) for pb in pose_bones)
+    return driven > 0.5 * len(pose_bones)
+
+
+def control_plan(obj, description: dict, keyed: set[str]) -> list[tuple[str, str, bool]]:
+    """(control, followed bone, with location) for the controls this rig has.
+
+    A control follows the first of its candidate bones (in ``description``, the proxy's skeleton) the
+    result keys, else the first one hanging below a keyed bone (it moves rigidly with it on the
+    proxy); controls with neither are left alone.
+    """
+    names, parents = description["bone_names"], description["parents"]
+    index = {n: i for i, n in enumerate(names)}
+
+    def below_keyed(i: int) -> bool:
+        while i >= 0:
+            if names[i] in keyed:
+                return True
+            i = parents[i]
+        return False
+
+    plan = []
+    for control, candidates in RIGIFY_CONTROLS:
+        if obj.pose.bones.get(control) is None:
+            continue
+        present = [c for c in candidates if c in index]
+        source = next((c for c in present if c in keyed), None) or next(
+            (c for c in present if below_keyed(index[c])), None)
+        if source is not None:
+            plan.append((control, source, control == ROOT_CONTROL))
+    return plan
+
+
+def fk_switches(obj) -> list:
+    """Pose bones carrying Rigify's IK/FK switch."""
+    return [pb for pb in obj.pose.bones if IK_FK in pb.keys()]  # noqa: SIM118 (ID properties)
+
+
+# --------------------------------------------------------------------------------------------
+# The proxy
+
+
+def _bake_bones(obj) -> list[str]:
+    """The bones the backend solves for on a control rig: Rigify's ORG chain (the metarig's bones as
+    the controls move them), else the deform bones."""
+    names = [b.name for b in obj.data.bones]
+    org = [n for n in names if n.startswith("ORG-")]
+    return org if org else [b.name for b in obj.data.bones if b.use_deform]
+
+
+def _plain_parents(obj, names: list[str]) -> list[int]:
+    """A plain hierarchy over ``names``: the nearest ancestor among them, else the one whose tail meets
+    the bone's head (Rigify hangs ORG-spine.001 from a tweak bone; its metarig parent is ORG-spine)."""
+    index = {n: i for i, n in enumerate(names)}
+    bones = obj.data.bones
+    tails = np.array([tuple(bones[n].tail_local) for n in names])
+    scale = max(float(np.ptp(tails, axis=0).max()), 1e-6) if len(names) else 1.0
+    parents = []
+    for i, name in enumerate(names):
+        bone, parent = bones[name].parent, -1
+        while bone is not None and parent < 0:
+            parent = index.get(bone.name, -1)
+            bone = bone.parent
+        if parent < 0:
+            gaps = np.linalg.norm(tails - np.array(tuple(bones[name].head_local)), axis=-1)
+            gaps[i] = np.inf
+            below = {j for j, n in enumerate(names) if _is_below(bones[n], bones[name])}
+            for j in below:
+                gaps[j] = np.inf
+            best = int(np.argmin(gaps)) if len(names) > 1 else -1
+            if best >= 0 and gaps[best] < 1e-3 * scale:
+                parent = best
+        parents.append(parent)
+    return parents
+
+
+def _is_below(bone, ancestor) -> bool:
+    while bone is not None:
+        if bone == ancestor:
+            return True
+        bone = bone.parent
+    return False
+
+
+def describe_for_bake(obj) -> dict:
+    """What the backend should solve for on a control rig (``needs_bake``), as ``RigDescription.to_dict()``.
+
+    Only the bones that follow the controls (Rigify's ORG bones, else the deform bones), in a plain
+    hierarchy with their real rests: the proxy :func:`bake_take` builds is exactly this skeleton, so the
+    solved keys mean on it what the solver meant.
+    """
+    from .rig_io import _matrices
+
+    names = _bake_bones(obj)
+    if not names:
+        raise RigError(f"'{obj.name}' has no deform bones to retarget onto.",
+                       "Select the character's armature (the one that deforms the mesh).")
+    rest = _matrices(obj.data.bones, "matrix_local")
+    lengths = np.empty(len(obj.data.bones), dtype=np.float32)
+    obj.data.bones.foreach_get("length", lengths)
+    order = {b.name: i for i, b in enumerate(obj.data.bones)}
+    rows = [order[n] for n in names]
+    return {"bone_names": names, "parents": _plain_parents(obj, names), "rest_matrices": rest[rows],
+            "world_matrix": np.array(obj.matrix_world, dtype=np.float64),
+            "rotation_modes": [obj.pose.bones[n].rotation_mode for n in names],
+            "lengths": lengths[rows].astype(np.float64), "name": obj.name}
+
+
+def _context_override(obj):
+    """A context where ``obj`` is the active object, for the mode switches building the proxy."""
+    window = bpy.context.window or (bpy.context.window_manager.windows[0]
+                                    if bpy.context.window_manager.windows else None)
+    override = {"active_object": obj, "object": obj, "selected_objects": [obj],
+                "selected_editable_objects": [obj]}
+    if window is not None:
+        override["window"] = window
+    return bpy.context.temp_override(**override)
+
+
+def make_proxy(obj, description: dict, plan, scene):
+    """A plain armature: the skeleton of ``description`` plus one helper bone per control (the control's
+    rest, parented to the bone it follows). Linked to ``scene`` so it evaluates with it."""
+    from mathutils import Matrix
+
+    data = bpy.data.armatures.new(f"{TAG} {obj.data.name}")
+    proxy = bpy.data.objects.new(f"{TAG} {obj.name}", data)
+    scene.collection.objects.link(proxy)
+    proxy.matrix_world = obj.matrix_world.copy()
+    names = description["bone_names"]
+    view_layer = bpy.context.view_layer
+    previous_active = view_layer.objects.active
+    view_layer.objects.active = proxy
+    try:
+        with _context_override(proxy):
+            bpy.ops.object.mode_set(mode="EDIT")
+            edit = data.edit_bones
+
+            def add(name: str, bone):
+                eb = edit.new(name)
+                eb.head, eb.tail = (0.0, 0.0, 0.0), (0.0, 1.0, 0.0)
+                eb.matrix = Matrix(bone.matrix_local)
+                eb.length = max(bone.length, 1e-4)
+                eb.use_deform = False
+                return eb
+
+            made = [add(name, obj.data.bones[name]) for name in names]
+            for eb, parent in zip(made, description["parents"], strict=True):
+                if parent >= 0:
+                    eb.parent = made[parent]
+            for control, source, _ in plan:
+                helper = add(HELPER_PREFIX + control, obj.data.bones[control])
+                helper.parent = edit[source]
+            bpy.ops.object.mode_set(mode="OBJECT")
+    finally:
+        view_layer.objects.active = previous_active
+    for name, mode in zip(names, description["rotation_modes"], strict=True):
+        proxy.pose.bones[name].rotation_mode = mode       # keys are checked against the rotation modes
+    return proxy
+
+
+def _remove_proxy(proxy) -> None:
+    data = proxy.data
+    ad = proxy.animation_data
+    actions = [ad.action] if ad is not None and ad.action is not None else []
+    bpy.data.objects.remove(proxy)
+    if data.users == 0:
+        bpy.data.armatures.remove(data)
+    for action in actions:
+        if action.users <= (1 if action.use_fake_user else 0):
+            bpy.data.actions.remove(action)
+
+
+# --------------------------------------------------------------------------------------------
+# The bake
+
+
+def _channel(pose_bone) -> str:
+    return keys._channel_for_mode(pose_bone.rotation_mode)
+
+
+def _visual_channels(obj, plan, frames) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per control: (rotation values in its own channel (F, 3|4), location (F, 3)) as Blender shows it."""
+    scene = keys._scene(obj)
+    pose_bones = [obj.pose.bones[control] for control, _, _ in plan]
+    rotations = {pb.name: [] for pb in pose_bones}
+    locations = {pb.name: [] for pb in pose_bones}
+    previous_euler: dict[str, object] = {}
+    for frame in frames:
+        whole = int(np.floor(frame))
+        scene.frame_set(whole, subframe=float(frame - whole))
+        for pb in pose_bones:
+            basis = obj.convert_space(pose_bone=pb, matrix=pb.matrix, from_space="POSE", to_space="LOCAL")
+            loc, quat, _ = basis.decompose()
+            mode = pb.rotation_mode
+            if mode == "QUATERNION":
+                value = tuple(quat)
+            elif mode == "AXIS_ANGLE":
+                axis, angle = quat.to_axis_angle()
+                value = (angle, *axis)
+            else:
+                euler = quat.to_euler(mode, previous_euler[pb.name]) if pb.name in previous_euler \
+                    else quat.to_euler(mode)
+                previous_euler[pb.name] = euler
+                value = tuple(euler)
+            rotations[pb.name].append(value)
+            locations[pb.name].append(tuple(loc))
+    return {name: (np.array(rotations[name], np.float64), np.array(locations[name], np.float64))
+            for name in rotations}
+
+
+def _key_switches(obj, action, switches, start_frame: float) -> None:
+    """Key every IK/FK switch at FK on the take's first frame (constant)."""
+    channels = keys.Channels(action, keys.object_slot(action, obj), ensure=True)
+    for pb in switches:
+        path = f'pose.bones["{bpy.utils.escape_identifier(pb.name)}"]["{IK_FK}"]'
+        fcurve = channels.find(path, 0) or channels.new(path, 0, pb.name)
+        keys._write_curve(fcurve, np.array([float(start_frame)]), np.array([1.0]))
+
+
+def bake_take(obj, result: dict, start_frame: float, name: str, *, prompt: str | None = None,
+              seed: int | None = None, kind: str = "generate"):
+    """Like :func:`keys.write_take`, for a control rig: the take keys the rig's controls (FK).
+
+    ``result`` is the backend's retarget of the rig as described by ``rig_io.describe_armature``
+    (mapped onto its ORG/DEF bones). Returns the new take's action, assigned to ``obj``. Nothing
+    is left behind on failure: no proxy, no constraints, the previous action and switches.
+    """
+    from .rig_io import _require_armature
+
+    _require_armature(obj)
+    keyed = {b["name"] for b in result.get("bones", [])}
+    root = result.get("root") or {}
+    if root.get("name"):
+        keyed.add(root["name"])
+    description = describe_for_bake(obj)
+    plan = control_plan(obj, description, keyed)
+    if not plan:
+        raise RigError(f"'{obj.name}' is driven by a control rig MoMask does not know (no Rigify FK "
+                       "controls found).", "Generate onto its deform armature (or a Rigify rig), or "
+                       "map the controls as bones in the MoMask panel's Bone Mapping box.")
+    scene = keys._scene(obj)
+    fps_now = keys.scene_fps(scene)
+    frame_count = int(result["frame_count"])
+    frames = keys._key_frames(start_frame, frame_count, float(result["fps"]), fps_now)
+    ad = obj.animation_data or obj.animation_data_create()
+    previous = (ad.action, getattr(ad, "action_slot", None))
+    current_frame, subframe = scene.frame_current, scene.frame_subframe
+    switches = fk_switches(obj)
+    saved_switches = [(pb, pb[IK_FK]) for pb in switches]
+    saved_pose = [(pb, pb.matrix_basis.copy()) for pb in obj.pose.bones]
+    added = []
+    proxy = None
+    baked = None
+    try:
+        proxy = make_proxy(obj, description, plan, scene)
+        keys.write_take(proxy, result, start_frame, f"{TAG} proxy")
+        keys.assign_action(obj, None)              # the user's action must not fight the bake
+        for pb in switches:
+            pb[IK_FK] = 1.0
+        for control, _, with_location in plan:
+            constraint = obj.pose.bones[control].constraints.new(
+                "COPY_TRANSFORMS" if with_location else "COPY_ROTATION")
+            constraint.name = TAG
+            added.append((obj.pose.bones[control], constraint))
+            constraint.target, constraint.subtarget = proxy, HELPER_PREFIX + control
+            constraint.owner_space = constraint.target_space = "WORLD"
+        baked = _visual_channels(obj, plan, frames)
+    finally:
+        for pose_bone, constraint in reversed(added):
+            pose_bone.constraints.remove(constraint)
+        if proxy is not None:
+            _remove_proxy(proxy)
+        if baked is None:                          # failed: the rig as it was
+            for pb, value in saved_switches:
+                pb[IK_FK] = value
+            for pb, basis in saved_pose:
+                pb.matrix_basis = basis
+            keys.assign_action(obj, *previous)
+        scene.frame_set(current_frame, subframe=subframe)
+    keys.assign_action(obj, *previous)              # write_take keeps the user's action as the original
+    controls = [{"name": control, "channel": _channel(obj.pose.bones[control]), "values": baked[control][0]}
+                for control, _, _ in plan]
+    root_control = next((control for control, _, loc in plan if loc), None)
+    take = {"fps": float(result["fps"]), "frame_count": frame_count, "bones": controls,
+            "root": {"name": root_control, "location": baked[root_control][1]} if root_control else None}
+    try:
+        action = keys.write_take(obj, take, start_frame, name, prompt=prompt, seed=seed, kind=kind)
+    except BaseException:
+        for pb, value in saved_switches:
+            pb[IK_FK] = value
+        raise
+    _key_switches(obj, action, switches, start_frame)
+    return action
