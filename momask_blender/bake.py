@@ -269,8 +269,8 @@ def _visual_channels(obj, plan, frames) -> dict[str, tuple[np.ndarray, np.ndarra
     """Per control: (rotation values in its own channel (F, 3|4), location (F, 3)) as Blender shows it."""
     scene = keys._scene(obj)
     pose_bones = [obj.pose.bones[control] for control, _, _ in plan]
-    rotations = {pb.name: [] for pb in pose_bones}
-    locations = {pb.name: [] for pb in pose_bones}
+    rotations: dict[str, list] = {pb.name: [] for pb in pose_bones}
+    locations: dict[str, list] = {pb.name: [] for pb in pose_bones}
     previous_euler: dict[str, object] = {}
     for frame in frames:
         whole = int(np.floor(frame))
@@ -378,3 +378,30 @@ def bake_take(obj, result: dict, start_frame: float, name: str, *, prompt: str |
         raise
     _key_switches(obj, action, switches, start_frame)
     return action
+
+
+# --- what the operators call: one branch for describing and for writing -----------------------------
+
+
+def describe_target(obj) -> dict:
+    """The rig description the backend retargets onto: for a control rig the plain skeleton that
+    :func:`bake_take` carries over to the controls, else the armature itself. The write must take the
+    same branch (:func:`write_generated_take`)."""
+    from .rig_io import describe_armature
+
+    return describe_for_bake(obj) if needs_bake(obj) else describe_armature(obj)
+
+
+def write_generated_take(obj, result: dict, start_frame: float, name: str, **meta):
+    """A generated take: baked onto the controls of a control rig, keyed directly otherwise."""
+    write = bake_take if needs_bake(obj) else keys.write_take
+    return write(obj, result, start_frame, name, **meta)
+
+
+def refuse_inbetween_on_control_rig(obj) -> None:
+    """In-betweens key a copy of the action in place; a control rig would need a baked in-between."""
+    if needs_bake(obj):
+        raise RigError(f"'{obj.name}' is a control rig (its deform bones follow constraints); MoMask can "
+                       "generate onto it but cannot in-between it yet.",
+                       "Generate a new take for the whole motion instead, or in-between a plain "
+                       "(deform-only) armature.")

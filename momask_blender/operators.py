@@ -109,8 +109,8 @@ class MOMASK_OT_generate(bpy.types.Operator):
         return _busy_poll(cls, context)
 
     def execute(self, context):
+        from .bake import describe_target
         from .keys import scene_fps
-        from .rig_io import describe_armature
 
         obj = active_armature(context)
         scene = context.scene
@@ -128,7 +128,7 @@ class MOMASK_OT_generate(bpy.types.Operator):
                 "variations": s.variations,
                 **sampling_fields(s),
                 "retarget": {
-                    "rig": describe_armature(obj),
+                    "rig": describe_target(obj),
                     "overrides": properties.mapping_overrides(obj),
                     "dst_fps": scene_fps(scene),
                     "foot_lock": s.foot_lock,
@@ -170,6 +170,7 @@ class MOMASK_OT_generate_inbetween(bpy.types.Operator):
         import numpy as np
 
         from . import takes
+        from .bake import refuse_inbetween_on_control_rig
         from .keys import scene_fps
         from .rig_io import describe_armature, read_pose
 
@@ -207,6 +208,7 @@ class MOMASK_OT_generate_inbetween(bpy.types.Operator):
         span_start = min(first, max(int(math.floor(a0)), first - context_frames))
         span_end = max(last, min(int(math.ceil(a1)), last + context_frames)) + 1  # exclusive
         try:
+            refuse_inbetween_on_control_rig(obj)
             seed = next_seed(s)
             rig = describe_armature(obj)
             pose, channels = read_pose(obj, span_start, span_end)
@@ -299,7 +301,8 @@ class MOMASK_OT_dismiss_error(bpy.types.Operator):
 
 @jobs.applier("generate")
 def apply_generate(job: jobs.Job, obj) -> str:
-    from . import keys, takes
+    from . import takes
+    from .bake import write_generated_take
 
     assert job.data is not None, "appliers only see finished jobs, which carry the backend's reply"
     made = []
@@ -310,7 +313,7 @@ def apply_generate(job: jobs.Job, obj) -> str:
                 take.get("prompt", job.context["prompt"]), int(take["seed"]), int(take["index"]), variations
             )
             made.append(
-                keys.write_take(
+                write_generated_take(
                     obj,
                     take["retarget"],
                     job.context["start_frame"],
@@ -596,14 +599,14 @@ class MOMASK_OT_detect_mapping(bpy.types.Operator):
         return active_armature(context) is not None
 
     def execute(self, context):
-        from .rig_io import describe_armature
+        from .bake import describe_target
 
         obj = active_armature(context)
         try:
             jobs.submit(
                 jobs.Job(
                     "map_rig",
-                    {"rig": describe_armature(obj), "overrides": {}},
+                    {"rig": describe_target(obj), "overrides": {}},
                     client_config(context),
                     label="Detect mapping",
                     target=jobs.Target.of(obj),
