@@ -63,6 +63,12 @@ def venv_python(venv: Path) -> Path:
     return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
+def shown_python() -> str:
+    """The backend environment's interpreter as a command to type here (``.venv\\Scripts\\python.exe``
+    on Windows, ``.venv/bin/python`` elsewhere)."""
+    return str(venv_python(BACKEND_VENV).relative_to(REPO))
+
+
 def run(cmd: Sequence[str | Path], **kwargs) -> subprocess.CompletedProcess:
     """Run a command, echoing it; raise BuildError when it fails."""
     printable = " ".join(shlex.quote(str(c)) for c in cmd)
@@ -220,7 +226,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
             weights_state = install_weights_for_setup()
             note["result"] = weights_state
     print(f"\nSetup finished in {time.monotonic() - started:.0f} s. Weights: {weights_state}.")
-    print("Next: `.venv/bin/python -m pytest -q` (tests use generated weights), "
+    print(f"Next: `{shown_python()} -m pytest -q` (tests use generated weights), "
           "`python build.py demo --prompt \"a person walks forward\"`.")
     return 0
 
@@ -239,7 +245,7 @@ def install_weights_for_setup() -> str:
             print(f"    {line}")
         print("    Setup continues: the tests generate their own random weights. To try the pipeline\n"
               "    without the official weights: "
-              "`.venv/bin/python -m backend make-test-weights weights --size tiny`.")
+              f"`{shown_python()} -m backend make-test-weights weights --size tiny`.")
         return "NOT installed (see above)"
     return "installed and verified"
 

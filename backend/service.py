@@ -821,10 +821,18 @@ def _read_lines(service: Service, stdin: BinaryIO) -> None:
 def open_log(path: Path) -> int:
     """Point file descriptor 2 (stderr, including C libraries and warnings) at ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    # Best effort: on Windows a file another process holds open cannot be renamed (PermissionError),
+    # and the add-on's backend inherits its stderr on this very log. The add-on rotates it before
+    # starting us; here a log that cannot be renamed is emptied instead, or else appended to as it
+    # is. A log must never stop the backend from starting.
     try:
         if path.stat().st_size > LOG_ROTATE_BYTES:
-            os.replace(path, path.with_name(path.name + ".1"))
-    except FileNotFoundError:
+            try:
+                os.replace(path, path.with_name(path.name + ".1"))
+            except OSError:
+                with open(path, "r+b") as handle:
+                    handle.truncate(0)
+    except OSError:
         pass
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 2)

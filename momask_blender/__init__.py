@@ -18,12 +18,19 @@ bl_info = {
     "category": "Animation",
 }
 
-if "bpy" in locals():  # re-enabling in the same session: pick up edited modules
-    import importlib
+#: The add-on's modules, each after the ones it imports: re-enabling reloads them in this order.
+MODULES = (
+    "client", "preferences", "presets", "properties", "keys", "rig_io", "takes", "bake", "jobs",
+    "operators", "panel",
+)
 
-    for _name in ("client", "preferences", "properties", "presets", "jobs", "operators", "panel"):
-        if _name in locals():
-            importlib.reload(locals()[_name])
+if "bpy" in locals():  # re-enabling in the same session: pick up edited modules (those loaded so far)
+    import importlib
+    import sys
+
+    for _name in MODULES:
+        if f"{__name__}.{_name}" in sys.modules:
+            importlib.reload(sys.modules[f"{__name__}.{_name}"])
 
 import bpy  # noqa: E402
 
@@ -36,10 +43,11 @@ def register() -> None:
     for cls in _CLASSES:
         bpy.utils.register_class(cls)
     properties.register_properties()
+    jobs.register()  # the handler that drops jobs for the old file when another one is opened
 
 
 def unregister() -> None:
-    jobs.unregister()  # cancel jobs, stop the backend process, remove the timer
+    jobs.unregister()  # cancel jobs, stop the backend process, remove the timer and the handler
     properties.unregister_properties()
     for cls in reversed(_CLASSES):
         bpy.utils.unregister_class(cls)

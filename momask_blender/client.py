@@ -22,7 +22,6 @@ import dataclasses
 import importlib.util
 import io
 import itertools
-import json
 import os
 import queue
 import subprocess
@@ -43,6 +42,10 @@ CLIENT_NAME = "momask_blender"
 HELLO_TIMEOUT_S = 180.0  # importing torch on a busy laptop can take a while
 SHUTDOWN_TIMEOUT_S = 5.0
 LOG_TAIL_LINES = 12
+#: The log is rotated (one ``.1`` kept) when a start finds it above this size (as backend/service.py).
+LOG_ROTATE_BYTES = 5 * 1024 * 1024
+#: How long ``stop()`` waits for a start in progress to finish spawning before it stops without it.
+STOP_LOCK_WAIT_S = 2.0
 
 
 class BackendError(Exception):
@@ -109,9 +112,9 @@ def load_backend_module(name: str, root: Path | None = None) -> types.ModuleType
 def default_backend_python(root: Path | None, user_dir: Path | None = None) -> str:
     """The interpreter to run the backend with when the preferences leave it empty.
 
-    Looks for the environment ``python build.py setup`` makes (``.venv`` next to ``backend/``), then
-    one in the user directory, then ``$MOMASK_BACKEND_PYTHON``. Blender's own Python is never used: it
-    has no torch.
+    ``$MOMASK_BACKEND_PYTHON`` first (an explicit choice: tests and scripts pick the interpreter with
+    it), then the environment ``python build.py setup`` makes (``.venv`` next to ``backend/``), then
+    one in the user directory. Blender's own Python is never used: it has no torch.
     """
     candidates = []
     if os.environ.get("MOMASK_BACKEND_PYTHON"):
@@ -165,6 +168,26 @@ class BackendConfig:
         return cmd
 
 
+def rotate_log(path: Path, limit: int = LOG_ROTATE_BYTES) -> None:
+    """Keep one old log (``<log>.1``) once the log has passed ``limit`` bytes.
+
+    Done here, before the backend starts, because on Windows a file that any process holds open
+    cannot be renamed, and the backend holds its log open (as its stderr) from its first instant.
+    Best effort: a log that still cannot be renamed (another Blender's backend writes to it) is
+    emptied instead, and if even that fails it is left as it is. A log must never stop a start.
+    """
+    try:
+        if path.stat().st_size <= limit:
+            return
+    except OSError:  # no log yet
+        return
+    try:
+        os.replace(path, path.with_name(path.name + ".1"))
+    except OSError:
+        with contextlib.suppress(OSError), open(path, "r+b") as handle:
+            handle.truncate(0)
+
+
 def _tail(path: str, lines: int = LOG_TAIL_LINES) -> str:
     try:
         with open(path, "rb") as handle:
@@ -189,6 +212,17 @@ class Call:
         self.replies: queue.Queue[dict[str, Any]] = queue.Queue()
 
 
+class _Start:
+    """One start of the backend: its process, its hello call, and the outcome other threads wait for."""
+
+    def __init__(self, process: subprocess.Popen | None, call: Call) -> None:
+        self.process = process
+        self.call = call
+        self.done = threading.Event()
+        self.hello: dict[str, Any] | None = None
+        self.error: BackendError | None = None
+
+
 class BackendClient:
     """The backend process and the requests in flight to it. Thread-safe."""
 
@@ -196,9 +230,9 @@ class BackendClient:
         self.config = config
         self.hello: dict[str, Any] | None = None
         self._process: subprocess.Popen | None = None
-        self._stderr_file: io.BufferedWriter | None = None
         self._send_lock = threading.Lock()
-        self._start_lock = threading.RLock()
+        self._start_lock = threading.RLock()  # held while spawning, never while waiting for hello
+        self._start: _Start | None = None  # the start in progress (or the last one)
         self._pending: dict[int, Call] = {}
         self._pending_lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -219,7 +253,7 @@ class BackendClient:
 
     def configure(self, config: BackendConfig) -> None:
         """Use ``config`` from now on; a running process with other settings is stopped (it restarts
-        with the new ones on the next request)."""
+        with the new ones on the next request). ``jobs`` never calls this while a generation runs."""
         if config != self.config:
             self.stop()
             self.config = config
@@ -242,19 +276,47 @@ class BackendClient:
             )
 
     def ensure_started(self) -> dict[str, Any]:
-        """Start the process if it is not running and say hello; returns the hello data."""
+        """Start the process if it is not running and say hello; returns the hello data.
+
+        The start lock covers spawning only. The hello (up to HELLO_TIMEOUT_S while torch imports) is
+        awaited outside it, so ``stop()`` (unregister, Blender quitting) never waits for a start:
+        it kills the starting process, which fails the hello. Threads that arrive during a start
+        wait for that start's outcome instead of spawning a second process.
+        """
         with self._start_lock:
             if self.running and self.hello is not None:
                 return self.hello
-            self._stop_process(graceful=False)
-            self._check_config()
-            self._protocol = load_backend_module("protocol", Path(self.config.root))
-            self._spawn()
-            call = self._submit(
-                "hello", {"protocol": self._protocol.PROTOCOL_VERSION, "client": f"{CLIENT_NAME}"}
+            start = self._start
+            owner = start is None or start.done.is_set()
+            if owner:
+                self._stop_process(graceful=False)
+                self._check_config()
+                self._protocol = load_backend_module("protocol", Path(self.config.root))
+                self._spawn()
+                call = self._submit(
+                    "hello", {"protocol": self._protocol.PROTOCOL_VERSION, "client": f"{CLIENT_NAME}"}
+                )
+                start = self._start = _Start(self._process, call)
+        assert start is not None
+        if not owner:
+            start.done.wait()
+            if start.error is not None:
+                raise start.error
+            return start.hello or {}
+        try:
+            hello = self._wait(start.call, timeout=HELLO_TIMEOUT_S)
+            with self._start_lock:
+                if self._process is not start.process:  # stopped (or replaced) while saying hello
+                    raise BackendError("cancelled", "The backend was stopped while it was starting.")
+                self.hello = start.hello = hello
+            return hello
+        except BaseException as exc:
+            start.error = exc if isinstance(exc, BackendError) else BackendError(
+                NOT_STARTED, f"The MoMask backend did not start ({exc}).", "See the backend log."
             )
-            self.hello = self._wait(call, timeout=HELLO_TIMEOUT_S)
-            return self.hello
+            raise
+        finally:
+            start.done.set()
 
     def _spawn(self) -> None:
         cfg = self.config
@@ -268,9 +330,9 @@ class BackendClient:
         stderr: Any = subprocess.DEVNULL
         if cfg.log_path:
             Path(cfg.log_path).parent.mkdir(parents=True, exist_ok=True)
+            rotate_log(Path(cfg.log_path))  # now: once the backend runs, Windows cannot rename it
             # the backend points its stderr at --log itself; this catches what happens before that
-            self._stderr_file = open(cfg.log_path, "ab")  # noqa: SIM115 (kept open for the process's life)
-            stderr = self._stderr_file
+            stderr = open(cfg.log_path, "ab")  # noqa: SIM115 (closed below, once the child has its copy)
         flags = getattr(subprocess, "CREATE_NO_WINDOW", 0) if os.name == "nt" else 0
         try:
             self._process = subprocess.Popen(
@@ -284,12 +346,16 @@ class BackendClient:
                 creationflags=flags,
             )
         except OSError as exc:
-            self._close_stderr()
             raise BackendError(
                 NOT_STARTED,
                 f"Could not start the MoMask backend with {cfg.python} ({exc}).",
                 "Check 'Backend Python' in the MoMask add-on preferences.",
             ) from exc
+        finally:
+            # The child inherited its own handle; Blender keeping one open would only stop the next
+            # start from rotating the log on Windows.
+            if stderr is not subprocess.DEVNULL:
+                stderr.close()
         self.restarts += 1
         self._reader = threading.Thread(
             target=self._read, args=(self._process,), name="momask-backend-reader", daemon=True
@@ -297,14 +363,25 @@ class BackendClient:
         self._reader.start()
 
     def stop(self, timeout: float = SHUTDOWN_TIMEOUT_S) -> None:
-        """Ask the backend to shut down; terminate, then kill it, if it does not exit in time."""
-        with self._start_lock:
+        """Ask the backend to shut down; terminate, then kill it, if it does not exit in time.
+
+        Called on the main thread (unregister, Blender quitting): it must never wait for a start.
+        The start lock is held only while spawning, so it is normally free at once; if not, the
+        process is stopped without it (stopping twice, or a process that is gone, is harmless).
+        """
+        locked = self._start_lock.acquire(timeout=STOP_LOCK_WAIT_S)
+        try:
             self._stop_process(graceful=True, timeout=timeout)
+        finally:
+            if locked:
+                self._start_lock.release()
 
     def _stop_process(self, graceful: bool, timeout: float = SHUTDOWN_TIMEOUT_S) -> None:
         process = self._process
         if process is None:
             return
+        if self.hello is None:  # still starting: nothing to shut down gracefully, and no time to wait
+            graceful = False
         if process.poll() is None and graceful:
             try:
                 self._send({"id": next(self._ids), "type": "shutdown"})
@@ -324,15 +401,10 @@ class BackendClient:
                 stream.close()
         if self._reader is not None and self._reader is not threading.current_thread():
             self._reader.join(2.0)
-        self._process = None
-        self.hello = None
-        self._close_stderr()
+        if self._process is process:  # (stop() may run without the start lock: keep a newer process)
+            self._process = None
+            self.hello = None
         self._fail_pending(process, stopped=True)
-
-    def _close_stderr(self) -> None:
-        if self._stderr_file is not None:
-            self._stderr_file.close()
-            self._stderr_file = None
 
     # --- talking ----------------------------------------------------------------------------------------
 
@@ -497,14 +569,6 @@ def describe_error(exc: BaseException) -> tuple[str, str, str]:
         f"{type(exc).__name__}: {exc}",
         "This is a bug in the MoMask add-on; the details are in Blender's console.",
     )
-
-
-def json_safe(value: Any) -> str:
-    """Short JSON for log lines and messages."""
-    try:
-        return json.dumps(value)[:300]
-    except (TypeError, ValueError):
-        return repr(value)[:300]
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:

@@ -6,8 +6,11 @@ touches bpy. Finished jobs wait in a queue until :func:`pump` runs on the main t
 ``bpy.app.timers`` callback in the UI, or in a loop in headless code and tests (timers do not fire in
 the ``bpy`` module). Applying first checks that the target armature is still the one the job was made
 for (same name, same ``session_uid``, same bones); if not, the result is dropped with a message, never
-a crash. Keys are written through the ``momask.apply_result`` operator (REGISTER | UNDO), so one
-Ctrl+Z removes a whole generation or in-between.
+a crash. Keys are written through the ``momask.apply_result`` operator (REGISTER | UNDO), called so
+that it pushes its undo step, so one Ctrl+Z removes a whole generation or in-between.
+
+The pump timer is persistent (it survives File > Open/New), and a ``load_post`` handler drops the jobs
+meant for the old file's armatures, so opening a file during a job never leaves the panel busy.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 import bpy
+from bpy.app.handlers import persistent
 
 from . import client as client_mod
 
@@ -95,10 +99,7 @@ class Job:
     cancel_requested: bool = False
     started: float = dataclasses.field(default_factory=time.monotonic)
     result_message: str = ""
-
-    @property
-    def message_type(self) -> str:
-        return self.kind
+    stale: str = ""  # why the result is no longer wanted (another file was opened); set on the main thread
 
     @property
     def finished(self) -> bool:
@@ -124,7 +125,6 @@ class State:
         self.error: tuple[str, str] | None = None  # (problem, fix) of the last failure
         self.diagnosis: list[dict[str, Any]] = []
         self.checking = False
-        self.regenerated: tuple[int, int] | None = None  # last in-between's frames, inclusive
 
     @property
     def busy(self) -> bool:
@@ -214,6 +214,29 @@ def submit(job: Job) -> Job:
     return job
 
 
+def _client_for(job: Job) -> client_mod.BackendClient:
+    """The client for ``job``, switched to ``job.config`` (the preferences when it was submitted),
+    unless switching would restart the backend under a running generation: preferences changed
+    during a generation, then Check Backend or Detect pressed. Restarting would end that generation
+    as "Cancelled". Detect then runs on the backend as it is (a bone mapping does not depend on those
+    settings) and the new settings take effect with the first request after the generation (every
+    job carries them); Check Backend is refused, since it would check the old settings."""
+    with _client_lock:
+        current = _client
+    running = STATE.active
+    if current is None or current.config == job.config or running is None or running is job:
+        return get_client(job.config)
+    if job.kind == "diagnose":
+        raise client_mod.BackendError(
+            "busy",
+            "The backend settings changed while MoMask is making a motion; checking them now would "
+            "restart the backend and stop that motion.",
+            "Press Check Backend again when the motion is done.",
+        )
+    job.context["settings_deferred"] = True
+    return current
+
+
 def _work(job: Job) -> None:
     """The worker thread: one request to the backend, with progress; never touches bpy."""
 
@@ -230,10 +253,10 @@ def _work(job: Job) -> None:
 
     job.state = "running"
     try:
-        client = get_client(job.config)
+        client = _client_for(job)
         if job.cancel_requested:
             raise client_mod.BackendError("cancelled", "Cancelled by the user.")
-        job.data = client.call(job.message_type, on_progress=on_progress, on_submit=on_submit, **job.fields)
+        job.data = client.call(job.kind, on_progress=on_progress, on_submit=on_submit, **job.fields)
         job.state = "done"
         job.fraction = 1.0
     except Exception as exc:  # noqa: BLE001 (every failure becomes a message in the panel)
@@ -284,9 +307,18 @@ def _finish(job: Job) -> None:
         STATE.last = job
     if job in STATE.light:
         STATE.light.remove(job)
+    if job.stale:  # its file was closed; the drop was reported then, and the panel may show newer news
+        job.state = "dropped"
+        job.result_message = job.stale
+        _jobs.pop(job.id, None)
+        return
     try:
         if job.state == "done":
             _apply(job)
+            if job.context.get("settings_deferred") and job.state == "applied":
+                STATE.message = (
+                    f"{STATE.message} The new backend settings take effect after the motion in progress."
+                ).strip()
         elif job.state == "cancelled":
             STATE.message = "Cancelled."
             job.result_message = STATE.message
@@ -315,12 +347,17 @@ def _apply(job: Job) -> None:
         return
     _, undo = entry
     if undo:
-        # Through an UNDO operator, so the whole result is one undo step. (The stubs know neither this
-        # add-on's operators nor that `poll` is bound: they model each operator as a class.)
+        # Through an UNDO operator, so the whole result is one undo step. Called from Python, an
+        # operator pushes its undo step only when asked by the positional `undo` argument (True):
+        # without it the keys would join the next undo step, and one Ctrl+Z would also take back the
+        # user's edit before. Blender names the step after the operator ("Apply MoMask Result").
+        # Background Blender has no undo stack unless a script made one: then nothing is pushed.
+        # (The stubs know neither this add-on's operators nor that `poll` is bound: they model each
+        # operator as a class.)
         _applying[job.id] = job
         try:
             if bpy.ops.momask.apply_result.poll():  # type: ignore[attr-defined]
-                bpy.ops.momask.apply_result(job_id=job.id)  # type: ignore[attr-defined]
+                bpy.ops.momask.apply_result("EXEC_DEFAULT", True, job_id=job.id)  # type: ignore[attr-defined]
             else:  # no context for operators: apply directly, then push the undo step by hand
                 if apply_now(job) and bpy.ops.ed.undo_push.poll():  # type: ignore[call-arg]
                     bpy.ops.ed.undo_push(message=f"MoMask: {job.label or job.kind}")
@@ -377,9 +414,33 @@ def _timer() -> float | None:
 def _ensure_timer() -> None:
     try:
         if not bpy.app.timers.is_registered(_timer):
-            bpy.app.timers.register(_timer, first_interval=0.1)
+            # persistent: Blender removes other timers when a file is opened, which would leave a job
+            # that is in flight then never collected, and the panel busy for good.
+            bpy.app.timers.register(_timer, first_interval=0.1, persistent=True)
     except (AttributeError, ValueError):
         pass
+
+
+@persistent
+def _on_load_post(*_args) -> None:
+    """Another file was opened (or File > New): the armatures that jobs in flight were made for
+    belong to the old file, so those jobs are dropped now, with a message, and the panel is free at
+    once. The backend is told to stop the generation; its result is thrown away when it arrives."""
+    dropped = [job for job in _jobs.values() if job.target is not None and not job.finished and not job.stale]
+    for job in dropped:
+        assert job.target is not None
+        job.stale = f"Another file was opened while MoMask worked on '{job.target.name}'."
+        if STATE.active is job:
+            cancel_active()
+            STATE.active = None
+            STATE.last = job
+        if job in STATE.light:
+            STATE.light.remove(job)
+    if dropped:
+        STATE.message = ""
+        STATE.error = (f"{dropped[0].stale} The result was dropped.", "Generate again in this file.")
+    if _jobs:
+        _ensure_timer()  # (persistent already; this covers a timer registered by an older version)
 
 
 def _redraw() -> None:
@@ -395,10 +456,18 @@ def _redraw() -> None:
                 area.tag_redraw()
 
 
+def register() -> None:
+    if _on_load_post not in bpy.app.handlers.load_post:
+        bpy.app.handlers.load_post.append(_on_load_post)
+
+
 def unregister() -> None:
-    """Cancel and forget every job, stop the backend, and remove the timer."""
+    """Cancel and forget every job, stop the backend, and remove the timer and the file handler."""
     if bpy.app.timers.is_registered(_timer):
         bpy.app.timers.unregister(_timer)
+    for handler in list(bpy.app.handlers.load_post):  # (also one left by an older copy of this module)
+        if getattr(handler, "__name__", "") == _on_load_post.__name__ and handler.__module__ == __name__:
+            bpy.app.handlers.load_post.remove(handler)
     if STATE.active is not None:
         cancel_active()
     global _client

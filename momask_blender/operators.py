@@ -266,10 +266,12 @@ class MOMASK_OT_apply_result(bpy.types.Operator):
 
     bl_idname = "momask.apply_result"
     bl_label = "Apply MoMask Result"
-    bl_options = {"REGISTER", "UNDO", "INTERNAL"}
+    # UNDO without REGISTER: one undo step, but no "Adjust Last Operation" redo, which would undo the
+    # keys and run this again after the job is gone (writing nothing).
+    bl_options = {"UNDO", "INTERNAL"}
 
     # A property declaration, not a type (see the mypy section of pyproject.toml), hence the ignore.
-    job_id: IntProperty()  # type: ignore[valid-type]
+    job_id: IntProperty(options={"HIDDEN", "SKIP_SAVE"})  # type: ignore[valid-type]
 
     def execute(self, context):
         job = jobs.applying(self.job_id)

@@ -30,6 +30,7 @@ EXPECTED_CASES = {
     "same_seed_same_motion",
     "takes_apply_compare_delete",
     "inbetween_keeps_keys_outside_range",
+    "inbetween_hand_keyed_euler_bvh_rig_30fps",
     "generate_bvh_rig_30fps",
     "generate_mixamo_rig",
     "unmappable_rig_names_missing_roles",
@@ -38,6 +39,7 @@ EXPECTED_CASES = {
     "backend_killed_mid_job_then_next_works",
     "missing_weights_tells_how_to_get_them",
     "free_memory_stops_backend",
+    "generate_onto_a_generated_rigify_control_rig",
 }
 
 
@@ -96,3 +98,27 @@ def test_headless_without_weights_says_how_to_get_them(tmp_path) -> None:
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "build.py weights" in proc.stderr, proc.stderr[-2000:]
     assert not (tmp_path / "demo.blend").exists()
+
+
+LIFECYCLE_CASES = {
+    "stop_during_start_does_not_wait_for_hello",
+    "one_undo_step_per_generation_keeps_previous_edit",
+    "file_open_during_job_drops_it_and_frees_the_panel",
+    "settings_change_during_generation_is_deferred",
+    "free_memory_operator_stops_backend",
+    "disable_during_start_stops_backend",
+    "disable_stops_backend_and_removes_handlers",
+}
+
+
+@pytest.mark.parametrize("version", BLENDER_VERSIONS)
+def test_addon_job_and_process_lifecycle(version: str, tiny_weights, tmp_path) -> None:
+    """Undo, File > Open during a job, settings changed mid-generation, Free Memory and disabling the
+    add-on (also while the backend starts): tests/blender/addon_lifecycle.py."""
+    out = run_blender(
+        version, "addon_lifecycle.py", str(tiny_weights), timeout=900, env={"MOMASK_USER_DIR": str(tmp_path)}
+    )
+    cases = _cases(out)
+    assert cases.keys() == LIFECYCLE_CASES, f"cases run: {sorted(cases)}\n{out[-3000:]}"
+    failed = [line for line in cases.values() if line.split()[2] != "ok"]
+    assert not failed, "\n".join(failed)

@@ -490,3 +490,48 @@ def test_inpaint_keeps_an_elevated_pose_source_at_its_height_and_ignores_in_plac
     assert np.abs(up_heads[:a] - raised[:a, pelvis, :3, 3]).max() < 0.02
     # the model sees the same grounded clip either way; the answer goes back where each source was
     assert np.allclose(up_heads - heads, [0.0, 0.0, 0.5], atol=1e-4)
+
+
+# --- the log at start-up ------------------------------------------------------------------------------
+
+
+def _start_logging(log: Path, rename_refused: bool = False) -> subprocess.CompletedProcess:
+    """``service.open_log`` in a fresh process (it takes over the process's stderr), which then logs
+    one line. ``rename_refused``: renaming the log fails as on Windows while Blender (or the backend's
+    own inherited stderr) holds it open."""
+    code = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from backend import service\n"
+        "if sys.argv[2] == '1':\n"
+        "    def refuse(*args, **kwargs):\n"
+        "        raise PermissionError(13, 'The file is being used by another process')\n"
+        "    os.replace = refuse\n"
+        "service.open_log(Path(sys.argv[1]))\n"
+        "print('backend started', file=sys.stderr, flush=True)\n"
+    )
+    return subprocess.run([sys.executable, "-c", code, str(log), "1" if rename_refused else "0"], cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_a_big_log_is_rotated_at_start(tmp_path) -> None:
+    from backend.service import LOG_ROTATE_BYTES
+
+    log = tmp_path / "backend.log"
+    log.write_bytes(b"old line\n" * (LOG_ROTATE_BYTES // 9 + 1))
+    proc = _start_logging(log)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "backend.log.1").stat().st_size > LOG_ROTATE_BYTES      # the old log, kept once
+    assert log.read_text() == "backend started\n"
+
+
+def test_a_big_log_that_cannot_be_renamed_does_not_stop_the_backend(tmp_path) -> None:
+    from backend.service import LOG_ROTATE_BYTES
+
+    log = tmp_path / "backend.log"
+    log.write_bytes(b"old line\n" * (LOG_ROTATE_BYTES // 9 + 1))
+    proc = _start_logging(log, rename_refused=True)
+    assert proc.returncode == 0, proc.stderr                                  # it starts (and logs)
+    assert log.read_text() == "backend started\n"                              # emptied instead of renamed
+    assert not (tmp_path / "backend.log.1").exists()

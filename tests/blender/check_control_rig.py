@@ -38,15 +38,7 @@ DATA = Path(os.environ["MOMASK_SHARED_DATA"])
 
 def generate_rigify() -> tuple[bpy.types.Object, bpy.types.Object]:
     rigs.reset_scene()
-    metarig = rigs.make_rigify_metarig()
-    bpy.ops.object.mode_set(mode="OBJECT")
-    for other in bpy.context.view_layer.objects:
-        other.select_set(False)
-    metarig.select_set(True)
-    bpy.context.view_layer.objects.active = metarig
-    bpy.ops.pose.rigify_generate()
-    rig = next(o for o in bpy.data.objects if o.type == "ARMATURE" and o is not metarig)
-    return metarig, rig
+    return rigs.make_generated_rigify_rig()
 
 
 def census() -> dict:

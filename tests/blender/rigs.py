@@ -75,6 +75,17 @@ def make_rigify_metarig() -> bpy.types.Object:
     return obj
 
 
+def make_generated_rigify_rig() -> tuple[bpy.types.Object, bpy.types.Object]:
+    """(metarig, rig): a Rigify control rig generated from the human metarig, as users animate it."""
+    metarig = make_rigify_metarig()
+    bpy.ops.object.mode_set(mode="OBJECT")
+    _select_only(metarig)
+    existing = set(bpy.data.objects)
+    bpy.ops.pose.rigify_generate()
+    rig = next(o for o in bpy.data.objects if o.type == "ARMATURE" and o not in existing)
+    return metarig, rig
+
+
 def import_template_bvh(path: str | Path | None = None) -> bpy.types.Object:
     """The armature the bundled BVH importer makes from the official template (Y-up BVH → Z-up)."""
     enable_addon("io_anim_bvh")
