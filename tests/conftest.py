@@ -72,3 +72,18 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("tiny_weights")
     make_test_weights(root, size="tiny", seed=0)
     return root
+
+
+@pytest.fixture(scope="module")
+def small_transformers():
+    """(masked, residual) transformers with small random weights, in eval mode (CLIP dim 512)."""
+    import torch
+
+    from backend.models.masked_transformer import MaskTransformer
+    from backend.models.residual_transformer import ResidualTransformer
+
+    torch.manual_seed(0)
+    mask = MaskTransformer(code_dim=32, latent_dim=32, ff_size=64, num_layers=2, num_heads=2, clip_dim=512)
+    residual = ResidualTransformer(code_dim=32, latent_dim=32, ff_size=64, num_layers=2, num_heads=2,
+                                   clip_dim=512)
+    return mask.eval(), residual.eval()

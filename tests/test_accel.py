@@ -9,25 +9,14 @@ import pytest
 import torch
 
 from backend import accel, sampling
-from backend.models.masked_transformer import MaskTransformer
-from backend.models.residual_transformer import ResidualTransformer
 
 CLIP_DIM = 512
 
 
-@pytest.fixture(scope="module")
-def models() -> tuple[MaskTransformer, ResidualTransformer]:
-    torch.manual_seed(0)
-    mask = MaskTransformer(code_dim=32, latent_dim=32, ff_size=64, num_layers=2, num_heads=2,
-                           clip_dim=CLIP_DIM)
-    residual = ResidualTransformer(code_dim=32, latent_dim=32, ff_size=64, num_layers=2, num_heads=2,
-                                   clip_dim=CLIP_DIM)
-    return mask.eval(), residual.eval()
-
-
-def tokens(models, flow: sampling.Flow, lengths: list[int], seed: int = 0, cond_scale: float = 4.0):
+def tokens(small_transformers, flow: sampling.Flow, lengths: list[int], seed: int = 0,
+           cond_scale: float = 4.0):
     """Base then residual tokens (b, n, 6), as the pipeline runs them."""
-    mask, residual = models
+    mask, residual = small_transformers
     cond = torch.randn(len(lengths), CLIP_DIM, generator=torch.Generator().manual_seed(7))
     lens = torch.tensor(lengths)
     seq_len = max(lengths)
@@ -42,29 +31,29 @@ def tokens(models, flow: sampling.Flow, lengths: list[int], seed: int = 0, cond_
 
 
 @pytest.mark.parametrize("lengths", [[12], [12, 9, 4], [5, 16, 16, 3, 8]], ids=["b1", "b3", "b5"])
-def test_padding_to_static_shapes_keeps_every_token(models, lengths) -> None:
-    eager = tokens(models, sampling.fast_flow(), lengths, seed=3)
+def test_padding_to_static_shapes_keeps_every_token(small_transformers, lengths) -> None:
+    eager = tokens(small_transformers, sampling.fast_flow(), lengths, seed=3)
     static = accel.StaticPasses(tokens=16, buckets=(1, 2, 4, 8), capture=False)
-    padded = tokens(models, static.wrap(sampling.fast_flow()), lengths, seed=3)
+    padded = tokens(small_transformers, static.wrap(sampling.fast_flow()), lengths, seed=3)
     assert torch.equal(eager, padded)
 
 
-def test_one_static_pass_serves_jobs_of_other_sizes_in_its_bucket(models) -> None:
+def test_one_static_pass_serves_jobs_of_other_sizes_in_its_bucket(small_transformers) -> None:
     """Later jobs reuse the buffers of earlier ones (stale rows and positions must stay hidden)."""
     static = accel.StaticPasses(tokens=16, buckets=(4,), capture=False)
     flow = static.wrap(sampling.fast_flow())
     for lengths in ([16, 16, 16, 16], [3, 7], [10]):
-        eager = tokens(models, sampling.fast_flow(), lengths, seed=1)
-        assert torch.equal(tokens(models, flow, lengths, seed=1), eager)
+        eager = tokens(small_transformers, sampling.fast_flow(), lengths, seed=1)
+        assert torch.equal(tokens(small_transformers, flow, lengths, seed=1), eager)
 
 
-def test_unguided_passes_and_jobs_too_big_for_the_buckets(models) -> None:
+def test_unguided_passes_and_jobs_too_big_for_the_buckets(small_transformers) -> None:
     static = accel.StaticPasses(tokens=8, buckets=(1, 2), capture=False)
     flow = static.wrap(sampling.fast_flow())
     too_long, too_many = [12], [4, 4, 4]          # eager fallback
     for lengths, scale in ((too_long, 4.0), (too_many, 4.0), ([6, 8], 1.0)):
-        assert torch.equal(tokens(models, flow, lengths, cond_scale=scale),
-                           tokens(models, sampling.fast_flow(), lengths, cond_scale=scale))
+        assert torch.equal(tokens(small_transformers, flow, lengths, cond_scale=scale),
+                           tokens(small_transformers, sampling.fast_flow(), lengths, cond_scale=scale))
 
 
 def test_buckets() -> None:

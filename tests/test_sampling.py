@@ -9,26 +9,15 @@ import torch
 
 from backend import sampling
 from backend.errors import CancelledError
-from backend.models.masked_transformer import MaskTransformer
-from backend.models.residual_transformer import ResidualTransformer
 
 CLIP_DIM = 512
 
 
-@pytest.fixture(scope="module")
-def models() -> tuple[MaskTransformer, ResidualTransformer]:
-    torch.manual_seed(0)
-    mask = MaskTransformer(code_dim=32, latent_dim=32, ff_size=64, num_layers=2, num_heads=2,
-                           clip_dim=CLIP_DIM)
-    residual = ResidualTransformer(code_dim=32, latent_dim=32, ff_size=64, num_layers=2, num_heads=2,
-                                   clip_dim=CLIP_DIM)
-    return mask.eval(), residual.eval()
-
-
-def run(models, flow: sampling.Flow, lengths: list[int], seed: int = 0, steps: int = 10, gumbel: bool = False,
-        reporter: sampling.StepReporter | None = None, cond_scale: float = 4.0) -> torch.Tensor:
+def run(small_transformers, flow: sampling.Flow, lengths: list[int], seed: int = 0, steps: int = 10,
+        gumbel: bool = False, reporter: sampling.StepReporter | None = None,
+        cond_scale: float = 4.0) -> torch.Tensor:
     """Base then residual tokens (b, n, 6) for random text features, like the pipeline does."""
-    mask, residual = models
+    mask, residual = small_transformers
     cond = torch.randn(len(lengths), CLIP_DIM, generator=torch.Generator().manual_seed(123))
     lens = torch.tensor(lengths)
     seq_len = max(lengths)
@@ -100,32 +89,32 @@ class DrawRecorder:
 
 
 @pytest.mark.parametrize("flow", [sampling.reference_flow(), sampling.fast_flow()], ids=lambda f: f.name)
-def test_random_draws_follow_the_official_order_and_shapes(models, flow, monkeypatch) -> None:
+def test_random_draws_follow_the_official_order_and_shapes(small_transformers, flow, monkeypatch) -> None:
     recorder = DrawRecorder(monkeypatch)
-    run(models, flow, [7, 12], steps=10)
+    run(small_transformers, flow, [7, 12], steps=10)
     b, n = 2, 12
     assert recorder.calls == [("multinomial", (b * n, 512))] * 10 + [("uniform_", (b, n, 513))] * 5
 
 
-def test_gumbel_base_sampling_draws_one_uniform_per_step(models, monkeypatch) -> None:
+def test_gumbel_base_sampling_draws_one_uniform_per_step(small_transformers, monkeypatch) -> None:
     recorder = DrawRecorder(monkeypatch)
-    run(models, sampling.fast_flow(), [5], steps=4, gumbel=True)
+    run(small_transformers, sampling.fast_flow(), [5], steps=4, gumbel=True)
     assert recorder.calls == [("uniform_", (1, 5, 512))] * 4 + [("uniform_", (1, 5, 513))] * 5
 
 
-def test_generator_advances_only_by_the_sampler(models) -> None:
+def test_generator_advances_only_by_the_sampler(small_transformers) -> None:
     """The global RNG is untouched: every draw comes from the explicit generator."""
     torch.manual_seed(99)
     before = torch.get_rng_state()
-    run(models, sampling.fast_flow(), [6])
+    run(small_transformers, sampling.fast_flow(), [6])
     assert torch.equal(before, torch.get_rng_state())
 
 
 # --- results --------------------------------------------------------------------------------------------
 
 
-def test_tokens_shape_padding_and_range(models) -> None:
-    tokens = run(models, sampling.fast_flow(), [3, 9])
+def test_tokens_shape_padding_and_range(small_transformers) -> None:
+    tokens = run(small_transformers, sampling.fast_flow(), [3, 9])
     assert tokens.shape == (2, 9, 6) and tokens.dtype == torch.int64
     assert (tokens[0, 3:] == -1).all()                      # past the first motion's end
     assert (tokens[:, :, 0][tokens[:, :, 0] >= 0] < 512).all()
@@ -133,26 +122,26 @@ def test_tokens_shape_padding_and_range(models) -> None:
     assert tokens.max() < 512
 
 
-def test_same_seed_same_tokens_different_seed_different(models) -> None:
-    a = run(models, sampling.fast_flow(), [10, 8], seed=5)
-    b = run(models, sampling.fast_flow(), [10, 8], seed=5)
-    c = run(models, sampling.fast_flow(), [10, 8], seed=6)
+def test_same_seed_same_tokens_different_seed_different(small_transformers) -> None:
+    a = run(small_transformers, sampling.fast_flow(), [10, 8], seed=5)
+    b = run(small_transformers, sampling.fast_flow(), [10, 8], seed=5)
+    c = run(small_transformers, sampling.fast_flow(), [10, 8], seed=6)
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
 
 
-def test_fast_flow_agrees_with_reference_flow(models) -> None:
+def test_fast_flow_agrees_with_reference_flow(small_transformers) -> None:
     lengths = [12, 9, 4, 12]
-    ref = run(models, sampling.reference_flow(), lengths, seed=3)
-    fast = run(models, sampling.fast_flow(), lengths, seed=3)
+    ref = run(small_transformers, sampling.reference_flow(), lengths, seed=3)
+    fast = run(small_transformers, sampling.fast_flow(), lengths, seed=3)
     valid = ref >= 0
     agreement = (ref == fast)[valid].float().mean().item()
     print(f"fast vs reference token agreement (small random transformers): {agreement:.4f}")
     assert agreement >= 0.99
 
 
-def test_edit_keeps_tokens_outside_the_mask(models) -> None:
-    mask, _ = models
+def test_edit_keeps_tokens_outside_the_mask(small_transformers) -> None:
+    mask, _ = small_transformers
     tokens = torch.randint(0, 512, (2, 10), generator=torch.Generator().manual_seed(1))
     edit = torch.zeros(2, 10, dtype=torch.bool)
     edit[0, 3:6] = True
@@ -170,8 +159,8 @@ def test_edit_keeps_tokens_outside_the_mask(models) -> None:
     assert not torch.equal(out[edit], tokens[edit])         # 5 random tokens regenerated: some change
 
 
-def test_residual_keep_forces_source_tokens_on_every_layer(models) -> None:
-    _, residual = models
+def test_residual_keep_forces_source_tokens_on_every_layer(small_transformers) -> None:
+    _, residual = small_transformers
     source = torch.randint(0, 512, (1, 8, 6), generator=torch.Generator().manual_seed(2))
     keep = torch.ones(1, 8, dtype=torch.bool)
     keep[0, 2:5] = False
@@ -192,14 +181,14 @@ def test_residual_keep_forces_source_tokens_on_every_layer(models) -> None:
 # --- progress and cancel --------------------------------------------------------------------------------
 
 
-def test_progress_reports_each_step_and_layer(models) -> None:
+def test_progress_reports_each_step_and_layer(small_transformers) -> None:
     seen: list[tuple[str, int, int]] = []
     reporter = sampling.StepReporter(lambda *a: seen.append(a), total=4 + 5 + 1)
-    run(models, sampling.fast_flow(), [6], steps=4, reporter=reporter)
+    run(small_transformers, sampling.fast_flow(), [6], steps=4, reporter=reporter)
     assert seen == [("base", i, 10) for i in range(1, 5)] + [("residual", i, 10) for i in range(5, 10)]
 
 
-def test_cancel_stops_at_the_next_step(models) -> None:
+def test_cancel_stops_at_the_next_step(small_transformers) -> None:
     cancel = threading.Event()
     seen: list[int] = []
 
@@ -209,14 +198,15 @@ def test_cancel_stops_at_the_next_step(models) -> None:
             cancel.set()
 
     with pytest.raises(CancelledError):
-        run(models, sampling.fast_flow(), [6], reporter=sampling.StepReporter(progress, cancel, total=16))
+        reporter = sampling.StepReporter(progress, cancel, total=16)
+        run(small_transformers, sampling.fast_flow(), [6], reporter=reporter)
     assert seen == [1, 2]
 
 
 @pytest.mark.parametrize("precision", ["bf16"])
-def test_low_precision_fast_flow_runs_and_keeps_fp32_logits(models, precision) -> None:
-    tokens = run(models, sampling.fast_flow(precision), [8, 5])
-    ref = run(models, sampling.reference_flow(), [8, 5])
+def test_low_precision_fast_flow_runs_and_keeps_fp32_logits(small_transformers, precision) -> None:
+    tokens = run(small_transformers, sampling.fast_flow(precision), [8, 5])
+    ref = run(small_transformers, sampling.reference_flow(), [8, 5])
     valid = ref >= 0
     agreement = (ref == tokens)[valid].float().mean().item()
     print(f"fast-{precision} vs reference token agreement (small random transformers): {agreement:.4f}")
