@@ -12,7 +12,6 @@ import signal
 import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -24,28 +23,9 @@ import bpy  # noqa: E402  (bpy first: it puts addon_utils on the path)
 # isort: split
 import addon_utils  # noqa: E402
 import rigs  # noqa: E402
+from cases import case, check, finish  # noqa: E402
 
 WEIGHTS = sys.argv[sys.argv.index("--") + 1] if "--" in sys.argv else sys.argv[1]
-RESULTS: list[tuple[str, bool, str]] = []
-
-
-def case(func):
-    name = func.__name__.removeprefix("case_")
-    started = time.monotonic()
-    try:
-        func()
-    except Exception as exc:  # noqa: BLE001
-        RESULTS.append((name, False, f"{type(exc).__name__}: {exc}"))
-        print(f"CASE {name} FAIL {type(exc).__name__}: {exc}\n{traceback.format_exc()}", flush=True)
-    else:
-        RESULTS.append((name, True, ""))
-        print(f"CASE {name} ok ({time.monotonic() - started:.1f} s)", flush=True)
-    return func
-
-
-def check(condition, message: str) -> None:
-    if not condition:
-        raise AssertionError(message)
 
 
 # --- setup -------------------------------------------------------------------------------------------------
@@ -526,7 +506,4 @@ def case_free_memory_stops_backend():
 
 
 addon_utils.disable("momask_blender", default_set=True)
-failed = [name for name, ok, _ in RESULTS if not ok]
-print(f"SUMMARY {len(RESULTS) - len(failed)}/{len(RESULTS)} ok; failed: {failed}", flush=True)
-sys.stdout.flush()
-os._exit(1 if failed else 0)
+finish()

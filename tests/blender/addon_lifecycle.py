@@ -18,7 +18,6 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -32,29 +31,10 @@ import bpy  # noqa: E402  (bpy first: it puts addon_utils on the path)
 # isort: split
 import addon_utils  # noqa: E402
 import rigs  # noqa: E402
+from cases import case, check, finish  # noqa: E402
 
 WEIGHTS = sys.argv[sys.argv.index("--") + 1] if "--" in sys.argv else sys.argv[1]
 TMP = Path(tempfile.mkdtemp(prefix="momask_lifecycle_"))
-RESULTS: list[tuple[str, bool]] = []
-
-
-def case(func):
-    name = func.__name__.removeprefix("case_")
-    started = time.monotonic()
-    try:
-        func()
-    except Exception as exc:  # noqa: BLE001
-        RESULTS.append((name, False))
-        print(f"CASE {name} FAIL {type(exc).__name__}: {exc}\n{traceback.format_exc()}", flush=True)
-    else:
-        RESULTS.append((name, True))
-        print(f"CASE {name} ok ({time.monotonic() - started:.1f} s)", flush=True)
-    return func
-
-
-def check(condition, message: str) -> None:
-    if not condition:
-        raise AssertionError(message)
 
 
 def pid_exists(pid: int) -> bool:
@@ -273,6 +253,4 @@ def case_disable_stops_backend_and_removes_handlers():
     check(not bpy.app.timers.is_registered(jobs._timer), "the pump timer outlived unregister")
 
 
-failed = [name for name, ok in RESULTS if not ok]
-print(f"SUMMARY {len(RESULTS) - len(failed)}/{len(RESULTS)} ok; failed: {failed}", flush=True)
-rigs.exit_blender(1 if failed else 0)
+finish()
