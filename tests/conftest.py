@@ -87,3 +87,27 @@ def small_transformers():
     residual = ResidualTransformer(code_dim=32, latent_dim=32, ff_size=64, num_layers=2, num_heads=2,
                                    clip_dim=512)
     return mask.eval(), residual.eval()
+
+
+def sample_tokens(small_transformers, flow, lengths: list[int], seed: int = 0, steps: int = 10,
+                  gumbel: bool = False, reporter=None, cond_scale: float = 4.0):
+    """Base then residual tokens (b, n, 6) for random text features, the way the pipeline runs the
+    samplers (shared by the sampler and accelerator tests). ``flow`` is a ``sampling.Flow``."""
+    import torch
+
+    from backend import sampling
+
+    mask, residual = small_transformers
+    cond = torch.randn(len(lengths), 512, generator=torch.Generator().manual_seed(123))
+    lens = torch.tensor(lengths)
+    seq_len = max(lengths)
+    padding = sampling.padding_mask_for(lens, seq_len)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.inference_mode():
+        base_logits = flow.base_logits(mask, cond, padding, cond_scale)
+        base = sampling.masked_generate(base_logits, lens, seq_len, steps, generator=generator, gumbel=gumbel,
+                                        reporter=reporter)
+        embed, proj = residual.tied_weights()
+        residual_logits = flow.residual_logits(residual, cond, padding, 5.0, proj)
+        return sampling.residual_generate(residual_logits, embed, base, lens, generator=generator,
+                                          reporter=reporter)

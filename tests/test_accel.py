@@ -7,27 +7,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import sample_tokens as tokens
 
 from backend import accel, sampling
-
-CLIP_DIM = 512
-
-
-def tokens(small_transformers, flow: sampling.Flow, lengths: list[int], seed: int = 0,
-           cond_scale: float = 4.0):
-    """Base then residual tokens (b, n, 6), as the pipeline runs them."""
-    mask, residual = small_transformers
-    cond = torch.randn(len(lengths), CLIP_DIM, generator=torch.Generator().manual_seed(7))
-    lens = torch.tensor(lengths)
-    seq_len = max(lengths)
-    padding = sampling.padding_mask_for(lens, seq_len)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.inference_mode():
-        base = sampling.masked_generate(flow.base_logits(mask, cond, padding, cond_scale), lens, seq_len, 10,
-                                        generator=generator)
-        embed, proj = residual.tied_weights()
-        residual_logits = flow.residual_logits(residual, cond, padding, 5.0, proj)
-        return sampling.residual_generate(residual_logits, embed, base, lens, generator=generator)
 
 
 @pytest.mark.parametrize("lengths", [[12], [12, 9, 4], [5, 16, 16, 3, 8]], ids=["b1", "b3", "b5"])

@@ -6,31 +6,12 @@ import threading
 
 import pytest
 import torch
+from conftest import sample_tokens as run
 
 from backend import sampling
 from backend.errors import CancelledError
 
 CLIP_DIM = 512
-
-
-def run(small_transformers, flow: sampling.Flow, lengths: list[int], seed: int = 0, steps: int = 10,
-        gumbel: bool = False, reporter: sampling.StepReporter | None = None,
-        cond_scale: float = 4.0) -> torch.Tensor:
-    """Base then residual tokens (b, n, 6) for random text features, like the pipeline does."""
-    mask, residual = small_transformers
-    cond = torch.randn(len(lengths), CLIP_DIM, generator=torch.Generator().manual_seed(123))
-    lens = torch.tensor(lengths)
-    seq_len = max(lengths)
-    padding = sampling.padding_mask_for(lens, seq_len)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.inference_mode():
-        base_logits = flow.base_logits(mask, cond, padding, cond_scale)
-        base = sampling.masked_generate(base_logits, lens, seq_len, steps, generator=generator, gumbel=gumbel,
-                                        reporter=reporter)
-        embed, proj = residual.tied_weights()
-        residual_logits = flow.residual_logits(residual, cond, padding, 5.0, proj)
-        return sampling.residual_generate(residual_logits, embed, base, lens, generator=generator,
-                                          reporter=reporter)
 
 
 # --- the schedule and the small pieces (spec 3.4) ------------------------------------------------------
