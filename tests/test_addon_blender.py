@@ -43,15 +43,19 @@ EXPECTED_CASES = {
 }
 
 
-@pytest.mark.parametrize("version", BLENDER_VERSIONS)
-def test_addon_against_real_backend(version: str, tiny_weights, tmp_path) -> None:
-    out = run_blender(
-        version, "addon_backend.py", str(tiny_weights), timeout=900, env={"MOMASK_USER_DIR": str(tmp_path)}
-    )
+def _run_cases(version: str, script: str, expected: set[str], weights, tmp_path) -> None:
+    """Run a case script (tests/blender/cases.py) in Blender ``version``: every expected case ran and
+    passed."""
+    out = run_blender(version, script, str(weights), timeout=900, env={"MOMASK_USER_DIR": str(tmp_path)})
     cases = _cases(out)
-    assert cases.keys() == EXPECTED_CASES, f"cases run: {sorted(cases)}\n{out[-3000:]}"
+    assert cases.keys() == expected, f"cases run: {sorted(cases)}\n{out[-3000:]}"
     failed = [line for line in cases.values() if line.split()[2] != "ok"]
     assert not failed, "\n".join(failed)
+
+
+@pytest.mark.parametrize("version", BLENDER_VERSIONS)
+def test_addon_against_real_backend(version: str, tiny_weights, tmp_path) -> None:
+    _run_cases(version, "addon_backend.py", EXPECTED_CASES, tiny_weights, tmp_path)
 
 
 def _headless(version: str, tmp_path, weights, *extra: str) -> subprocess.CompletedProcess:
@@ -115,10 +119,4 @@ LIFECYCLE_CASES = {
 def test_addon_job_and_process_lifecycle(version: str, tiny_weights, tmp_path) -> None:
     """Undo, File > Open during a job, settings changed mid-generation, Free Memory and disabling the
     add-on (also while the backend starts): tests/blender/addon_lifecycle.py."""
-    out = run_blender(
-        version, "addon_lifecycle.py", str(tiny_weights), timeout=900, env={"MOMASK_USER_DIR": str(tmp_path)}
-    )
-    cases = _cases(out)
-    assert cases.keys() == LIFECYCLE_CASES, f"cases run: {sorted(cases)}\n{out[-3000:]}"
-    failed = [line for line in cases.values() if line.split()[2] != "ok"]
-    assert not failed, "\n".join(failed)
+    _run_cases(version, "addon_lifecycle.py", LIFECYCLE_CASES, tiny_weights, tmp_path)
