@@ -17,6 +17,7 @@ import rigs  # noqa: E402
 
 from backend.retarget.mapping import auto_map  # noqa: E402
 from backend.retarget.rig import RigDescription  # noqa: E402
+from momask_blender import rig_io  # noqa: E402  (the add-on's own description)
 
 EXPECTED = {
     "rigify": {"pelvis": "spine", "left_hip": "thigh.L", "left_foot": "toe.L", "neck": "spine.004",
@@ -35,7 +36,7 @@ EXPECTED = {
 
 
 def check(label: str, obj) -> list[str]:
-    rig = RigDescription.from_dict(rigs.describe_armature(obj))
+    rig = RigDescription.from_dict(rig_io.describe_armature(obj))
     mapping = auto_map(rig)
     print(f"=== {label}: {obj.name}, {len(rig)} bones ===")
     print(mapping.report())
@@ -69,7 +70,7 @@ def main() -> int:
     rigs.reset_scene()
     mixamo = rigs.make_mixamo_rig()
     errors += check("mixamo", mixamo)
-    up = RigDescription.from_dict(rigs.describe_armature(mixamo)).up_axis
+    up = RigDescription.from_dict(rig_io.describe_armature(mixamo)).up_axis
     if not np.allclose(up, [0, 1, 0], atol=1e-6):        # FBX-style rotation: world Z is armature Y
         errors.append(f"mixamo: up axis in armature space {up}, expected +Y")
     rigs.reset_scene()

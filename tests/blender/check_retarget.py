@@ -30,6 +30,7 @@ from backend.retarget.inverse import joints_from_pose, pose_matrices_from_basis 
 from backend.retarget.mapping import auto_map  # noqa: E402
 from backend.retarget.rig import RigDescription  # noqa: E402
 from backend.retarget.solver import retarget  # noqa: E402
+from momask_blender import rig_io  # noqa: E402  (the add-on's own description)
 
 DATA = Path(os.environ["MOMASK_SHARED_DATA"])
 
@@ -61,7 +62,7 @@ def apply_and_read(obj, result) -> np.ndarray:
 
 
 def measure(name: str, obj, source: np.ndarray, out_dir: Path, save_to: Path | None = None) -> dict:
-    rig = RigDescription.from_dict(rigs.describe_armature(obj))
+    rig = RigDescription.from_dict(rig_io.describe_armature(obj))
     mapping = auto_map(rig)
     report = {"rig": name, "bones": len(rig.bone_names), "convention": mapping.convention,
               "missing": list(mapping.missing), "mapped": len(mapping.bones)}
