@@ -32,7 +32,7 @@ from . import client as client_mod
 STAGES = {
     "connect": "Starting the backend",
     "start": "Starting",
-    "queued": "Waiting for another job",
+    "queued": "Waiting for the backend",
     "load": "Loading models",
     "base": "Decoding motion tokens",
     "residual": "Refining (residual layers)",
@@ -100,6 +100,7 @@ class Job:
     started: float = dataclasses.field(default_factory=time.monotonic)
     result_message: str = ""
     stale: str = ""  # why the result is no longer wanted (another file was opened); set on the main thread
+    quiet: bool = False  # a background job (the warm-up): its outcome changes nothing the panel shows
 
     @property
     def finished(self) -> bool:
@@ -214,6 +215,21 @@ def submit(job: Job) -> Job:
     return job
 
 
+def warm_up(prompts: list[str], config: client_mod.BackendConfig) -> Job | None:
+    """Start the backend and load the models in the background, and have it encode ``prompts`` (the
+    prompt just typed), so that the Generate that follows starts at once. Quiet: it shows nothing and
+    reports no error (a failure here is the one the Generate will report). Nothing is sent while a
+    model job runs, or while a warm-up is on its way."""
+    if STATE.active is not None or warming_up():
+        return None
+    prompts = [p.strip() for p in prompts if p.strip()]
+    return submit(Job(kind="load", fields={"prompts": prompts}, config=config, label="warm-up", quiet=True))
+
+
+def warming_up() -> bool:
+    return any(job.kind == "load" for job in STATE.light)
+
+
 def _client_for(job: Job) -> client_mod.BackendClient:
     """The client for ``job``, switched to ``job.config`` (the preferences when it was submitted),
     unless switching would restart the backend under a running generation: preferences changed
@@ -291,8 +307,10 @@ def pump() -> bool:
     return STATE.active is not None or bool(STATE.light)
 
 
-def wait(timeout: float = 600.0, interval: float = 0.05) -> Job | None:
-    """Pump until nothing runs (headless code and tests); returns the last model job."""
+def wait(timeout: float = 600.0, interval: float | None = None) -> Job | None:
+    """Pump until nothing runs (headless code and tests); returns the last model job. By default it
+    polls as often as the UI's timer does, so that headless timings include the same wait."""
+    interval = POLL_SECONDS if interval is None else interval
     deadline = time.monotonic() + timeout
     while pump():
         if time.monotonic() > deadline:
@@ -307,6 +325,12 @@ def _finish(job: Job) -> None:
         STATE.last = job
     if job in STATE.light:
         STATE.light.remove(job)
+    if job.quiet:  # the panel is not told; a failure goes to the console (the next Generate reports it)
+        if job.state != "done":
+            print(f"MoMask: {job.kind} in the background did not finish: {job.error}")
+        job.state = "applied" if job.state == "done" else job.state
+        _jobs.pop(job.id, None)
+        return
     if job.stale:  # its file was closed; the drop was reported then, and the panel may show newer news
         job.state = "dropped"
         job.result_message = job.stale
@@ -405,10 +429,30 @@ def apply_now(job: Job) -> bool:
 # --- timers (UI only) -----------------------------------------------------------------------------------
 
 
+#: How often the UI's timer collects finished jobs while any runs. A finished motion waits on
+#: average half of this before its keys are written, so it is short; a tick that finds nothing new
+#: costs a queue check and redraws nothing (see :func:`_progress_shown`).
+POLL_SECONDS = 0.02
+
+_shown: tuple = ()
+
+
+def _progress_shown() -> tuple:
+    """What the panel shows of the jobs in flight; the timer redraws only when this changes (a
+    redraw of the 3D viewport, at 50 Hz, would cost more than the polling)."""
+    job = STATE.active
+    active = () if job is None else (job.id, job.stage, round(job.fraction, 2))
+    return active, tuple(j.id for j in STATE.light), STATE.checking
+
+
 def _timer() -> float | None:
+    global _shown
     running = pump()
-    _redraw()
-    return 0.1 if running else None
+    shown = _progress_shown()
+    if shown != _shown:
+        _shown = shown
+        _redraw()
+    return POLL_SECONDS if running else None
 
 
 def _ensure_timer() -> None:
@@ -416,7 +460,7 @@ def _ensure_timer() -> None:
         if not bpy.app.timers.is_registered(_timer):
             # persistent: Blender removes other timers when a file is opened, which would leave a job
             # that is in flight then never collected, and the panel busy for good.
-            bpy.app.timers.register(_timer, first_interval=0.1, persistent=True)
+            bpy.app.timers.register(_timer, first_interval=POLL_SECONDS, persistent=True)
     except (AttributeError, ValueError):
         pass
 

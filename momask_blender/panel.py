@@ -123,7 +123,9 @@ class MOMASK_PT_main(bpy.types.Panel):
         layout.label(text=f"Starts at frame {context.scene.frame_current}, {fps:g} fps", icon="TIME")
         draw_status(layout)
         row = layout.row(align=True)
-        if jobs.backend_running():
+        if jobs.warming_up():
+            row.label(text="Loading the models in the background...", icon="SORTTIME")
+        elif jobs.backend_running():
             row.label(text="Backend running, models loaded", icon="LINKED")
             row.operator("momask.free_memory", text="", icon="X")
         else:

@@ -23,9 +23,26 @@ MAX_SECONDS = 9.8  # 196 model frames at 20 fps
 SEED_MAX = 2**31 - 1  # Blender's IntProperty is 32-bit signed; the backend takes any 32-bit seed
 
 
+def _prompt_edited(settings, context) -> None:
+    """A prompt was typed: warm the backend up for it (preference "Warm Up While Typing")."""
+    from . import jobs
+    from .preferences import client_config, get_prefs
+
+    prefs = get_prefs(context)
+    if prefs is None or not prefs.warm_up:
+        return
+    try:
+        jobs.warm_up([settings.prompt, settings.inbetween_prompt], client_config(context))
+    except Exception as exc:  # noqa: BLE001 (typing must never fail; Generate reports backend problems)
+        print(f"MoMask: the warm-up did not start: {exc}")
+
+
 class MoMaskSettings(bpy.types.PropertyGroup):
     prompt: StringProperty(
-        name="Prompt", default="a person walks forward and waves", description="What the character should do"
+        name="Prompt",
+        default="a person walks forward and waves",
+        description="What the character should do",
+        update=_prompt_edited,
     )
     auto_length: BoolProperty(
         name="Auto Length",
@@ -89,7 +106,10 @@ class MoMaskSettings(bpy.types.PropertyGroup):
     show_advanced: BoolProperty(name="Advanced", default=False)
     # In-between
     inbetween_prompt: StringProperty(
-        name="Prompt", default="the person jumps", description="What happens inside the frame range"
+        name="Prompt",
+        default="the person jumps",
+        description="What happens inside the frame range",
+        update=_prompt_edited,
     )
     inbetween_custom_range: BoolProperty(
         name="Custom Range",

@@ -37,6 +37,7 @@ EXPECTED_CASES = {
     "armature_deleted_mid_job_drops_result",
     "cancel_mid_generation",
     "backend_killed_mid_job_then_next_works",
+    "editing_the_prompt_warms_the_backend_up_quietly",
     "missing_weights_tells_how_to_get_them",
     "free_memory_stops_backend",
     "generate_onto_a_generated_rigify_control_rig",

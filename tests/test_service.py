@@ -180,6 +180,18 @@ def test_generate_streams_step_progress_and_returns_every_variation(backend):
     assert backend.call("hello")["weights"]["loaded"] is True
 
 
+def test_load_with_prompts_encodes_them_ahead_for_the_generate_that_follows(backend):
+    """The add-on's warm-up: `load` with the prompt being typed puts its CLIP features in the cache the
+    fast flow reads, so Generate skips the text tower; prompts already there are not encoded again."""
+    first = backend.call("load", prompts=["  a person does a handstand ", "a person does a handstand"])
+    assert first["loaded"] is True and first["encoded"] == 1     # stripped, then deduplicated
+    assert backend.call("load", prompts=["a person does a handstand"])["encoded"] == 0
+    backend.call("generate", prompts=["a person hops on one leg"], frames=[16], seed=1, steps=2)
+    assert backend.call("load", prompts=["a person hops on one leg", "a person bows"])["encoded"] == 1
+    events, final = backend.wait(backend.send("load", prompts=["fine", 3]))
+    assert final["type"] == "error" and final["error"]["code"] == "bad_input"
+
+
 def test_the_same_seed_gives_the_same_take_and_no_seed_reports_the_one_drawn(backend):
     first = backend.call("generate", prompts=["a person jumps"], frames=[32], seed=5, steps=3)["takes"][0]
     again = backend.call("generate", prompts=["a person jumps"], frames=[32], seed=5, steps=3)["takes"][0]

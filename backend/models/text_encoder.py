@@ -344,6 +344,11 @@ class TextEncoder:
             return features, self.too_long(prompts)
         return features
 
+    def cached(self, prompt: str) -> bool:
+        """Whether the fast path has ``prompt``'s features cached."""
+        with self._lock:
+            return prompt in self._cache
+
     def clear_cache(self) -> None:
         """Forget cached prompt features."""
         with self._lock:

@@ -487,6 +487,33 @@ def case_backend_killed_mid_job_then_next_works():
 
 
 @case
+def case_editing_the_prompt_warms_the_backend_up_quietly():
+    jobs.stop_backend()
+    PREFS.warm_up = False
+    S.prompt = "a person stretches both arms"
+    check(not jobs.STATE.light and not jobs.backend_running(), "a warm-up ran although it is switched off")
+    PREFS.warm_up = True
+    message = jobs.STATE.message
+    S.prompt = "a person stretches both arms up"
+    check([job.kind for job in jobs.STATE.light] == ["load"], f"no warm-up: {jobs.STATE.light}")
+    jobs.wait(300)
+    check(jobs.backend_running(), "the warm-up did not start the backend")
+    check(jobs.STATE.message == message and jobs.STATE.error is None, "the warm-up changed the panel's news")
+    job = generate(METARIG)
+    check(job.state == "applied", f"{job.state} {job.error}")
+    check(job.data["timings"]["load"] == 0.0, f"Generate loaded the models again: {job.data['timings']}")
+    # A warm-up that fails says nothing; the Generate after it reports the problem.
+    jobs.stop_backend()
+    PREFS.weights_dir = tempfile.mkdtemp(prefix="no_weights_")
+    S.prompt = "a person sits down"
+    jobs.wait(300)
+    check(jobs.STATE.error is None, f"a failed warm-up showed an error: {jobs.STATE.error}")
+    job = generate(METARIG)
+    PREFS.weights_dir = WEIGHTS
+    check(job.state == "failed" and job.error[0] == "bad_weights", f"{job.state} {job.error}")
+
+
+@case
 def case_missing_weights_tells_how_to_get_them():
     empty = tempfile.mkdtemp(prefix="no_weights_")
     PREFS.weights_dir = empty
