@@ -16,6 +16,10 @@ controls, so keys written to them do nothing. The backend solves for the rig as 
 5. the constraints and the proxy go, whatever happens (``try``/``finally``); on failure the rig keeps
    its previous action, its switches and its pose.
 
+An in-between on a control rig reads the ORG bones as the controls pose them, and bakes only the
+regenerated range onto the FK controls, blended into the action's own FK keys
+(:func:`bake_inbetween`); it is refused when the action drives a limb with IK around the range.
+
 bpy + numpy only.
 """
 
@@ -27,7 +31,9 @@ import numpy as np
 from . import keys
 from .keys import RigError
 
-__all__ = ["bake_take", "describe_for_bake", "needs_bake", "control_plan"]
+__all__ = ["bake_controls", "bake_inbetween", "bake_take", "check_inbetween_source", "control_plan",
+           "describe_for_bake", "describe_target", "needs_bake", "read_source", "write_generated_take",
+           "write_inbetween_take"]
 
 #: The tag of everything this module adds for the time of a bake.
 TAG = "MoMask bake"
@@ -304,13 +310,14 @@ def _key_switches(obj, action, switches, start_frame: float) -> None:
         keys._write_curve(fcurve, np.array([float(start_frame)]), np.array([1.0]))
 
 
-def bake_take(obj, result: dict, start_frame: float, name: str, *, prompt: str | None = None,
-              seed: int | None = None, kind: str = "generate"):
-    """Like :func:`keys.write_take`, for a control rig: the take keys the rig's controls (FK).
+def bake_controls(obj, result: dict, start_frame: float) -> dict:
+    """The control channels that reproduce ``result`` on ``obj``, as a result of their own.
 
-    ``result`` is the backend's retarget of the rig as described by ``rig_io.describe_armature``
-    (mapped onto its ORG/DEF bones). Returns the new take's action, assigned to ``obj``. Nothing
-    is left behind on failure: no proxy, no constraints, the previous action and switches.
+    ``result`` is the backend's retarget of the rig as described by :func:`describe_for_bake` (keyed
+    on its ORG/DEF bones) whose frame 0 is scene frame ``start_frame``. The returned dict has the
+    same form (``fps``, ``frame_count``, ``bones``, ``root``) but keys the rig's FK controls and the
+    torso, so :func:`keys.write_take` and :func:`keys.write_inbetween` write it like any other
+    result. The rig is left as it was: its action, IK/FK switches and pose; no proxy, no constraint.
     """
     from .rig_io import _require_armature
 
@@ -332,17 +339,15 @@ def bake_take(obj, result: dict, start_frame: float, name: str, *, prompt: str |
     ad = obj.animation_data or obj.animation_data_create()
     previous = (ad.action, getattr(ad, "action_slot", None))
     current_frame, subframe = scene.frame_current, scene.frame_subframe
-    switches = fk_switches(obj)
-    saved_switches = [(pb, pb[IK_FK]) for pb in switches]
+    saved_switches = [(pb, pb[IK_FK]) for pb in fk_switches(obj)]
     saved_pose = [(pb, pb.matrix_basis.copy()) for pb in obj.pose.bones]
     added = []
     proxy = None
-    baked = None
     try:
         proxy = make_proxy(obj, description, plan, scene)
         keys.write_take(proxy, result, start_frame, f"{TAG} proxy")
         keys.assign_action(obj, None)              # the user's action must not fight the bake
-        for pb in switches:
+        for pb, _ in saved_switches:
             pb[IK_FK] = 1.0
         for control, _, with_location in plan:
             constraint = obj.pose.bones[control].constraints.new(
@@ -357,39 +362,72 @@ def bake_take(obj, result: dict, start_frame: float, name: str, *, prompt: str |
             pose_bone.constraints.remove(constraint)
         if proxy is not None:
             _remove_proxy(proxy)
-        if baked is None:                          # failed: the rig as it was
-            for pb, value in saved_switches:
-                pb[IK_FK] = value
-            for pb, basis in saved_pose:
-                pb.matrix_basis = basis
-            keys.assign_action(obj, *previous)
+        for pb, value in saved_switches:
+            pb[IK_FK] = value
+        for pb, basis in saved_pose:
+            pb.matrix_basis = basis
+        keys.assign_action(obj, *previous)
         scene.frame_set(current_frame, subframe=subframe)
-    keys.assign_action(obj, *previous)              # write_take keeps the user's action as the original
     controls = [{"name": control, "channel": _channel(obj.pose.bones[control]), "values": baked[control][0]}
                 for control, _, _ in plan]
     root_control = next((control for control, _, loc in plan if loc), None)
-    take = {"fps": float(result["fps"]), "frame_count": frame_count, "bones": controls,
+    return {"fps": float(result["fps"]), "frame_count": frame_count, "bones": controls,
             "root": {"name": root_control, "location": baked[root_control][1]} if root_control else None}
-    try:
-        action = keys.write_take(obj, take, start_frame, name, prompt=prompt, seed=seed, kind=kind)
-    except BaseException:
-        for pb, value in saved_switches:
-            pb[IK_FK] = value
-        raise
+
+
+def bake_take(obj, result: dict, start_frame: float, name: str, *, prompt: str | None = None,
+              seed: int | None = None, kind: str = "generate"):
+    """Like :func:`keys.write_take`, for a control rig: the take keys the rig's controls (FK), and its
+    IK/FK switches at FK. ``result`` as for :func:`bake_controls`. Returns the new take's action,
+    assigned to ``obj``; on failure the rig is left as it was."""
+    take = bake_controls(obj, result, start_frame)
+    action = keys.write_take(obj, take, start_frame, name, prompt=prompt, seed=seed, kind=kind)
+    switches = fk_switches(obj)
+    for pb in switches:
+        pb[IK_FK] = 1.0
     _key_switches(obj, action, switches, start_frame)
     return action
 
 
-# --- what the operators call: one branch for describing and for writing -----------------------------
+def bake_inbetween(obj, result: dict, range_start: int, range_end: int, blend_frames: int = 4,
+                   source_action=None, *, result_start: int, **options):
+    """Like :func:`keys.write_inbetween`, for a control rig: the regenerated range is baked onto the
+    FK controls (:func:`bake_controls`) and blended into the action's own FK keys, which
+    :func:`check_inbetween_source` made sure drive the limbs there. Keys outside the range, the
+    switches' among them, stay as they are. Only the range is baked (the result covers more)."""
+    window = slice(range_start - result_start, range_end - result_start)
+    root = result.get("root") or None
+    part = {**result, "frame_count": range_end - range_start,
+            "bones": [{**bone, "values": np.asarray(bone["values"])[window]} for bone in result["bones"]],
+            "root": {**root, "location": np.asarray(root["location"])[window]} if root else None}
+    take = bake_controls(obj, part, range_start)
+    return keys.write_inbetween(obj, take, range_start, range_end, blend_frames, source_action,
+                                result_start=range_start, **options)
+
+
+# --- what the operators call: one branch for describing, reading and writing ---------------------------
 
 
 def describe_target(obj) -> dict:
     """The rig description the backend retargets onto: for a control rig the plain skeleton that
     :func:`bake_take` carries over to the controls, else the armature itself. The write must take the
-    same branch (:func:`write_generated_take`)."""
+    same branch (:func:`write_generated_take`, :func:`write_inbetween_take`)."""
     from .rig_io import describe_armature
 
     return describe_for_bake(obj) if needs_bake(obj) else describe_armature(obj)
+
+
+def read_source(obj, frame_start: int, frame_end: int) -> tuple[dict, np.ndarray, dict]:
+    """What an in-between is made from: (:func:`describe_target`, the posed matrices of its bones on
+    scene frames ``[frame_start, frame_end)``, every pose bone's evaluated channels, as
+    ``rig_io.read_pose`` gives them)."""
+    from .rig_io import read_pose
+
+    rig = describe_target(obj)
+    pose, channels = read_pose(obj, frame_start, frame_end)
+    if needs_bake(obj):                    # the described bones only, in their order
+        pose = pose[:, [obj.pose.bones.find(name) for name in rig["bone_names"]]]
+    return rig, pose, channels
 
 
 def write_generated_take(obj, result: dict, start_frame: float, name: str, **meta):
@@ -398,10 +436,29 @@ def write_generated_take(obj, result: dict, start_frame: float, name: str, **met
     return write(obj, result, start_frame, name, **meta)
 
 
-def refuse_inbetween_on_control_rig(obj) -> None:
-    """In-betweens key a copy of the action in place; a control rig would need a baked in-between."""
-    if needs_bake(obj):
-        raise RigError(f"'{obj.name}' is a control rig (its deform bones follow constraints); MoMask can "
-                       "generate onto it but cannot in-between it yet.",
-                       "Generate a new take for the whole motion instead, or in-between a plain "
-                       "(deform-only) armature.")
+def write_inbetween_take(obj, result: dict, range_start: int, range_end: int, blend_frames: int,
+                         source_action, **options):
+    """An in-between take: baked onto the controls of a control rig, keyed directly otherwise."""
+    write = bake_inbetween if needs_bake(obj) else keys.write_inbetween
+    return write(obj, result, range_start, range_end, blend_frames, source_action, **options)
+
+
+def check_inbetween_source(obj, action, first: int, last: int, margin: int = 0) -> None:
+    """On a control rig, an in-between rewrites the FK controls, so the limbs must follow them there:
+    refuse (naming the limbs and the fix) when the action has any limb in IK on frames
+    ``first - margin .. last + margin``. Nothing to check on a plain armature."""
+    if not needs_bake(obj):
+        return
+    frames = np.arange(first - margin, last + margin + 1, dtype=np.float64)
+    channels = keys.Channels(action, keys.object_slot(action, obj))
+    in_ik = []
+    for pb in fk_switches(obj):
+        fcurve = channels.find(f'pose.bones["{bpy.utils.escape_identifier(pb.name)}"]["{IK_FK}"]', 0)
+        values = [fcurve.evaluate(f) for f in frames] if fcurve is not None else [float(pb[IK_FK])]
+        if min(values) < 0.999:
+            in_ik.append(pb.name)
+    if in_ik:
+        raise RigError(f"'{obj.name}' animates {', '.join(in_ik)} with IK around frames {first}-{last}; "
+                       "MoMask in-betweens a control rig through its FK controls.",
+                       "Switch those limbs to FK over the range (Rigify's IK/FK snap, then key the "
+                       "switch), or in-between a take MoMask generated (its limbs are FK).")

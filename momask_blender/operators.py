@@ -170,9 +170,8 @@ class MOMASK_OT_generate_inbetween(bpy.types.Operator):
         import numpy as np
 
         from . import takes
-        from .bake import refuse_inbetween_on_control_rig
+        from .bake import check_inbetween_source, read_source
         from .keys import scene_fps
-        from .rig_io import describe_armature, read_pose
 
         obj = active_armature(context)
         scene = context.scene
@@ -208,10 +207,10 @@ class MOMASK_OT_generate_inbetween(bpy.types.Operator):
         span_start = min(first, max(int(math.floor(a0)), first - context_frames))
         span_end = max(last, min(int(math.ceil(a1)), last + context_frames)) + 1  # exclusive
         try:
-            refuse_inbetween_on_control_rig(obj)
+            # (the range may widen to whole model tokens: 4 frames at 20 fps)
+            check_inbetween_source(obj, action, first, last, margin=int(math.ceil(fps / 5.0)))
             seed = next_seed(s)
-            rig = describe_armature(obj)
-            pose, channels = read_pose(obj, span_start, span_end)
+            rig, pose, channels = read_source(obj, span_start, span_end)
             fields = {
                 "prompt": prompt,
                 "start": first - span_start,
@@ -343,7 +342,8 @@ def apply_generate(job: jobs.Job, obj) -> str:
 
 @jobs.applier("inpaint")
 def apply_inpaint(job: jobs.Job, obj) -> str:
-    from . import keys, takes
+    from . import takes
+    from .bake import write_inbetween_take
 
     ctx = job.context
     source = bpy.data.actions.get(ctx["source_action"])
@@ -364,7 +364,7 @@ def apply_inpaint(job: jobs.Job, obj) -> str:
     start = span_start + max(0, int(regen["start"]))
     # The backend keys exactly the source's frames, so this only guards a malformed reply.
     end = span_start + min(frame_count, int(regen["end"]))
-    action = keys.write_inbetween(
+    action = write_inbetween_take(
         obj,
         take["retarget"],
         start,

@@ -392,18 +392,51 @@ def case_generate_onto_a_generated_rigify_control_rig():
     leftovers = [o.name for o in bpy.data.objects if o not in (metarig, rig) and o.type == "ARMATURE"
                  and "proxy" in o.name.lower()]
     check(not leftovers, f"bake proxies left behind: {leftovers}")
-    # In-betweening a control rig is refused with a fix, and nothing changes.
-    bpy.context.scene.momask.inbetween_prompt = "the person jumps"
-    before = rig.animation_data.action
+    # An in-between on the take: baked onto the FK controls inside the range, every key outside it
+    # (the IK/FK switches' too) exactly as it was, and the source take untouched.
+    source = made[0]
+    before = key_snapshot(rig, source)
+    S.inbetween_custom_range = True
+    S.inbetween_start, S.inbetween_end = 12, 30
+    S.inbetween_prompt = "the person jumps"
+    check(bpy.ops.momask.generate_inbetween() == {"FINISHED"}, f"in-between did not start: {jobs.STATE.error}")
+    job = jobs.wait(300)
+    check(job.state == "applied", f"{job.state} {job.error} {jobs.STATE.error}")
+    new = rig.animation_data.action
+    check(new != source and takes.is_take(new), "the in-between is not a new take")
+    a, b = new["momask_range"][0], new["momask_range"][1] - 1
+    check(a <= 12 and b >= 30, f"regenerated {a}-{b} for 12-30")
+    after = key_snapshot(rig, new)
+    check(after.keys() == before.keys(), f"channels added or lost: {set(after) ^ set(before)}")
+    changed = set()
+    for path, points in before.items():
+        outside = [p for p in points if not a <= p[0] <= b]
+        check(outside == [p for p in after[path] if not a <= p[0] <= b], f"keys outside {a}-{b} changed: {path}")
+        if points != after[path]:
+            changed.add(path[0])
+    check(any('"thigh_fk.L"' in p for p in changed) and any('"torso"' in p for p in changed),
+          f"the FK controls did not change inside the range: {sorted(changed)[:6]}")
+    check(not any("IK_FK" in p for p in changed), "the in-between changed the IK/FK switches")
+    check(key_snapshot(rig, source) == before, "the source take was modified")
+    check(not [o.name for o in bpy.data.objects if o.type == "ARMATURE" and "proxy" in o.name.lower()],
+          "bake proxies left behind")
+    # With a leg in IK over the range the FK controls would not move it: refused, nothing changes.
+    keys.assign_action(rig, source)
+    ik_source = source.copy()
+    keys.assign_action(rig, ik_source)
+    rig.pose.bones["thigh_parent.L"]["IK_FK"] = 0.0
+    rig.keyframe_insert('pose.bones["thigh_parent.L"]["IK_FK"]', frame=20)
+    count = len(bpy.data.actions)
     try:
         result = bpy.ops.momask.generate_inbetween()
     except RuntimeError as err:   # the operator's ERROR report, raised by bpy.ops in background mode
         result = {"CANCELLED", str(err)[:80]}
-    check("FINISHED" not in result and rig.animation_data.action == before,
-          f"in-between on a control rig: {result}")
-    check(jobs.STATE.error is not None and "control rig" in jobs.STATE.error[0],
-          f"no control-rig message: {jobs.STATE.error}")
+    check("FINISHED" not in result and rig.animation_data.action == ik_source, f"IK in-between: {result}")
+    check(jobs.STATE.error is not None and "thigh_parent.L" in jobs.STATE.error[0]
+          and "FK" in jobs.STATE.error[1], f"no IK message: {jobs.STATE.error}")
+    check(len(bpy.data.actions) == count, "a refused in-between made an action")
     jobs.STATE.error = None
+    S.inbetween_custom_range = False
     for obj in (rig, metarig):
         bpy.data.objects.remove(obj)
 
