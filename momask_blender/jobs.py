@@ -451,7 +451,7 @@ def _timer() -> float | None:
     shown = _progress_shown()
     if shown != _shown:
         _shown = shown
-        _redraw()
+        _redraw(panel_only=True)
     return POLL_SECONDS if running else None
 
 
@@ -487,7 +487,10 @@ def _on_load_post(*_args) -> None:
         _ensure_timer()  # (persistent already; this covers a timer registered by an older version)
 
 
-def _redraw() -> None:
+def _redraw(panel_only: bool = False) -> None:
+    """Redraw where MoMask shows its state. ``panel_only`` (progress): the 3D viewports' sidebars, not
+    their main regions, whose redraw (a heavy scene, software OpenGL) would compete with the
+    backend for the CPU; a finished job redraws the whole viewport, which shows its keys."""
     wm = getattr(bpy.context, "window_manager", None)
     if wm is None:
         return
@@ -496,7 +499,11 @@ def _redraw() -> None:
         if screen is None:
             continue
         for area in screen.areas:
-            if area.type in {"VIEW_3D", "PREFERENCES"}:
+            if area.type == "VIEW_3D" and panel_only:
+                for region in area.regions:
+                    if region.type == "UI":
+                        region.tag_redraw()
+            elif area.type in {"VIEW_3D", "PREFERENCES"}:
                 area.tag_redraw()
 
 

@@ -64,8 +64,10 @@ def draw_status(layout) -> None:
         col = layout.column(align=True)
         text = f"{job.stage_text}  {job.fraction:.0%}" if job.stage != "cancelling" else "Cancelling..."
         _progress(col, job.fraction, text)
-    elif state.message:
-        layout.label(text=state.message, icon="INFO")
+    elif state.message:  # wrapped: a take's name is long, and a cut label hides the part that differs
+        col = layout.column(align=True)
+        for i, line in enumerate(wrap(state.message, WRAP)[:4]):
+            col.label(text=line, icon="INFO" if i == 0 else "BLANK1")
     if state.error is not None:
         box = layout.box()
         problem, fix = state.error
