@@ -17,8 +17,8 @@ controls, so keys written to them do nothing. The backend solves for the rig as 
    its previous action, its switches and its pose.
 
 An in-between on a control rig reads the ORG bones as the controls pose them, and bakes only the
-regenerated range onto the FK controls, blended into the action's own FK keys
-(:func:`bake_inbetween`); it is refused when the action drives a limb with IK around the range.
+regenerated range onto the FK controls, blended into the action (:func:`bake_inbetween`): through the
+FK keys where the limbs are in FK, through the IK/FK switch where the animator used IK.
 
 bpy + numpy only.
 """
@@ -31,7 +31,7 @@ import numpy as np
 from . import keys
 from .keys import RigError
 
-__all__ = ["bake_controls", "bake_inbetween", "bake_take", "check_inbetween_source", "control_plan",
+__all__ = ["bake_controls", "bake_inbetween", "bake_take", "control_plan", "switch_values",
            "describe_for_bake", "describe_target", "needs_bake", "read_source", "write_generated_take",
            "write_inbetween_take"]
 
@@ -40,6 +40,9 @@ TAG = "MoMask bake"
 HELPER_PREFIX = "MoMask."
 #: Rigify's IK/FK switch (on the limb's property bone, e.g. ``upper_arm_parent.L``): 1 = FK.
 IK_FK = "IK_FK"
+#: The FK controls each switch hands its limb to (the switch bone's name without its side).
+SWITCHED_CONTROLS = {"upper_arm_parent": ("upper_arm_fk", "forearm_fk", "hand_fk"),
+                     "thigh_parent": ("thigh_fk", "shin_fk", "foot_fk", "toe_fk")}
 #: Rigify controls and the bones they follow, best first: the ORG chain (the controls' own copies), then
 #: the DEF chain. The torso carries the body, so it copies location too.
 _SIDED = (("shoulder", "shoulder"), ("upper_arm_fk", "upper_arm"), ("forearm_fk", "forearm"),
@@ -305,7 +308,7 @@ def _key_switches(obj, action, switches, start_frame: float) -> None:
     """Key every IK/FK switch at FK on the take's first frame (constant)."""
     channels = keys.Channels(action, keys.object_slot(action, obj), ensure=True)
     for pb in switches:
-        path = f'pose.bones["{bpy.utils.escape_identifier(pb.name)}"]["{IK_FK}"]'
+        path = _switch_path(pb.name)
         fcurve = channels.find(path, 0) or channels.new(path, 0, pb.name)
         keys._write_curve(fcurve, np.array([float(start_frame)]), np.array([1.0]))
 
@@ -389,20 +392,63 @@ def bake_take(obj, result: dict, start_frame: float, name: str, *, prompt: str |
     return action
 
 
+def switch_values(obj, action, frames: np.ndarray) -> dict[str, np.ndarray]:
+    """Per IK/FK switch bone: what ``action`` sets the switch to on ``frames`` (1 = FK), or its
+    current value where the action does not key it."""
+    channels = keys.Channels(action, keys.object_slot(action, obj))
+    values = {}
+    for pb in fk_switches(obj):
+        fcurve = channels.find(_switch_path(pb.name), 0)
+        values[pb.name] = (np.array([fcurve.evaluate(f) for f in frames], dtype=np.float64)
+                           if fcurve is not None else np.full(len(frames), float(pb[IK_FK])))
+    return values
+
+
+def _switch_path(switch: str) -> str:
+    return f'pose.bones["{bpy.utils.escape_identifier(switch)}"]["{IK_FK}"]'
+
+
+def switched_controls(obj, switch: str) -> list[str]:
+    """The FK controls of the limb whose IK/FK switch is the bone ``switch`` (``thigh_parent.L`` →
+    ``thigh_fk.L``, ``shin_fk.L``, ...)."""
+    base, dot, side = switch.rpartition(".")
+    base, side = (base, dot + side) if dot else (switch, "")
+    chain = SWITCHED_CONTROLS.get(base, ())
+    return [f"{control}{side}" for control in chain if obj.pose.bones.get(f"{control}{side}") is not None]
+
+
 def bake_inbetween(obj, result: dict, range_start: int, range_end: int, blend_frames: int = 4,
                    source_action=None, *, result_start: int, **options):
     """Like :func:`keys.write_inbetween`, for a control rig: the regenerated range is baked onto the
-    FK controls (:func:`bake_controls`) and blended into the action's own FK keys, which
-    :func:`check_inbetween_source` made sure drive the limbs there. Keys outside the range, the
-    switches' among them, stay as they are. Only the range is baked (the result covers more)."""
+    FK controls (:func:`bake_controls`, the range only) and blended into the action.
+
+    A limb the action keeps in FK around the range blends its FK keys like any channel. A limb it
+    moves with IK (its switch below 1 anywhere in the range) takes the new FK motion inside the
+    range, and its switch ramps from the action's value to FK over the blend frames and back, so the
+    limb crosses from the animator's IK pose to the new motion. Keys outside the range stay as
+    they are, the switches' and the IK controls' among them.
+    """
     window = slice(range_start - result_start, range_end - result_start)
     root = result.get("root") or None
     part = {**result, "frame_count": range_end - range_start,
             "bones": [{**bone, "values": np.asarray(bone["values"])[window]} for bone in result["bones"]],
             "root": {**root, "location": np.asarray(root["location"])[window]} if root else None}
     take = bake_controls(obj, part, range_start)
+    action = source_action if source_action is not None else obj.animation_data.action
+    frames = np.arange(range_start, range_end, dtype=np.float64)
+    weight = keys.blend_weights(range_start, range_end, blend_frames)
+    baked = {bone["name"] for bone in take["bones"]}
+    unblended: set[str] = set()
+    ramps = []
+    for switch, values in switch_values(obj, action, frames).items():
+        controls = [c for c in switched_controls(obj, switch) if c in baked]
+        if values.min() >= 0.999 or not controls:
+            continue
+        unblended.update(controls)
+        ramps.append((_switch_path(switch), 0, switch, values + weight * (1.0 - values)))
     return keys.write_inbetween(obj, take, range_start, range_end, blend_frames, source_action,
-                                result_start=range_start, **options)
+                                result_start=range_start, unblended=frozenset(unblended),
+                                extra_curves=tuple(ramps), **options)
 
 
 # --- what the operators call: one branch for describing, reading and writing ---------------------------
@@ -441,24 +487,3 @@ def write_inbetween_take(obj, result: dict, range_start: int, range_end: int, bl
     """An in-between take: baked onto the controls of a control rig, keyed directly otherwise."""
     write = bake_inbetween if needs_bake(obj) else keys.write_inbetween
     return write(obj, result, range_start, range_end, blend_frames, source_action, **options)
-
-
-def check_inbetween_source(obj, action, first: int, last: int, margin: int = 0) -> None:
-    """On a control rig, an in-between rewrites the FK controls, so the limbs must follow them there:
-    refuse (naming the limbs and the fix) when the action has any limb in IK on frames
-    ``first - margin .. last + margin``. Nothing to check on a plain armature."""
-    if not needs_bake(obj):
-        return
-    frames = np.arange(first - margin, last + margin + 1, dtype=np.float64)
-    channels = keys.Channels(action, keys.object_slot(action, obj))
-    in_ik = []
-    for pb in fk_switches(obj):
-        fcurve = channels.find(f'pose.bones["{bpy.utils.escape_identifier(pb.name)}"]["{IK_FK}"]', 0)
-        values = [fcurve.evaluate(f) for f in frames] if fcurve is not None else [float(pb[IK_FK])]
-        if min(values) < 0.999:
-            in_ik.append(pb.name)
-    if in_ik:
-        raise RigError(f"'{obj.name}' animates {', '.join(in_ik)} with IK around frames {first}-{last}; "
-                       "MoMask in-betweens a control rig through its FK controls.",
-                       "Switch those limbs to FK over the range (Rigify's IK/FK snap, then key the "
-                       "switch), or in-between a take MoMask generated (its limbs are FK).")

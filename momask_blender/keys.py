@@ -496,7 +496,8 @@ def _replace_range(fcurve, lo: int, hi: int, frames: np.ndarray, values: np.ndar
 def write_inbetween(obj, result: dict, range_start: int, range_end: int, blend_frames: int = 4,
                     source_action=None, *, result_start: int | None = None, name: str | None = None,
                     prompt: str | None = None, seed: int | None = None,
-                    source_channels: tuple[int, dict] | None = None):
+                    source_channels: tuple[int, dict] | None = None, unblended: frozenset[str] = frozenset(),
+                    extra_curves: tuple[tuple[str, int, str, np.ndarray], ...] = ()):
     """Make a new take: a copy of the current action with ``[range_start, range_end)`` regenerated.
 
     ``result`` covers the source span that was sent to the backend; its frame 0 is scene frame
@@ -508,6 +509,10 @@ def write_inbetween(obj, result: dict, range_start: int, range_end: int, blend_f
     source evaluated to when it was read; channels the action does not key blend from those values
     (else from the rig's current pose). The source action stays as it was and selectable; the copy
     is assigned last, and removed on failure.
+
+    ``unblended``: bones whose channels take the new motion on every frame but the two seam frames,
+    because something else blends them in (a control rig's IK/FK switch). ``extra_curves``: (data
+    path, index, group, values on the range's frames) written as they are, e.g. that switch.
     """
     from .rig_io import _require_armature
 
@@ -545,6 +550,7 @@ def write_inbetween(obj, result: dict, range_start: int, range_end: int, blend_f
         channels = Channels(action, slot, ensure=True)
         frames = np.arange(range_start, range_end, dtype=np.float64)
         weight = blend_weights(range_start, range_end, blend_frames)
+        whole = (weight > 0).astype(np.float64)  # the new motion at once, the seam frames kept
         window = slice(range_start - result_start, range_end - result_start)
         pose_bones = obj.pose.bones
         for bone, prop, values in tracks:
@@ -554,11 +560,15 @@ def write_inbetween(obj, result: dict, range_start: int, range_end: int, blend_f
             existing = np.stack([
                 np.array([fc.evaluate(f) for f in frames]) if fc is not None
                 else still[:, i] for i, fc in enumerate(curves)], axis=1)
-            blended = _blend(prop, existing, values[window], weight, pose_bones[bone].rotation_mode)
+            blended = _blend(prop, existing, values[window], whole if bone in unblended else weight,
+                             pose_bones[bone].rotation_mode)
             for i, fcurve in enumerate(curves):
                 # a channel that was only posed gets a new curve; its end keys hold the pose outside
                 fcurve = fcurve or channels.new(path, i, bone)
                 _replace_range(fcurve, range_start, range_end, frames, blended[:, i])
+        for path, index, group, values in extra_curves:
+            fcurve = channels.find(path, index) or channels.new(path, index, group)
+            _replace_range(fcurve, range_start, range_end, frames, np.asarray(values, dtype=np.float64))
         _publish(obj, action, slot, kind="inbetween", prompt=prompt if prompt is not None else action.name,
                  seed=seed, frames=range_end - range_start, fps=fps_now, source=source,
                  frame_range=(range_start, range_end))

@@ -170,7 +170,7 @@ class MOMASK_OT_generate_inbetween(bpy.types.Operator):
         import numpy as np
 
         from . import takes
-        from .bake import check_inbetween_source, read_source
+        from .bake import read_source
         from .keys import scene_fps
 
         obj = active_armature(context)
@@ -207,8 +207,6 @@ class MOMASK_OT_generate_inbetween(bpy.types.Operator):
         span_start = min(first, max(int(math.floor(a0)), first - context_frames))
         span_end = max(last, min(int(math.ceil(a1)), last + context_frames)) + 1  # exclusive
         try:
-            # (the range may widen to whole model tokens: 4 frames at 20 fps)
-            check_inbetween_source(obj, action, first, last, margin=int(math.ceil(fps / 5.0)))
             seed = next_seed(s)
             rig, pose, channels = read_source(obj, span_start, span_end)
             fields = {

@@ -238,6 +238,19 @@ def key_snapshot(obj, action) -> dict:
     }
 
 
+def changed_inside_only(before: dict, after: dict, a: int, b: int) -> set[str]:
+    """Check that two :func:`key_snapshot` have the same channels and the same keys outside frames
+    a..b; returns the data paths whose keys changed (inside)."""
+    check(after.keys() == before.keys(), f"channels added or lost: {set(after) ^ set(before)}")
+    changed = set()
+    for path, points in before.items():
+        outside = [p for p in points if not a <= p[0] <= b]
+        check(outside == [p for p in after[path] if not a <= p[0] <= b], f"keys outside {a}-{b}: {path}")
+        if points != after[path]:
+            changed.add(path[0])
+    return changed
+
+
 def evaluated_pose(obj, action, first: int, last: int):
     """pose_bone.matrix of every bone on frames first..last with ``action`` playing (T, n, 4, 4)."""
     from momask_blender import rig_io
@@ -399,42 +412,49 @@ def case_generate_onto_a_generated_rigify_control_rig():
     S.inbetween_custom_range = True
     S.inbetween_start, S.inbetween_end = 12, 30
     S.inbetween_prompt = "the person jumps"
-    check(bpy.ops.momask.generate_inbetween() == {"FINISHED"}, f"in-between did not start: {jobs.STATE.error}")
+    check(bpy.ops.momask.generate_inbetween() == {"FINISHED"}, f"no in-between: {jobs.STATE.error}")
     job = jobs.wait(300)
     check(job.state == "applied", f"{job.state} {job.error} {jobs.STATE.error}")
     new = rig.animation_data.action
     check(new != source and takes.is_take(new), "the in-between is not a new take")
     a, b = new["momask_range"][0], new["momask_range"][1] - 1
     check(a <= 12 and b >= 30, f"regenerated {a}-{b} for 12-30")
-    after = key_snapshot(rig, new)
-    check(after.keys() == before.keys(), f"channels added or lost: {set(after) ^ set(before)}")
-    changed = set()
-    for path, points in before.items():
-        outside = [p for p in points if not a <= p[0] <= b]
-        check(outside == [p for p in after[path] if not a <= p[0] <= b], f"keys outside {a}-{b} changed: {path}")
-        if points != after[path]:
-            changed.add(path[0])
+    changed = changed_inside_only(before, key_snapshot(rig, new), a, b)
     check(any('"thigh_fk.L"' in p for p in changed) and any('"torso"' in p for p in changed),
           f"the FK controls did not change inside the range: {sorted(changed)[:6]}")
     check(not any("IK_FK" in p for p in changed), "the in-between changed the IK/FK switches")
     check(key_snapshot(rig, source) == before, "the source take was modified")
     check(not [o.name for o in bpy.data.objects if o.type == "ARMATURE" and "proxy" in o.name.lower()],
           "bake proxies left behind")
-    # With a leg in IK over the range the FK controls would not move it: refused, nothing changes.
+    # The left leg animated with IK: inside the range its FK controls take the new motion and its
+    # IK/FK switch ramps to FK and back; outside, every key (IK controls, switch) is as it was.
+    import numpy as np
+
+    from momask_blender import rig_io
+
     keys.assign_action(rig, source)
     ik_source = source.copy()
     keys.assign_action(rig, ik_source)
     rig.pose.bones["thigh_parent.L"]["IK_FK"] = 0.0
-    rig.keyframe_insert('pose.bones["thigh_parent.L"]["IK_FK"]', frame=20)
-    count = len(bpy.data.actions)
-    try:
-        result = bpy.ops.momask.generate_inbetween()
-    except RuntimeError as err:   # the operator's ERROR report, raised by bpy.ops in background mode
-        result = {"CANCELLED", str(err)[:80]}
-    check("FINISHED" not in result and rig.animation_data.action == ik_source, f"IK in-between: {result}")
-    check(jobs.STATE.error is not None and "thigh_parent.L" in jobs.STATE.error[0]
-          and "FK" in jobs.STATE.error[1], f"no IK message: {jobs.STATE.error}")
-    check(len(bpy.data.actions) == count, "a refused in-between made an action")
+    for frame in (1, 20):      # (the take keys the switch at FK on its first frame)
+        rig.keyframe_insert('pose.bones["thigh_parent.L"]["IK_FK"]', frame=frame)
+    before = key_snapshot(rig, ik_source)
+    check(bpy.ops.momask.generate_inbetween() == {"FINISHED"}, f"no IK in-between: {jobs.STATE.error}")
+    job = jobs.wait(300)
+    check(job.state == "applied", f"{job.state} {job.error} {jobs.STATE.error}")
+    new = rig.animation_data.action
+    a, b = new["momask_range"][0], new["momask_range"][1] - 1
+    changed_inside_only(before, key_snapshot(rig, new), a, b)
+    switch = keys.Channels(new, keys.object_slot(new, rig)).find('pose.bones["thigh_parent.L"]["IK_FK"]', 0)
+    mid = (a + b) // 2
+    ramp = [switch.evaluate(f) for f in (a - 1, a, mid, b, b + 1)]
+    check(np.allclose(ramp, [0, 0, 1, 0, 0]), f"the switch does not ramp IK → FK → IK: {ramp}")
+    names = [pb.name for pb in rig.pose.bones]
+    org, fk = names.index("ORG-thigh.L"), names.index("thigh_fk.L")
+    inside = rig_io.read_pose_matrices(rig, mid, mid + 1)[0]
+    check(np.abs(inside[org, :3, :3] - inside[fk, :3, :3]).max() < 1e-4,
+          "inside the range the left thigh does not follow its FK control")
+    check(key_snapshot(rig, ik_source) == before, "the IK source was modified")
     jobs.STATE.error = None
     S.inbetween_custom_range = False
     for obj in (rig, metarig):
