@@ -84,6 +84,49 @@ def take_count(obj) -> int:
     return len(takes.list_takes(obj))
 
 
+KEY_PROPS = ("co", "handle_left", "handle_right", "interpolation", "type", "handle_left_type",
+             "handle_right_type", "easing")
+
+
+def key_snapshot(obj, action) -> dict:
+    """Every key of every F-Curve: (frame, {prop: value}) with the values exactly as stored."""
+    return {
+        (fc.data_path, fc.array_index): [
+            (p.co[0], {prop: tuple(getattr(p, prop)) if prop in ("co", "handle_left", "handle_right")
+                       else getattr(p, prop) for prop in KEY_PROPS})
+            for p in fc.keyframe_points
+        ]
+        for fc in fcurves(obj, action)
+    }
+
+
+def changed_inside_only(before: dict, after: dict, a: int, b: int) -> set[str]:
+    """Check that two :func:`key_snapshot` have the same channels and the same keys outside frames
+    a..b; returns the data paths whose keys changed (inside)."""
+    check(after.keys() == before.keys(), f"channels added or lost: {set(after) ^ set(before)}")
+    changed = set()
+    for path, points in before.items():
+        outside = [p for p in points if not a <= p[0] <= b]
+        check(outside == [p for p in after[path] if not a <= p[0] <= b], f"keys outside {a}-{b}: {path}")
+        if points != after[path]:
+            changed.add(path[0])
+    return changed
+
+
+def run_inbetween(obj, lo: int, hi: int):
+    """The panel's Generate In-between on frames lo..hi of ``obj``'s action: (the new take, the first
+    and the last frame it regenerated)."""
+    source = obj.animation_data.action
+    S.inbetween_custom_range = True
+    S.inbetween_start, S.inbetween_end = lo, hi
+    check(bpy.ops.momask.generate_inbetween() == {"FINISHED"}, f"no in-between {lo}-{hi}: {jobs.STATE.error}")
+    job = jobs.wait(300)
+    check(job.state == "applied", f"{lo}-{hi}: {job.state} {job.error} {jobs.STATE.error}")
+    take = obj.animation_data.action
+    check(take != source and takes.is_take(take), "the in-between is not a new take")
+    return take, take["momask_range"][0], take["momask_range"][1] - 1  # per take, inclusive
+
+
 # --- cases -------------------------------------------------------------------------------------------------
 
 METARIG = None
@@ -179,76 +222,12 @@ def case_inbetween_keeps_keys_outside_range():
     activate(METARIG)
     source = takes.list_takes(METARIG)[0]
     keys.assign_action(METARIG, source)
-    S.inbetween_custom_range = True
-    S.inbetween_start, S.inbetween_end = 17, 34
     S.inbetween_prompt = "the person jumps"
-    before = {
-        (fc.data_path, fc.array_index): [
-            (tuple(p.co), tuple(p.handle_left), tuple(p.handle_right)) for p in fc.keyframe_points
-        ]
-        for fc in fcurves(METARIG, source)
-    }
-    check(bpy.ops.momask.generate_inbetween() == {"FINISHED"}, "in-between did not start")
-    job = jobs.wait(300)
-    check(job.state == "applied", f"{job.state} {job.error} {jobs.STATE.error}")
-    new = METARIG.animation_data.action
-    a, b = new["momask_range"][0], new["momask_range"][1] - 1  # per take, inclusive
+    before = key_snapshot(METARIG, source)
+    new, a, b = run_inbetween(METARIG, 17, 34)
     check(a <= 17 and b >= 34 and a >= 17 - 4 and b <= 34 + 4, f"regenerated {a}-{b} for 17-34")
-    check(new != source and takes.is_take(new), "the in-between is not a new take")
-    after = {
-        (fc.data_path, fc.array_index): [
-            (tuple(p.co), tuple(p.handle_left), tuple(p.handle_right)) for p in fc.keyframe_points
-        ]
-        for fc in fcurves(METARIG, new)
-    }
-    changed_inside = False
-    for path, points in before.items():
-        out_before = [p for p in points if not a <= p[0][0] <= b]
-        out_after = [p for p in after[path] if not a <= p[0][0] <= b]
-        check(out_before == out_after, f"keys outside {a}-{b} changed on {path}")
-        changed_inside |= [p for p in points if a < p[0][0] < b] != [
-            p for p in after[path] if a < p[0][0] < b
-        ]
-    check(changed_inside, "nothing changed inside the range")
-    check(
-        before
-        == {
-            (fc.data_path, fc.array_index): [
-                (tuple(p.co), tuple(p.handle_left), tuple(p.handle_right)) for p in fc.keyframe_points
-            ]
-            for fc in fcurves(METARIG, source)
-        },
-        "the source take was modified",
-    )
-
-
-KEY_PROPS = ("co", "handle_left", "handle_right", "interpolation", "type", "handle_left_type",
-             "handle_right_type", "easing")
-
-
-def key_snapshot(obj, action) -> dict:
-    """Every key of every F-Curve: (frame, {prop: value}) with the values exactly as stored."""
-    return {
-        (fc.data_path, fc.array_index): [
-            (p.co[0], {prop: tuple(getattr(p, prop)) if prop in ("co", "handle_left", "handle_right")
-                       else getattr(p, prop) for prop in KEY_PROPS})
-            for p in fc.keyframe_points
-        ]
-        for fc in fcurves(obj, action)
-    }
-
-
-def changed_inside_only(before: dict, after: dict, a: int, b: int) -> set[str]:
-    """Check that two :func:`key_snapshot` have the same channels and the same keys outside frames
-    a..b; returns the data paths whose keys changed (inside)."""
-    check(after.keys() == before.keys(), f"channels added or lost: {set(after) ^ set(before)}")
-    changed = set()
-    for path, points in before.items():
-        outside = [p for p in points if not a <= p[0] <= b]
-        check(outside == [p for p in after[path] if not a <= p[0] <= b], f"keys outside {a}-{b}: {path}")
-        if points != after[path]:
-            changed.add(path[0])
-    return changed
+    check(changed_inside_only(before, key_snapshot(METARIG, new), a, b), "nothing changed inside the range")
+    check(key_snapshot(METARIG, source) == before, "the source take was modified")
 
 
 def evaluated_pose(obj, action, first: int, last: int):
@@ -324,13 +303,7 @@ def case_inbetween_hand_keyed_euler_bvh_rig_30fps():
     euler_y = (keys.bone_path("Hips", "rotation_euler"), 1)
     for lo, hi in ((40, 70), (100, last_frame)):
         keys.assign_action(obj, source)
-        S.inbetween_start, S.inbetween_end = lo, hi
-        check(bpy.ops.momask.generate_inbetween() == {"FINISHED"}, f"in-between {lo}-{hi} did not start")
-        job = jobs.wait(300)
-        check(job.state == "applied", f"{lo}-{hi}: {job.state} {job.error} {jobs.STATE.error}")
-        take = obj.animation_data.action
-        check(take != source and takes.is_take(take), "the in-between is not a new take")
-        a, b = take["momask_range"][0], take["momask_range"][1] - 1
+        take, a, b = run_inbetween(obj, lo, hi)
         check(a <= lo and lo - a <= 5 and (b == hi if hi == last_frame else hi <= b <= hi + 5),
               f"regenerated {a}-{b} for {lo}-{hi}")
         after = key_snapshot(obj, take)
@@ -409,15 +382,8 @@ def case_generate_onto_a_generated_rigify_control_rig():
     # (the IK/FK switches' too) exactly as it was, and the source take untouched.
     source = made[0]
     before = key_snapshot(rig, source)
-    S.inbetween_custom_range = True
-    S.inbetween_start, S.inbetween_end = 12, 30
     S.inbetween_prompt = "the person jumps"
-    check(bpy.ops.momask.generate_inbetween() == {"FINISHED"}, f"no in-between: {jobs.STATE.error}")
-    job = jobs.wait(300)
-    check(job.state == "applied", f"{job.state} {job.error} {jobs.STATE.error}")
-    new = rig.animation_data.action
-    check(new != source and takes.is_take(new), "the in-between is not a new take")
-    a, b = new["momask_range"][0], new["momask_range"][1] - 1
+    new, a, b = run_inbetween(rig, 12, 30)
     check(a <= 12 and b >= 30, f"regenerated {a}-{b} for 12-30")
     changed = changed_inside_only(before, key_snapshot(rig, new), a, b)
     check(any('"thigh_fk.L"' in p for p in changed) and any('"torso"' in p for p in changed),
@@ -439,11 +405,7 @@ def case_generate_onto_a_generated_rigify_control_rig():
     for frame in (1, 20):      # (the take keys the switch at FK on its first frame)
         rig.keyframe_insert('pose.bones["thigh_parent.L"]["IK_FK"]', frame=frame)
     before = key_snapshot(rig, ik_source)
-    check(bpy.ops.momask.generate_inbetween() == {"FINISHED"}, f"no IK in-between: {jobs.STATE.error}")
-    job = jobs.wait(300)
-    check(job.state == "applied", f"{job.state} {job.error} {jobs.STATE.error}")
-    new = rig.animation_data.action
-    a, b = new["momask_range"][0], new["momask_range"][1] - 1
+    new, a, b = run_inbetween(rig, 12, 30)
     changed_inside_only(before, key_snapshot(rig, new), a, b)
     switch = keys.Channels(new, keys.object_slot(new, rig)).find('pose.bones["thigh_parent.L"]["IK_FK"]', 0)
     mid = (a + b) // 2
