@@ -1,38 +1,50 @@
 # ruff: noqa: E402  (a screenshot tool, not a test: imports follow the sys.path set-up)
-"""docs/panel.png: the MoMask sidebar tab as an animator sees it mid-use (real Blender UI, headless).
+"""docs/panel.png: the MoMask sidebar tab as an animator sees it mid-use (real Blender 4.x UI, headless).
 
-Run from the repository root (Debian's Blender 3.4 under Xvfb; ``xdotool`` drives the mouse):
+Not part of the pytest suite (no ``test_`` prefix). It runs in a windowed Blender 4.2+ under Xvfb:
+``xdotool`` drives the mouse, ImageMagick's ``import -window root`` grabs the screen
+(``bpy.ops.screen.screenshot`` saves an all-black image under Xvfb + llvmpipe). docs/panel.png was
+made with Blender 4.3.2 from Debian trixie, in the chroot set up as ``tests/blender/ui/ui_probe.py``'s
+docstring says (its mounts of proc, dev, sys, /root/.pyenv and /work/main; this script needs no
+extension zip, weights or background run), plus ``/work/shared`` read-only for the HumanML3D sample::
 
-    xvfb-run -a -s "-screen 0 1600x1440x24" blender --factory-startup \\
-        --python tests/blender/addon_screenshot.py
+    T=/work/trixie; mkdir -p $T/work/shared; mount --bind /work/shared $T/work/shared
+    mount -o remount,bind,ro $T/work/shared
+    chroot $T env HOME=/root BLENDER_USER_RESOURCES=/tmp/momask_shot/user \\
+        SHOT_OUT=/tmp/momask_shot/panel.png xvfb-run -a -s "-screen 0 1400x1440x24" \\
+        blender --factory-startup --python /work/main/tests/blender/addon_screenshot.py
+    cp $T/tmp/momask_shot/panel.png /work/main/docs/panel.png   # after looking at it
+    # then unmount as ui_probe.py says, and $T/work/shared; `mount | grep trixie` must print nothing
 
-(about 30 s; the UI steps retry until Blender reports a wider sidebar and the MoMask panel drawn).
-The "unregister_class ... missing bl_rna" tracebacks at quit come from add-ons whose panels the
-script unregistered; they are harmless.
-
-It writes docs/panel.png (``SHOT_OUT=/some/file.png`` writes elsewhere; ``SHOT_DEBUG=1`` also saves
-a grab after each UI step next to it) and quits; ``SHOT ...`` lines on stdout tell what happened.
+(about 20 s). Elsewhere, run the same ``xvfb-run ... blender --factory-startup --python
+tests/blender/addon_screenshot.py`` from the repository root: without ``SHOT_OUT`` it writes
+docs/panel.png. ``SHOT_DEBUG=1`` also saves a grab before each UI step next to it, ``SHOT_FRAME``
+picks the frame shown (default 12: mid-stride); ``SHOT ...`` lines on stdout tell what happened. The
+image is cropped to the window's left part: top bar, 3D viewport and sidebar, timeline, status bar
+(the outliner and the properties editor are left out). The "unregister_class ... missing bl_rna"
+traceback at quit comes from Rigify, whose sidebar panels the script unregistered; it is harmless.
 
 What is real and what is staged:
 
-* The add-on is loaded the legacy way from this checkout and draws its own panels unchanged.
+* The add-on is loaded the legacy way (its ``bl_info``) from this checkout and draws its own panels
+  unchanged. ``--factory-startup`` keeps the user's preferences and add-ons out; the script turns the
+  splash screen off before the window first draws (it would cover the viewport and take the clicks).
 * The rig is the Rigify human metarig, selected and active. Its takes are REAL retargets: the
   HumanML3D sample (``shared/data/humanml3d_000612.npy``) recovered to joints, mapped with the
   backend's ``auto_map`` and solved with its ``retarget`` (numpy only, run inside Blender), then
   written by the add-on's ``keys.write_take`` / ``keys.write_inbetween`` (two variations and one
-  in-between). The Bone Mapping box shows ``auto_map``'s answer for this rig.
+  in-between, GENERATED keyframes as in real use). The Bone Mapping box shows ``auto_map``'s answer
+  for this rig.
 * Staged: no backend process runs. The job "in progress" is a ``jobs.Job`` set as the active job
-  (stage ``base``, 62%) and ``jobs.backend_running`` answers True; the takes' prompts and seeds are
-  what such a session would produce. Blender 3.4 has no ``layout.progress`` (4.0+, the bar the panel
-  draws): a percentage slider with the same text stands in for it.
-* Blender 3.4 has no GENERATED keyframe type (4.2+): the takes' keys are plain keyframes here.
-* Blender 3.4's Python has no numpy: the script links the project's ``.venv`` numpy (cp311) into a
-  temporary folder on ``sys.path``.
-* Screenshot-only UI changes: the other Python sidebar panels are unregistered (only the C "Item"
-  tab and MoMask remain), the Bone Mapping sub-panel is registered open, the sidebar is dragged
-  wider with xdotool and switched to the MoMask tab by a click on it (3.4 has no Python API
-  for either); a missed drag may box-select nothing, so the rig is selected again before the
-  grab. The screen is grabbed with Pillow from the ``.venv``.
+  (stage ``base``, 62%) and ``jobs.backend_running`` answers True ("Warm Up While Typing" is off, so
+  setting the prompt starts nothing); the takes' prompts and seeds are what such a session would
+  produce.
+* Screenshot-only display changes: the metarig's face bones are hidden (they clutter the head), the
+  view is turned to the rig's front-left whichever way it walks, the other Python sidebar panels are
+  unregistered (only the C "Item" tab and MoMask remain), the Bone Mapping sub-panel is registered
+  open, the sidebar is opened with N and dragged wider with xdotool (Blender has no Python API for a
+  region's width) and switched to the MoMask tab with ``Region.active_panel_category``; a missed drag
+  may box-select nothing, so the rig is selected again before the grab.
 """
 
 import contextlib
@@ -46,43 +58,21 @@ from pathlib import Path
 
 REPO = Path(os.environ.get("MOMASK_REPO", Path(__file__).resolve().parents[2]))
 SHARED_DATA = Path(os.environ.get("MOMASK_SHARED_DATA", REPO.parent / "shared" / "data"))
-VENV_PYTHON = REPO / ".venv" / "bin" / "python"
 OUT = Path(os.environ.get("SHOT_OUT", REPO / "docs" / "panel.png"))
 DEBUG = bool(os.environ.get("SHOT_DEBUG"))
 WORK = Path(tempfile.mkdtemp(prefix="momask_shot_"))
 os.environ.setdefault("MOMASK_USER_DIR", str(WORK / "user"))  # presets go here, not into the real one
 
 MOMASK_DRAWN = [0.0]  # when the MoMask panel last drew
-CLICKED = [0.0]  # when the tab was last clicked
+SWITCHED = [0.0]  # when the sidebar was last switched to the MoMask tab
 PROMPT_NOW = "a person jogs forward, stops and waves with both hands"
 PROMPT_TAKES = "a person walks in a circle"
 PROMPT_INBETWEEN = "the person jumps"
 SEED = 1234
 INBETWEEN = (100, 123)  # the preview range the in-between regenerated (scene frames, inclusive)
-
-
-def log(*args):
-    print("SHOT", *args, flush=True)
-
-
-def link_venv_numpy():
-    """Blender 3.4 (Debian) has no numpy; borrow the project's (same Python minor, cp311 wheel)."""
-    try:
-        import numpy  # noqa: F401
-        return
-    except ImportError:
-        pass
-    site = next((REPO / ".venv" / "lib").glob("python3.*/site-packages"))
-    shim = WORK / "site"
-    shim.mkdir()
-    for name in ("numpy", "numpy.libs"):
-        if (site / name).exists():
-            (shim / name).symlink_to(site / name)
-    sys.path.append(str(shim))
-
+FRAME = int(os.environ.get("SHOT_FRAME", 12))  # the current frame: mid-stride
 
 sys.path.insert(0, str(REPO))
-link_venv_numpy()
 
 import addon_utils
 import bpy
@@ -93,16 +83,23 @@ from backend.retarget.mapping import auto_map
 from backend.retarget.rig import RigDescription
 from backend.retarget.solver import retarget
 
+# The (first start's) splash would cover the viewport and swallow the mouse and keys sent below.
+bpy.context.preferences.view.show_splash = False
+
+
+def log(*args):
+    print("SHOT", *args, flush=True)
+
 
 def build_scene():
     """The metarig with two generated takes and one in-between, the settings of a new generation."""
     addon_utils.enable("momask_blender", default_set=True, handle_error=None)
+    prefs = bpy.context.preferences.addons["momask_blender"].preferences
+    if hasattr(prefs, "warm_up"):  # no backend start when the prompt is set below
+        prefs.warm_up = False
     addon_utils.enable("rigify", default_set=True, handle_error=None)
-    from momask_blender import keys, operators, properties, rig_io
+    from momask_blender import keys, operators, properties, rig_io, takes
 
-    key_types = bpy.types.Keyframe.bl_rna.properties["type"].enum_items.keys()
-    if "GENERATED" not in key_types:  # 3.4 predates the GENERATED key type (4.2+): plain keys here
-        keys._set_key_type = lambda points, count: points.foreach_set("type", np.zeros(count, np.int32))
     for obj in list(bpy.data.objects):
         bpy.data.objects.remove(obj)
     scene = bpy.context.scene
@@ -112,6 +109,9 @@ def build_scene():
     obj.name = "metarig"
     obj.select_set(True)
     bpy.context.view_layer.objects.active = obj
+    for collection in obj.data.collections_all:  # the face's many small bones would clutter the head
+        if collection.name.startswith("Face"):
+            collection.is_visible = False
 
     rig = RigDescription.from_dict(rig_io.describe_armature(obj))
     mapping = auto_map(rig)
@@ -129,8 +129,6 @@ def build_scene():
         name = operators.take_name(PROMPT_TAKES, SEED + i, i, len(variation_clips))
         action = keys.write_take(obj, solve(clip), 1, name, prompt=PROMPT_TAKES, seed=SEED + i)
         first = first or action
-    from momask_blender import takes
-
     takes.apply_take(obj, first)
     start, last = INBETWEEN
     # the in-between's "new" motion: the sample shifted by 40 frames, blended into the first take
@@ -139,13 +137,13 @@ def build_scene():
         obj, shifted, start, last + 1, 4, source_action=first, result_start=1,
         name=f"{PROMPT_INBETWEEN} f{start}-{last}", prompt=PROMPT_INBETWEEN, seed=SEED + 7)
     obj.momask_take_index = bpy.data.actions.find(inbetween.name)
-    log("takes", [a.name for a in takes.list_takes(obj)])
+    log("takes", [a.name for a in takes.list_takes(obj)], "rig plays", obj.animation_data.action.name)
 
     properties.store_mapping(obj, mapping.to_dict(), keep_edits=False)
     scene.frame_start, scene.frame_end = 1, int(first.frame_range[1])
     scene.use_preview_range = True
     scene.frame_preview_start, scene.frame_preview_end = start, last
-    scene.frame_current = 64
+    scene.frame_current = FRAME
 
     s = scene.momask
     s.prompt = PROMPT_NOW
@@ -164,26 +162,12 @@ def build_scene():
 
 def stage_running_job():
     """A generation in flight, as the panel sees one; no backend process runs (staged)."""
-    from momask_blender import jobs, panel
+    from momask_blender import jobs
 
     job = jobs.Job("generate", {}, None, label="Generate")
     job.state, job.stage, job.fraction = "running", "base", 0.62
     jobs.STATE.active = job
-    if hasattr(jobs, "backend_running"):
-        jobs.backend_running = lambda: True
-    if not hasattr(bpy.types.UILayout, "progress"):
-        # layout.progress (the bar the panel draws on 4.x) is 4.0+; 3.4 would get the add-on's text
-        # fallback. Draw the same bar and text with a percentage slider instead.
-        bpy.types.WindowManager.momask_shot_progress = bpy.props.FloatProperty(
-            subtype="PERCENTAGE", min=0.0, max=100.0, precision=0)
-
-        def progress_bar(layout, fraction, text):
-            wm = bpy.context.window_manager
-            if abs(wm.momask_shot_progress - fraction * 100) > 1e-3:
-                wm.momask_shot_progress = fraction * 100
-            layout.prop(wm, "momask_shot_progress", text=text.rsplit("  ", 1)[0], slider=True)
-
-        panel._progress = progress_bar
+    jobs.backend_running = lambda: True
 
 
 def keep_only_momask_tab():
@@ -216,10 +200,13 @@ def xdotool(*args):
     subprocess.Popen(["xdotool", *map(str, args)])
 
 
-def grab(path):
-    code = ("import os, sys; from PIL import ImageGrab; "
-            "ImageGrab.grab(xdisplay=os.environ['DISPLAY']).save(sys.argv[1])")
-    r = subprocess.run([str(VENV_PYTHON), "-c", code, str(path)], capture_output=True, text=True)
+def grab(path, crop=None):
+    """The X screen with ImageMagick; ``crop`` = (width, height, x, y) in screen pixels."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cmd = ["import", "-window", "root"]
+    if crop is not None:
+        cmd += ["-crop", "{}x{}+{}+{}".format(*crop), "+repage"]
+    r = subprocess.run([*cmd, str(path)], capture_output=True, text=True, timeout=60)
     log("grab", path, r.returncode, r.stderr[-300:])
 
 
@@ -241,7 +228,8 @@ def screen_xy(win, reg, dx, dy):
 
 
 def frame_rig(area, obj):
-    """Look at the rig from the front-left, a little above; centred in the part the sidebar leaves."""
+    """Look at the rig from its front-left, a little above (whichever way it faces at this frame);
+    centred in the part of the viewport the sidebar leaves."""
     from mathutils import Euler, Vector
 
     space = area.spaces[0]
@@ -249,8 +237,12 @@ def frame_rig(area, obj):
     r3d.view_perspective = "PERSP"
     bpy.context.scene.frame_set(bpy.context.scene.frame_current)
     evaluated = obj.evaluated_get(bpy.context.evaluated_depsgraph_get())
-    hips = evaluated.matrix_world @ evaluated.pose.bones["spine"].head
-    rotation = Euler((np.radians(80), 0.0, np.radians(-35)), "XYZ").to_quaternion()
+    bones, world = evaluated.pose.bones, evaluated.matrix_world
+    hips = world @ bones["spine"].head
+    left = world @ bones["thigh.L"].head - world @ bones["thigh.R"].head
+    forward = left.cross(Vector((0.0, 0.0, 1.0)))  # the metarig faces -Y at rest, its left is +X
+    facing = np.arctan2(forward.x, -forward.y)  # the view's Z angle that looks at its face
+    rotation = Euler((np.radians(80), 0.0, facing + np.radians(VIEW_AZIMUTH)), "XYZ").to_quaternion()
     right = rotation @ Vector((1.0, 0.0, 0.0))
     r3d.view_rotation = rotation
     r3d.view_location = Vector((hips.x, hips.y, 0.9)) + VIEW_SHIFT * right
@@ -259,32 +251,37 @@ def frame_rig(area, obj):
 
 TARGET_SIDEBAR = 460  # px: wide enough that the panel's labels are not cut
 VIEW_SHIFT = 0.9      # m to the right of the rig: it then sits in the middle of the free viewport
-VIEW_DISTANCE = 4.3   # m
+VIEW_DISTANCE = 3.6   # m
+VIEW_AZIMUTH = 40     # degrees from straight in front, towards the rig's left
 
 
-def close_splash_and_frame(win, obj):
-    # The first-run Quick Setup splash (factory settings) would swallow the input below; a click on
-    # the empty status bar, at the bottom of the window, closes it and does nothing else.
-    # Then N over the viewport opens the sidebar (opened from Python, its edge would not resize).
+def open_sidebar_and_frame(win, obj):
+    # N over the viewport opens the sidebar, as a user does.
     area = view3d(win)
     x, y = screen_xy(win, region(area, "WINDOW"), 0.3, 0.5)
-    toggle = () if area.spaces[0].show_region_ui else ("mousemove", x, y, "sleep", 0.3, "key", "n")
-    xdotool("mousemove", win.width // 2, win.height - 6, "sleep", 0.3, "click", 1, "sleep", 0.5, *toggle)
+    if not area.spaces[0].show_region_ui:
+        xdotool("mousemove", x, y, "sleep", 0.3, "key", "n")
     frame_rig(area, obj)
     return 2.0
 
 
 def widen_sidebar(win, obj, attempt=[0]):  # noqa: B006 (the attempt counter)
-    """Drag the sidebar's left edge with the mouse (3.4 has no Python API for a region's width)."""
-    ui = region(view3d(win), "UI")
+    """Drag the sidebar's left edge with the mouse (Blender has no Python API for a region's width)."""
+    area = view3d(win)
+    if not area.spaces[0].show_region_ui:  # the N key did not arrive: open it from Python
+        log("sidebar not open after N; opening it from Python")
+        area.spaces[0].show_region_ui = True
+        PENDING.insert(0, widen_sidebar)
+        return 1.0
+    ui = region(area, "UI")
     log("sidebar width", ui.width, "attempt", attempt[0])
     if ui.width >= TARGET_SIDEBAR - 10 or attempt[0] >= 10:
-        frame_rig(view3d(win), obj)
+        frame_rig(area, obj)
         return 0.5
     PENDING.insert(0, widen_sidebar)  # check (and retry from another offset) once Blender redrew
-    # The resize zone is a narrow strip 5 px inside the region's left edge (panels start 17 px in),
-    # and only beside panels: near the top, beside the Item tab's Transform panel.
-    x, y = screen_xy(win, ui, (5, 6, 4, 7, 3)[attempt[0] % 5], 0.3)
+    # The resize zone is a narrow strip just inside the region's left edge, and only beside panels:
+    # near the top, beside the Item tab's Transform panel.
+    x, y = screen_xy(win, ui, (5, 6, 4, 7, 3)[attempt[0] % 5], (0.08, 0.12, 0.05)[attempt[0] % 3])
     attempt[0] += 1
     dx = TARGET_SIDEBAR - ui.width
     xdotool("mousemove", x - 30, y, "sleep", 0.2, "mousemove", x - 3, y, "sleep", 0.2,
@@ -295,21 +292,21 @@ def widen_sidebar(win, obj, attempt=[0]):  # noqa: B006 (the attempt counter)
 
 
 def switch_to_momask_tab(win, obj, attempt=[0]):  # noqa: B006 (the attempt counter)
-    """Click the MoMask tab: the second of the vertical tabs on the sidebar's right edge, under
-    "Item" (the C panels' tab, the only other one left); retried until the MoMask panel draws."""
+    """Show the MoMask tab (``Region.active_panel_category``, 4.2+); retried until its panel draws."""
     area = view3d(win)
     ui = region(area, "UI")
-    if MOMASK_DRAWN[0] > CLICKED[0] > 0 or attempt[0] >= 10:
-        log("MoMask tab", "showing" if MOMASK_DRAWN[0] > CLICKED[0] else "NOT showing", "after", attempt[0],
-            "clicks")
+    if MOMASK_DRAWN[0] > SWITCHED[0] > 0 or attempt[0] >= 5:
+        log("MoMask tab", "showing" if MOMASK_DRAWN[0] > SWITCHED[0] else "NOT showing", "after", attempt[0],
+            "tries; category", ui.active_panel_category)
         return 0.1
     PENDING.insert(0, switch_to_momask_tab)
-    x, y = screen_xy(win, ui, ui.width - 11, (64, 70, 58, 76, 52)[attempt[0] % 5])
     attempt[0] += 1
-    CLICKED[0] = time.monotonic()
-    xdotool("mousemove", x - 3, y - 3, "sleep", 0.2, "mousemove", x, y, "sleep", 0.3, "click", 1,
-            "sleep", 0.3, "mousemove", *screen_xy(win, region(area, "WINDOW"), 0.05, 0.93))
-    return 2.0
+    SWITCHED[0] = time.monotonic()
+    ui.active_panel_category = "MoMask"
+    area.tag_redraw()
+    # the pointer out of the way (not over a button, whose tooltip would show)
+    xdotool("mousemove", *screen_xy(win, region(area, "WINDOW"), 0.05, 0.93))
+    return 1.5
 
 
 def reselect(win, obj):
@@ -322,12 +319,13 @@ def reselect(win, obj):
 
 
 def take_screenshot(win, obj):
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    grab(OUT)
+    """The window's left part: top bar, 3D viewport and sidebar, timeline, status bar."""
+    area = view3d(win)
+    grab(OUT, crop=(area.x + area.width, win.height, win.x, win.y))
     return None
 
 
-PENDING = [close_splash_and_frame, widen_sidebar, switch_to_momask_tab, reselect, take_screenshot]
+PENDING = [open_sidebar_and_frame, widen_sidebar, switch_to_momask_tab, reselect, take_screenshot]
 
 
 def main():
@@ -359,7 +357,8 @@ def main():
             from momask_blender import jobs
 
             jobs.STATE.active = None
-            bpy.ops.wm.quit_blender()
+            with bpy.context.temp_override(window=bpy.context.window_manager.windows[0]):
+                bpy.ops.wm.quit_blender()
             return None
         return wait
 
