@@ -31,9 +31,9 @@ import numpy as np
 from . import keys
 from .keys import RigError
 
-__all__ = ["bake_controls", "bake_inbetween", "bake_take", "control_plan", "switch_values",
-           "describe_for_bake", "describe_target", "needs_bake", "read_source", "write_generated_take",
-           "write_inbetween_take"]
+__all__ = ["bake_controls", "bake_inbetween", "bake_take", "control_plan", "describe_for_bake",
+           "describe_target", "needs_bake", "read_source", "switch_values", "switched_controls",
+           "write_generated_take", "write_inbetween_take"]
 
 #: The tag of everything this module adds for the time of a bake.
 TAG = "MoMask bake"
