@@ -217,13 +217,15 @@ def submit(job: Job) -> Job:
 
 def warm_up(prompts: list[str], config: client_mod.BackendConfig) -> Job | None:
     """Start the backend and load the models in the background, and have it encode ``prompts`` (the
-    prompt just typed), so that the Generate that follows starts at once. Quiet: it shows nothing and
+    prompt just typed) and prime the models with a throwaway step (``load``'s ``prime``), so that the
+    Generate that follows starts at once and runs at warm speed. Quiet: it shows nothing and
     reports no error (a failure here is the one the Generate will report). Nothing is sent while a
     model job runs, or while a warm-up is on its way."""
     if STATE.active is not None or warming_up():
         return None
     prompts = [p.strip() for p in prompts if p.strip()]
-    return submit(Job(kind="load", fields={"prompts": prompts}, config=config, label="warm-up", quiet=True))
+    fields = {"prompts": prompts, "prime": True}
+    return submit(Job(kind="load", fields=fields, config=config, label="warm-up", quiet=True))
 
 
 def warming_up() -> bool:

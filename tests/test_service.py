@@ -192,6 +192,20 @@ def test_load_with_prompts_encodes_them_ahead_for_the_generate_that_follows(back
     assert final["type"] == "error" and final["error"]["code"] == "bad_input"
 
 
+def test_a_primed_backend_generates_exactly_what_an_unprimed_one_does(backend, tiny_weights, tmp_path):
+    """The warm-up's `prime` (a throwaway generation after a fresh load) changes no later result."""
+    primed = Backend.serve(tiny_weights, tmp_path / "primed.log")
+    try:
+        data = primed.call("load", prompts=["a person spins"], prime=True)
+        assert data["timings"]["prime"] > 0 and data["encoded"] == 1
+        assert primed.call("load", prime=True)["timings"]["prime"] == 0.0  # once, after a fresh load
+        request = {"prompts": ["a person spins"], "frames": [24], "seed": 9, "steps": 3}
+        after_prime = primed.call("generate", **request)["takes"][0]["joints"]
+    finally:
+        primed.close()
+    assert np.array_equal(after_prime, backend.call("generate", **request)["takes"][0]["joints"])
+
+
 def test_the_same_seed_gives_the_same_take_and_no_seed_reports_the_one_drawn(backend):
     first = backend.call("generate", prompts=["a person jumps"], frames=[32], seed=5, steps=3)["takes"][0]
     again = backend.call("generate", prompts=["a person jumps"], frames=[32], seed=5, steps=3)["takes"][0]
