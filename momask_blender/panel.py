@@ -143,6 +143,14 @@ class _SubPanel(bpy.types.Panel):
     bl_parent_id = "MOMASK_PT_main"
 
 
+class _ArmaturePanel(_SubPanel):
+    """A sub-panel about the active armature: hidden when there is none."""
+
+    @classmethod
+    def poll(cls, context):
+        return active_armature(context) is not None
+
+
 class MOMASK_PT_inbetween(_SubPanel):
     bl_label = "In-between"
 
@@ -182,12 +190,8 @@ def regenerated_take(obj):
     return None
 
 
-class MOMASK_PT_takes(_SubPanel):
+class MOMASK_PT_takes(_ArmaturePanel):
     bl_label = "Takes"
-
-    @classmethod
-    def poll(cls, context):
-        return active_armature(context) is not None
 
     def draw(self, context):
         from . import takes
@@ -208,13 +212,9 @@ class MOMASK_PT_takes(_SubPanel):
             row.operator("momask.take_compare_end", text="", icon="X")
 
 
-class MOMASK_PT_mapping(_SubPanel):
+class MOMASK_PT_mapping(_ArmaturePanel):
     bl_label = "Bone Mapping"
     bl_options = {"DEFAULT_CLOSED"}
-
-    @classmethod
-    def poll(cls, context):
-        return active_armature(context) is not None
 
     def draw(self, context):
         layout = self.layout

@@ -89,6 +89,15 @@ def start_generation() -> jobs.Job:
     return job
 
 
+def running_backend() -> int:
+    """Start the backend (Check Backend) and wait for it; its pid."""
+    check(bpy.ops.momask.check_backend() == {"FINISHED"}, "Check Backend did not start")
+    jobs.wait(300)
+    pid = jobs.get_client().pid
+    check(pid is not None and pid_exists(pid), "no backend running after Check Backend")
+    return pid
+
+
 # --- cases -------------------------------------------------------------------------------------------------
 
 
@@ -214,10 +223,7 @@ def case_settings_change_during_generation_is_deferred():
 
 @case
 def case_free_memory_operator_stops_backend():
-    check(bpy.ops.momask.check_backend() == {"FINISHED"}, "Check Backend did not start")
-    jobs.wait(300)
-    pid = jobs.get_client().pid
-    check(pid is not None and pid_exists(pid), "no backend running before Free Memory")
+    pid = running_backend()
     check(bpy.ops.momask.free_memory() == {"FINISHED"}, "Free Memory failed")
     check(client.wait_for(lambda: not pid_exists(pid), 30), f"backend pid {pid} outlived Free Memory")
     check(not jobs.backend_running(), "the add-on still reports a running backend")
@@ -240,10 +246,7 @@ def case_disable_during_start_stops_backend():
 
 @case
 def case_disable_stops_backend_and_removes_handlers():
-    check(bpy.ops.momask.check_backend() == {"FINISHED"}, "Check Backend did not start")
-    jobs.wait(300)
-    pid = jobs.get_client().pid
-    check(pid is not None and pid_exists(pid), "no backend running before disabling")
+    pid = running_backend()
     ours = [h for h in bpy.app.handlers.load_post if getattr(h, "__name__", "") == "_on_load_post"]
     check(len(ours) == 1, f"{len(ours)} load_post handlers of the add-on after enabling twice")
     addon_utils.disable("momask_blender", default_set=True)
