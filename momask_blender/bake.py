@@ -399,8 +399,8 @@ def switch_values(obj, action, frames: np.ndarray) -> dict[str, np.ndarray]:
     values = {}
     for pb in fk_switches(obj):
         fcurve = channels.find(_switch_path(pb.name), 0)
-        values[pb.name] = (np.array([fcurve.evaluate(f) for f in frames], dtype=np.float64)
-                           if fcurve is not None else np.full(len(frames), float(pb[IK_FK])))
+        values[pb.name] = (keys.evaluate(fcurve, frames) if fcurve is not None
+                           else np.full(len(frames), float(pb[IK_FK])))
     return values
 
 

@@ -558,7 +558,7 @@ def write_inbetween(obj, result: dict, range_start: int, range_end: int, blend_f
             curves = [channels.find(path, i) for i in range(values.shape[1])]
             still = _unkeyed_values(obj, bone, prop, frames, source_channels)
             existing = np.stack([
-                np.array([fc.evaluate(f) for f in frames]) if fc is not None
+                evaluate(fc, frames) if fc is not None
                 else still[:, i] for i, fc in enumerate(curves)], axis=1)
             blended = _blend(prop, existing, values[window], whole if bone in unblended else weight,
                              pose_bones[bone].rotation_mode)
@@ -573,6 +573,11 @@ def write_inbetween(obj, result: dict, range_start: int, range_end: int, blend_f
                  seed=seed, frames=range_end - range_start, fps=fps_now, source=source,
                  frame_range=(range_start, range_end))
     return action
+
+
+def evaluate(fcurve, frames: np.ndarray) -> np.ndarray:
+    """What ``fcurve`` evaluates to on ``frames`` (float64)."""
+    return np.array([fcurve.evaluate(f) for f in frames], dtype=np.float64)
 
 
 def _unkeyed_values(obj, bone: str, prop: str, frames: np.ndarray, source_channels) -> np.ndarray:
