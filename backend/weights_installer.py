@@ -1,8 +1,8 @@
 """Download, verify and install the official MoMask checkpoints and CLIP ViT-B/32. Stdlib only.
 
-``build.py`` and the Blender add-on load this file by path (no torch, no third-party packages), so it
-imports nothing from the project except ``errors.py``, loaded the same way when this file is not part
-of an imported ``backend`` package.
+``build.py`` imports it before any virtual environment exists, and it also loads by file path (no torch,
+no third-party packages), so it imports nothing from the project except ``errors.py``, loaded the same
+way when this file is not part of an imported ``backend`` package.
 
 What gets installed, under a weights root (default ``weights/``), in the official layout::
 
@@ -14,8 +14,9 @@ How it stays safe:
 
 * CLIP is checked by its sha256, which is part of its official URL.
 * The official MoMask zips publish no checksum. They are checked by what we do know: the zip is
-  intact (CRC of every member, ``testzip``), every model file the backend loads is present, and each
-  has the exact byte size of the official release (``momask_spec.md`` section 1.1).
+  intact (the CRC of every member, checked while it is extracted), every model file the backend
+  loads is present with the exact byte size of the official release (``momask_spec.md`` section 1.1),
+  and the model files match the sha256 of the official files (see ``HUMANML3D``).
 * Downloads resume from a ``.part`` file with an HTTP Range request (and start over when a server
   ignores Range); transient failures are retried with backoff.
 * A dataset folder is extracted into a hidden sibling folder, verified there, then renamed into place
@@ -44,6 +45,7 @@ import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, NamedTuple
+from zlib import error as zlib_error
 
 try:
     from .errors import CheckpointError
@@ -58,7 +60,6 @@ except ImportError:  # loaded by file path (build.py, the add-on): load the sibl
         sys.modules[_ERRORS_NAME] = _module
         _spec.loader.exec_module(_module)
     CheckpointError = sys.modules[_ERRORS_NAME].CheckpointError  # type: ignore[misc]
-
 
 #: Points every download at a mirror serving the same file names (``<base>/humanml3d_models.zip``,
 #: ``<base>/ViT-B-32.pt``); the tests use it for a loopback server.
@@ -211,13 +212,19 @@ def missing_files(root: Path, dataset: str = "t2m", clip: bool = True) -> list[s
 
 def archive_problems(folder: Path, archive: CheckpointArchive) -> list[str]:
     """What differs between an installed dataset folder and the official release ([] = identical)."""
+    return member_problems(archive, lambda rel: (folder / rel).stat().st_size if (folder / rel).is_file()
+                           else None)
+
+
+def member_problems(archive: CheckpointArchive, size_of: Callable[[str], int | None]) -> list[str]:
+    """Members missing (``size_of`` gives None) or not of the official size."""
     problems = []
     for rel, size in archive.members.items():
-        path = folder / rel
-        if not path.is_file():
+        found = size_of(rel)
+        if found is None:
             problems.append(f"{rel} is missing")
-        elif size is not None and path.stat().st_size != size:
-            problems.append(f"{rel} is {path.stat().st_size:,} bytes, the official file is {size:,}")
+        elif size is not None and found != size:
+            problems.append(f"{rel} is {found:,} bytes, the official file is {size:,}")
     return problems
 
 
@@ -349,8 +356,7 @@ _TRANSIENT = (urllib.error.URLError, http.client.HTTPException, ConnectionError,
 
 
 def download(url: str, target: Path, *, label: str | None = None, retries: int = 5, backoff: float = 1.0,
-             timeout: float = 30.0, expected_size: int | None = None,
-             progress: IO[str] | None = sys.stderr) -> Path:
+             timeout: float = 30.0, progress: IO[str] | None = sys.stderr) -> Path:
     """Download ``url`` to ``target``, resuming from ``target + '.part'``; returns ``target``.
 
     The partial file is kept when the transfer fails so the next call continues where this one
@@ -438,10 +444,6 @@ def download(url: str, target: Path, *, label: str | None = None, retries: int =
             continue
         break
     size = part.stat().st_size
-    if expected_size is not None and size != expected_size:
-        part.unlink(missing_ok=True)
-        raise DownloadError(f"{label} downloaded as {size:,} bytes, expected {expected_size:,}.",
-                            "Run the command again to download it afresh.")
     meter.update(size, size, final=True)
     os.replace(part, target)
     return target
@@ -522,26 +524,15 @@ def install_archive(zip_path: Path, root: Path, archive: CheckpointArchive, pref
                                                 f"(looked for .../{archive.anchor})")
             prefix = prefixes[0]
         infos = {info.filename: info for info in zf.infolist()}
-        problems = []
-        for rel, size in archive.members.items():
-            info = infos.get(prefix + rel)
-            if info is None:
-                problems.append(f"{rel} is missing")
-            elif size is not None and info.file_size != size:
-                problems.append(f"{rel} is {info.file_size:,} bytes, the official file is {size:,}")
+        problems = member_problems(
+            archive, lambda rel: infos[prefix + rel].file_size if prefix + rel in infos else None)
         if problems:
             raise _not_verifiable(zip_path, "; ".join(problems))
-        log(f"  checking the integrity of {zip_path.name} ...")
-        try:
-            bad = zf.testzip()
-        except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as err:
-            bad = f"({err})"
-        if bad is not None:
-            raise _not_verifiable(zip_path, f"member {bad} is corrupt (CRC mismatch or truncated)")
 
         root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{archive.dataset}{_STAGING_MARK}", dir=root))
         try:
+            log(f"  extracting {zip_path.name} (each member's CRC is checked as it is read) ...")
             for name, info in infos.items():
                 if info.is_dir() or not name.startswith(prefix) or name == prefix:
                     continue
@@ -551,12 +542,15 @@ def install_archive(zip_path: Path, root: Path, archive: CheckpointArchive, pref
                     raise _not_verifiable(zip_path, f"member {name!r} points outside its folder")
                 out_path = staging.joinpath(*parts)
                 out_path.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as src, open(out_path, "wb") as dst:
-                    shutil.copyfileobj(src, dst, _CHUNK)
-            problems = archive_problems(staging, archive)
-            if not problems:
-                log(f"  verifying the sha256 of {len(archive.checksums)} model files ...")
-                problems = checksum_problems(staging, archive)
+                try:
+                    with zf.open(info) as src, open(out_path, "wb") as dst:
+                        shutil.copyfileobj(src, dst, _CHUNK)
+                except (zipfile.BadZipFile, EOFError, NotImplementedError, zlib_error) as err:
+                    raise _not_verifiable(zip_path, f"member {name} is corrupt (CRC mismatch or "
+                                                    f"truncated: {err})") from err
+            # the sizes were checked in the zip's directory and the CRCs while extracting
+            log(f"  verifying the sha256 of {len(archive.checksums)} model files ...")
+            problems = checksum_problems(staging, archive)
             if problems:
                 raise _not_verifiable(zip_path, "after extraction " + "; ".join(problems))
             _swap_into_place(staging, root / archive.dataset)
@@ -661,12 +655,12 @@ def install(root: Path, datasets: Sequence[str] = ("t2m",), *, clip: bool = True
     def url_of(filename: str, official: str) -> str:
         return f"{base_url.rstrip('/')}/{filename}" if base_url else official
 
-    def fetch(filename: str, official: str, description: str, size: int | None = None) -> Path:
+    def fetch(filename: str, official: str, description: str) -> Path:
         host = urllib.parse.urlsplit(url_of(filename, official)).hostname
         log(f"  downloading {description} ({filename}) from {host}")
         try:
             return download(url_of(filename, official), downloads / filename, label=filename, retries=retries,
-                            backoff=backoff, timeout=timeout, expected_size=size, progress=progress)
+                            backoff=backoff, timeout=timeout, progress=progress)
         except NetworkUnavailableError as err:
             raise NetworkUnavailableError(
                 err.problem, err.fix + "\n" + manual_steps(wanted, clip_file if clip else None)) from err
