@@ -60,7 +60,6 @@ MODEL_FOLDERS = {
         "residual": "tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2_sw_k",
     },
 }
-DATASETS = tuple(MODEL_FOLDERS)
 
 
 @dataclass(frozen=True)
@@ -311,6 +310,7 @@ class LoadedModels:
     dataset: str
     layout: WeightsLayout | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    clip_file: Path | None = None  # the CLIP checkpoint the text encoder was loaded from
 
     def require_length_estimator(self) -> LengthEstimator:
         """The length estimator, or a CheckpointError explaining that lengths must be given."""
@@ -332,12 +332,6 @@ def find_weights_root(candidates: Iterable[Path], dataset: str = "t2m") -> Path:
             return candidate
     places = ", ".join(str(c) for c in tried) or "(no folder given)"
     raise CheckpointError(f"No MoMask checkpoints in {places}.", FETCH_FIX)
-
-
-def _resolve_device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _frozen(module: nn.Module, device: torch.device) -> Any:
@@ -367,6 +361,7 @@ def load_models(root: Path, dataset: str = "t2m", clip: Path | None = None,
     builds VQ, residual and masked transformers and the length estimator from their opt.txt
     (without random init, see :func:`_load_checkpoint`) and loads each strictly. A missing length
     estimator leaves ``length_estimator=None``.
+    ``device`` is a concrete device ("auto" is resolved by ``pipeline.resolve_device``).
     ``official_fp16_clip``: on CUDA, run CLIP in fp16 as the official code does.
     """
     from .models.text_encoder import TextEncoder, find_clip_file
@@ -381,7 +376,7 @@ def load_models(root: Path, dataset: str = "t2m", clip: Path | None = None,
         raise CheckpointError(f"Incomplete MoMask checkpoints in {layout.dataset_dir}: missing {names}.",
                               FETCH_FIX)
     clip_file = find_clip_file(clip, root)
-    target = _resolve_device(device)
+    target = torch.device(device)
 
     vq_opt = read_opt(layout.vq_opt, dataset)
     mask_opt = read_opt(layout.mask_opt, dataset)
@@ -418,5 +413,5 @@ def load_models(root: Path, dataset: str = "t2m", clip: Path | None = None,
         residual_transformer=_frozen(residual, target), length_estimator=length_estimator,
         text_encoder=text_encoder, mean=mean, std=std,
         opts={"vq": vq_opt, "mask": mask_opt, "residual": res_opt}, dataset=dataset, layout=layout,
-        device=target,
+        device=target, clip_file=clip_file,
     )

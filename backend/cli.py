@@ -57,10 +57,9 @@ def _sampling_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto|cpu|cuda|mps (auto: CUDA > MPS > CPU)")
 
 
-def _model_arguments(parser: argparse.ArgumentParser, dataset: bool = True) -> None:
+def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=Path, required=True, help="weights root (official layout)")
-    if dataset:
-        parser.add_argument("--dataset", choices=("t2m", "kit"), default="t2m")
+    parser.add_argument("--dataset", choices=("t2m", "kit"), default="t2m")
     parser.add_argument("--clip", type=Path, default=None,
                         help="CLIP ViT-B/32 file (default: <weights>/clip, then the clip package's cache)")
 

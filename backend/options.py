@@ -21,12 +21,13 @@ from types import SimpleNamespace
 from typing import Any
 
 from .errors import CheckpointError
+from .motion import skeleton as sk
 
 _BANNERS = ("------------ Options -------------", "-------------- End ----------------")
 _FLOAT = re.compile(r"^[0-9]+\.[0-9]+$")
 
 #: What get_opt adds per dataset: (joints_num, dim_pose).
-DATASET_FACTS = {"t2m": (22, 263), "kit": (21, 251)}
+DATASET_FACTS = {name: (sk.NUM_JOINTS[name], sk.FEATURE_DIM[name]) for name in sk.NUM_JOINTS}
 
 
 def parse_value(text: str) -> Any:
@@ -83,8 +84,8 @@ def read_opt(path: Path, dataset: str | None = None) -> SimpleNamespace:
                               "Use the official HumanML3D (t2m) or KIT checkpoints.")
     values["dataset_name"] = name
     values["joints_num"], values["dim_pose"] = DATASET_FACTS[name]
-    values["max_motion_length"] = 196
-    values["max_motion_frame"] = 196
+    values["max_motion_length"] = sk.MAX_MOTION_FRAMES
+    values["max_motion_frame"] = sk.MAX_MOTION_FRAMES
     values["max_motion_token"] = 55
     values.setdefault("unit_length", 4)
     values["dim_word"] = 300

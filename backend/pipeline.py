@@ -170,8 +170,6 @@ class MoMaskPipeline:
 
         if dataset not in sk.FEATURE_DIM:
             raise InputError(f"Unknown dataset {dataset!r}.", "Use t2m (HumanML3D) or kit (KIT-ML).")
-        from backend.models.text_encoder import find_clip_file
-
         run_device = resolve_device(device)
         weights = Path(weights).expanduser()
         clip = Path(clip).expanduser() if clip else None
@@ -179,7 +177,7 @@ class MoMaskPipeline:
             raise InputError(f"Unknown CLIP precision {clip_precision!r}.", "Use 'official' or 'fp32'.")
         models = load_models(weights, dataset, clip, run_device,
                              official_fp16_clip=clip_precision == "official" and run_device.type == "cuda")
-        return cls(models, run_device, dataset, weights, find_clip_file(clip, weights))
+        return cls(models, run_device, dataset, weights, models.clip_file)
 
     def info(self) -> dict[str, Any]:
         return {

@@ -29,7 +29,7 @@ from .checkpoints import (
     build_residual_transformer,
     build_vq,
 )
-from .options import DATASET_FACTS, format_opt, parse_opt_text, read_opt
+from .options import format_opt, parse_opt_text, read_opt
 
 OFFICIAL_OPT_DIR = Path(__file__).resolve().parent / "data" / "official_opt"
 
@@ -103,7 +103,7 @@ def make_test_weights(root: Path, size: str = "tiny", seed: int = 0, datasets: t
             for layer in vq.quantizer.layers:  # zeros after construction; a trained codebook is spread out
                 layer.codebook.normal_()  # type: ignore[operator]
             _save({"vq_model": vq.state_dict(), "ep": 0}, layout.vq_checkpoint)
-            dim_pose = DATASET_FACTS[dataset][1]
+            dim_pose = vq_opt.dim_pose
             layout.mean.parent.mkdir(parents=True, exist_ok=True)
             np.save(layout.mean, rng.normal(0.0, 0.1, dim_pose).astype(np.float64))
             np.save(layout.std, rng.uniform(0.2, 1.0, dim_pose).astype(np.float64))
