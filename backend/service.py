@@ -219,16 +219,25 @@ def frames_from_request(message: dict[str, Any], prompt_count: int, variations: 
 
 
 def prompts_from_request(message: dict[str, Any]) -> list[str]:
+    from backend.pipeline import check_prompts
+
     prompts = message.get("prompts")
     if prompts is None and message.get("prompt") is not None:
         prompts = [message["prompt"]]
     if not isinstance(prompts, list) or not prompts:
         raise InputError("The request has no prompt.", "Send \"prompts\": [\"a person walks forward\"].")
-    for p in prompts:
-        if not isinstance(p, str) or not p.strip():
-            raise InputError(f"Every prompt must be non-empty text, got {p!r}.",
-                             "Type what the character does.")
-    return [p.strip() for p in prompts]
+    return check_prompts(prompts)
+
+
+def check_before_loading(settings: Any, frames: list[int | None] = ()) -> None:
+    """Refuse bad sampling settings and lengths before the models are loaded (seconds, on a first
+    request); the pipeline checks them again, cheaply."""
+    from backend.pipeline import frames_to_tokens
+
+    settings.validate()
+    for frame_count in frames:
+        if frame_count is not None:
+            frames_to_tokens(frame_count)
 
 
 def float_array(value: Any, name: str, trailing: tuple[int, ...]) -> Any:
@@ -260,15 +269,21 @@ class RetargetTarget:
 
     setup: Any = None        # the rig analysis, done once and reused for every take
 
-    def run(self, joints: Any, src_fps: float, transform: Any = None, frame_count: int | None = None
-            ) -> dict[str, Any]:
-        """Retarget ``joints``; ``transform`` and ``frame_count`` as in ``solver.retarget``."""
-        from backend.retarget.solver import analyse_rig, retarget
+    def analysis(self) -> Any:
+        """The rig analysis (``solver.analyse_rig``), made on first use."""
+        from backend.retarget.solver import analyse_rig
 
         if self.setup is None:
             self.setup = analyse_rig(self.rig, self.mapping)
+        return self.setup
+
+    def run(self, joints: Any, src_fps: float, transform: Any = None, frame_count: int | None = None
+            ) -> dict[str, Any]:
+        """Retarget ``joints``; ``transform`` and ``frame_count`` as in ``solver.retarget``."""
+        from backend.retarget.solver import retarget
+
         result = retarget(joints, self.rig, self.mapping, src_fps=src_fps, dst_fps=self.dst_fps,
-                          foot_lock=self.foot_lock, in_place=self.in_place, setup=self.setup,
+                          foot_lock=self.foot_lock, in_place=self.in_place, setup=self.analysis(),
                           transform=transform, frame_count=frame_count)
         return result.to_dict()
 
@@ -289,16 +304,20 @@ def map_rig(spec: dict[str, Any]) -> tuple[Any, Any]:
     return rig, auto_map(rig, overrides)
 
 
-def retarget_target(spec: dict[str, Any] | None, default_fps: float) -> RetargetTarget | None:
-    """Parse a ``retarget`` section; fails before any generation if the rig cannot be driven."""
+def retarget_target(spec: dict[str, Any] | None, default_fps: float,
+                    mapped: tuple[Any, Any] | None = None) -> RetargetTarget | None:
+    """Parse a ``retarget`` section; fails before any generation if the rig cannot be driven.
+    ``mapped``: the rig and its complete mapping, when the caller has them already."""
     if spec is None:
         return None
     if not isinstance(spec, dict):
         raise InputError("'retarget' must be an object with a 'rig'.", "See docs/protocol.md, generate.")
     from backend.retarget.mapping import require_complete
 
-    rig, mapping = map_rig(spec)
-    require_complete(mapping)
+    if mapped is None:
+        mapped = map_rig(spec)
+        require_complete(mapped[1])
+    rig, mapping = mapped
     dst_fps = field(spec, "dst_fps", float, default_fps)
     if not (dst_fps > 0 and math.isfinite(dst_fps)):
         raise InputError(f"dst_fps must be positive, got {dst_fps}.", "Send the scene's frame rate.")
@@ -548,6 +567,7 @@ class Service:
         prompts = [p for p in base_prompts for _ in range(variations)]
         seed = pick_seed(message)
         settings = sampling_settings(message, seed)
+        check_before_loading(settings, frames)
         target = retarget_target(message.get("retarget"), self.config.fps)
 
         load_units = 0 if self.pipeline is not None else 1
@@ -609,15 +629,15 @@ class Service:
             require_complete(source_mapping)
             retarget_spec = dict(message.get("retarget") or {})
             same_rig = retarget_spec.get("rig") is None
-            if same_rig:
-                retarget_spec.update(rig=source.get("rig"), overrides=source.get("overrides"))
-            target = retarget_target(retarget_spec, src_fps)
+            target = retarget_target(retarget_spec, src_fps,
+                                     mapped=(source_rig, source_mapping) if same_rig else None)
             matrices = np.asarray(field(source, "pose_matrices", object, required=True), dtype=np.float32)
             if matrices.ndim != 4 or matrices.shape[2:] != (4, 4) or matrices.shape[0] < 2:
                 raise InputError(f"pose_matrices has shape {matrices.shape}, expected (frames, bones, 4, 4).",
                                  "Send every bone's posed matrix for every source frame.")
-            source_joints, read_transform = joints_and_transform_from_pose(source_rig, source_mapping,
-                                                                          matrices)
+            assert target is not None      # (a pose source always has a target: its own rig by default)
+            source_joints, read_transform = joints_and_transform_from_pose(
+                source_rig, source_mapping, matrices, setup=target.analysis() if same_rig else None)
             # Back onto the same rig through the transform that read it, so retargeting the untouched
             # source reproduces the rig's own motion (height, scale) and the range joins it seamlessly.
             if same_rig:
@@ -665,6 +685,7 @@ class Service:
             from backend.pipeline import INPAINT_RES_COND_SCALE
 
             settings.res_cond_scale = INPAINT_RES_COND_SCALE
+        check_before_loading(settings)
         load_units = 0 if self.pipeline is not None else 1
         tail = 1 if target else 0
         progress = JobProgress(self.writer, job, load_units + settings.steps + 6 + tail, self.step_delay)

@@ -206,6 +206,20 @@ def test_a_primed_backend_generates_exactly_what_an_unprimed_one_does(backend, t
     assert np.array_equal(after_prime, backend.call("generate", **request)["takes"][0]["joints"])
 
 
+def test_bad_settings_and_lengths_are_refused_before_the_models_load(tiny_weights, tmp_path):
+    """A first request with a wrong setting answers at once: no seconds of loading first."""
+    fresh = Backend.serve(tiny_weights, tmp_path / "fresh.log")
+    try:
+        for bad in ({"steps": 0}, {"topk": 1.5}, {"flow": "turbo"}, {"frames": [400]}):
+            request = {"prompts": ["a person waves"], "frames": [40], **bad}
+            events, final = fresh.wait(fresh.send("generate", **request))
+            assert final["type"] == "error" and final["error"]["code"] == "bad_input", (bad, final)
+            assert not any(e["stage"] == "load" for e in events), bad
+        assert fresh.call("hello")["weights"]["loaded"] is False
+    finally:
+        fresh.close()
+
+
 def test_the_same_seed_gives_the_same_take_and_no_seed_reports_the_one_drawn(backend):
     first = backend.call("generate", prompts=["a person jumps"], frames=[32], seed=5, steps=3)["takes"][0]
     again = backend.call("generate", prompts=["a person jumps"], frames=[32], seed=5, steps=3)["takes"][0]
