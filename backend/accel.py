@@ -127,16 +127,15 @@ class StaticPasses:
     def wrap(self, flow: sampling.Flow) -> sampling.Flow:
         """``flow`` (a fast flow) with its passes run at static shapes."""
 
-        def base_logits(model, cond: Tensor, padding_mask: Tensor, cond_scale: float,
-                        force_mask: bool = False) -> sampling.BaseLogits:
+        def base_logits(model, cond: Tensor, padding_mask: Tensor, cond_scale: float) -> sampling.BaseLogits:
             batch, tokens = padding_mask.shape
             rows = bucket(batch, self.buckets)
             if rows is None or tokens > self.tokens:
-                return flow.base_logits(model, cond, padding_mask, cond_scale, force_mask)
-            key = ("base", flow.name, id(model), rows, float(cond_scale), force_mask)
+                return flow.base_logits(model, cond, padding_mask, cond_scale)
+            key = ("base", flow.name, id(model), rows, float(cond_scale))
             ids = torch.full((rows, self.tokens), model.pad_id, dtype=torch.long, device=cond.device)
             step = self._pass(key, ids, cond.shape[1], cond.device,
-                              lambda i, c, p: flow.base_logits(model, c, p, cond_scale, force_mask)(i))
+                              lambda i, c, p: flow.base_logits(model, c, p, cond_scale)(i))
             step.load_job(cond, padding_mask)
 
             def logits(ids: Tensor) -> Tensor:
@@ -145,13 +144,11 @@ class StaticPasses:
             return logits
 
         def residual_logits(model, cond: Tensor, padding_mask: Tensor, cond_scale: float,
-                            output_proj_weight: Tensor | None = None) -> sampling.ResidualLogits:
+                            output_proj_weight: Tensor) -> sampling.ResidualLogits:
             batch, tokens = padding_mask.shape
             rows = bucket(batch, self.buckets)
             if rows is None or tokens > self.tokens:
                 return flow.residual_logits(model, cond, padding_mask, cond_scale, output_proj_weight)
-            if output_proj_weight is None:
-                output_proj_weight = model.tied_weights()[1]
             weights = output_proj_weight
 
             def layer_pass(layer: int) -> _Pass:

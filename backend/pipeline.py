@@ -32,7 +32,8 @@ import torch
 from backend import accel, sampling
 from backend.errors import InputError
 from backend.motion import skeleton as sk
-from backend.motion.features import features_from_joints, recover_from_ric
+from backend.motion.features import SKELETONS, features_from_joints, recover_from_ric
+from backend.motion.quaternion import wrap_angle
 
 Progress = Callable[[str, int, int], None]   # (stage, done, total); total = steps + 5 + 1
 
@@ -514,12 +515,9 @@ def inpaint_window(start: int, end: int, frames: int) -> int | None:
 
 # --- placing generated frames in the source's world --------------------------------------------------
 
-_FACE_JOINTS = {"t2m": sk.T2M_FACE_JOINTS, "kit": sk.KIT_FACE_JOINTS}
-
-
 def heading(pose: np.ndarray, dataset: str = "t2m") -> float:
     """Yaw (radians, about +Y, 0 = facing +Z) of a pose (J, 3), from the hips and shoulders."""
-    r_hip, l_hip, r_shoulder, l_shoulder = _FACE_JOINTS[dataset]
+    r_hip, l_hip, r_shoulder, l_shoulder = SKELETONS[dataset].face_joints
     across = (pose[r_hip] - pose[l_hip]) + (pose[r_shoulder] - pose[l_shoulder])
     forward_x, forward_z = across[2], -across[0]    # up × across (lies on the ground)
     return math.atan2(forward_x, forward_z)
@@ -534,10 +532,6 @@ def _turn(poses: np.ndarray, angle: np.ndarray | float, pivot: np.ndarray) -> np
     out[..., 0] = cos * rel[..., 0] + sin * rel[..., 2]
     out[..., 2] = -sin * rel[..., 0] + cos * rel[..., 2]
     return out + pivot[..., None, :]
-
-
-def _wrap(angle: float) -> float:
-    return (angle + math.pi) % (2 * math.pi) - math.pi
 
 
 def align_to_source(generated: np.ndarray, source: np.ndarray, start: int, end: int,
@@ -561,7 +555,7 @@ def align_to_source(generated: np.ndarray, source: np.ndarray, start: int, end: 
     reference = end if end < len(poses) else end - 1
 
     def rigid(frame: int) -> np.ndarray:
-        angle = _wrap(heading(target[frame], dataset) - heading(poses[frame], dataset))
+        angle = wrap_angle(heading(target[frame], dataset) - heading(poses[frame], dataset))
         moved = _turn(poses, angle, poses[frame, 0])
         return moved + (target[frame, 0] - poses[frame, 0])
 
@@ -573,7 +567,7 @@ def align_to_source(generated: np.ndarray, source: np.ndarray, start: int, end: 
         poses = rigid(0)
 
     if start > 0 and has_end_seam:
-        angle = _wrap(heading(target[reference], dataset) - heading(poses[reference], dataset))
+        angle = wrap_angle(heading(target[reference], dataset) - heading(poses[reference], dataset))
         offset = target[reference, 0] - poses[reference, 0]
         idx = np.arange(start, end)
         weight = (idx - start + 1) / (reference - start + 1)

@@ -204,17 +204,15 @@ class Flow:
     residual_logits: Callable[..., ResidualLogits]
 
 
-def _reference_base_logits(model, cond: Tensor, padding_mask: Tensor, cond_scale: float,
-                           force_mask: bool = False) -> BaseLogits:
+def _reference_base_logits(model, cond: Tensor, padding_mask: Tensor, cond_scale: float) -> BaseLogits:
     def logits(ids: Tensor) -> Tensor:
-        out = model.forward_with_cond_scale(ids, cond, padding_mask, cond_scale=cond_scale,
-                                            force_mask=force_mask)
+        out = model.forward_with_cond_scale(ids, cond, padding_mask, cond_scale=cond_scale)
         return out.permute(0, 2, 1)
     return logits
 
 
 def _reference_residual_logits(model, cond: Tensor, padding_mask: Tensor, cond_scale: float,
-                               output_proj_weight: Tensor | None = None) -> ResidualLogits:
+                               output_proj_weight: Tensor) -> ResidualLogits:
     """The official ``forward_with_cond_scale``: conditional pass, then a separate unconditional one."""
     def logits(history: Tensor, layer: int) -> Tensor:
         out = model.forward_with_cond_scale(history, layer, cond, padding_mask, cond_scale=cond_scale,
@@ -249,11 +247,11 @@ def _key_padding(padding_mask: Tensor, prefix: int) -> Tensor:
     return torch.cat([padding_mask.new_zeros(padding_mask.shape[0], prefix), padding_mask], dim=1)
 
 
-def _pass_rows(cond: Tensor, padding_mask: Tensor, both: bool, text: bool = True) -> tuple[Tensor, Tensor]:
+def _pass_rows(cond: Tensor, padding_mask: Tensor, both: bool) -> tuple[Tensor, Tensor]:
     """Condition and padding of the rows of one forward: [text; no text] when ``both``, else one set."""
     if both:
         return torch.cat([cond, torch.zeros_like(cond)], dim=0), _doubled(padding_mask)
-    return (cond if text else torch.zeros_like(cond)), padding_mask
+    return cond, padding_mask
 
 
 def _token_inputs(model) -> Tensor:
@@ -284,11 +282,10 @@ def fast_flow(precision: str = "fp32") -> Flow:
     if precision not in ("fp32", *_AUTOCAST_DTYPES):
         raise ValueError(f"unknown precision {precision!r}")
 
-    def base_logits(model, cond: Tensor, padding_mask: Tensor, cond_scale: float,
-                    force_mask: bool = False) -> BaseLogits:
+    def base_logits(model, cond: Tensor, padding_mask: Tensor, cond_scale: float) -> BaseLogits:
         batch, seq_len = padding_mask.shape
-        both = not (force_mask or cond_scale == 1)
-        pass_cond, pass_mask = _pass_rows(cond, padding_mask, both, text=not force_mask)
+        both = cond_scale != 1
+        pass_cond, pass_mask = _pass_rows(cond, padding_mask, both)
         with _autocast(cond.device, precision):
             text_token = model.cond_emb(pass_cond).unsqueeze(1)              # (rows, 1, latent)
         attention_bias = fast_transformer.attention_bias(_key_padding(pass_mask, 1))
@@ -306,9 +303,7 @@ def fast_flow(precision: str = "fp32") -> Flow:
         return logits
 
     def residual_logits(model, cond: Tensor, padding_mask: Tensor, cond_scale: float,
-                        output_proj_weight: Tensor | None = None) -> ResidualLogits:
-        if output_proj_weight is None:
-            output_proj_weight = model.tied_weights()[1]
+                        output_proj_weight: Tensor) -> ResidualLogits:
         batch, seq_len = padding_mask.shape
         both = cond_scale != 1
         pass_cond, pass_mask = _pass_rows(cond, padding_mask, both)
@@ -320,7 +315,6 @@ def fast_flow(precision: str = "fp32") -> Flow:
             layer_tokens = model.quant_emb(eye)                              # (layers, latent)
         attention_bias = fast_transformer.attention_bias(_key_padding(pass_mask, 2))
         positions = model.position_enc.pe[:seq_len, 0]
-        bias = model._bias()
 
         def logits(history: Tensor, layer: int) -> Tensor:
             with _autocast(history.device, precision):
@@ -331,9 +325,7 @@ def fast_flow(precision: str = "fp32") -> Flow:
                 hidden = fast_transformer.encoder_forward(model.seqTransEncoder, sequence, attention_bias)
                 feature = fast_transformer.head_forward(model.output_process, hidden[:, 2:])   # (rows, n, C)
             out = F.linear(feature.float(), output_proj_weight[layer - 1])   # (rows, n, 513)
-            if bias is not None:   # official `out += out + bias` doubling (share_weight=False checkpoints)
-                out = out + (out + bias[layer - 1]) if model.replicate_official_bias_doubling \
-                    else out + bias[layer - 1]
+            out = model.add_output_bias(out, lambda bias: bias[layer - 1])
             return _guided(out[:batch], out[batch:], cond_scale) if both else out
         return logits
 

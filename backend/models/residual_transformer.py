@@ -26,6 +26,8 @@ Construction order/init follows the official class (spec §10.2); no CLIP copy i
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -134,12 +136,17 @@ class ResidualTransformer(nn.Module):
         if output_proj_weight is None:
             output_proj_weight = self.tied_weights()[1]
         out = torch.einsum("bnc,bcs->bns", output_proj_weight[qids_minus_one], feature)
+        return self.add_output_bias(out, lambda bias: bias[qids_minus_one].unsqueeze(-1))
+
+    def add_output_bias(self, logits: torch.Tensor, select: Any) -> torch.Tensor:
+        """``logits`` plus the classifier bias (``select`` picks the rows of the (layers, 513) bias
+        that broadcast onto them), if this checkpoint has one. Official: ``out += out + bias``, which
+        doubles the logits (spec §11.4), unless ``replicate_official_bias_doubling`` is off."""
         bias = self._bias()
-        if bias is not None:
-            bias = bias[qids_minus_one].unsqueeze(-1)
-            # Official: `out += out + bias` — doubles the logits (spec §11.4).
-            out = out + (out + bias) if self.replicate_official_bias_doubling else out + bias
-        return out
+        if bias is None:
+            return logits
+        bias = select(bias)
+        return logits + (logits + bias) if self.replicate_official_bias_doubling else logits + bias
 
     def forward_with_cond_scale(self, codes: torch.Tensor, q_id: int, cond: torch.Tensor,
                                 padding_mask: torch.Tensor, cond_scale: float = 3.0, force_mask: bool = False,

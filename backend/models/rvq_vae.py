@@ -157,7 +157,7 @@ class QuantizeLayer(nn.Module):
         idx = self.nearest(flat)
         chosen = F.embedding(idx, self.codebook)
         quantized = flat + (chosen - flat)  # literal straight-through: may differ from `chosen` by 1 ulp
-        return quantized.view(n, t, c).permute(0, 2, 1).contiguous(), idx.view(n, t)
+        return quantized.view(n, t, c).permute(0, 2, 1), idx.view(n, t)
 
 
 class ResidualVQ(nn.Module):
@@ -173,21 +173,15 @@ class ResidualVQ(nn.Module):
             self.layers = nn.ModuleList([QuantizeLayer(nb_code, code_dim) for _ in range(num_quantizers)])
         self.num_quantizers = num_quantizers
 
-    @property
-    def codebooks(self) -> torch.Tensor:
-        """(num_quantizers, nb_code, code_dim)."""
-        return torch.stack([layer.codebook for layer in self.layers], dim=0)  # type: ignore[misc]
-
-    def quantize(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """latents (b, C, n) → (code_idx (b, n, q) int64, all_codes (q, b, C, n))."""
+    def quantize(self, latents: torch.Tensor) -> torch.Tensor:
+        """latents (b, C, n) → code_idx (b, n, q) int64: each layer quantizes what the previous left."""
         residual = latents
-        indices, codes = [], []
+        indices = []
         for layer in self.layers:
             quantized, idx = layer(residual)
             residual = residual - quantized
             indices.append(idx)
-            codes.append(quantized)
-        return torch.stack(indices, dim=-1), torch.stack(codes, dim=0)
+        return torch.stack(indices, dim=-1)
 
     def codes_from_indices(self, indices: torch.Tensor) -> torch.Tensor:
         """indices (b, n, q' ≤ q), −1 = no code → per-layer vectors (q, b, n, C), zero where −1."""
@@ -220,7 +214,6 @@ class RVQVAE(nn.Module):
         if output_emb_width != code_dim:
             raise ValueError("output_emb_width must equal code_dim")
         self.code_dim = code_dim
-        self.num_code = nb_code
         self.num_quantizers = num_quantizers
         self.down_t, self.stride_t = down_t, stride_t
         self.encoder = Encoder(input_width, output_emb_width, down_t, stride_t, width, depth,
@@ -237,14 +230,9 @@ class RVQVAE(nn.Module):
             n = (n + 2 * pad - kernel) // self.stride_t + 1
         return n
 
-    def encode_with_codes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (b, T, D) normalised features → (code_idx (b, n, 6) int64, all_codes (6, b, C, n))."""
-        latents = self.encoder(x.permute(0, 2, 1).float())
-        return self.quantizer.quantize(latents)
-
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """x (b, T, D) normalised features → code_idx (b, n, 6) int64, quantizer axis last."""
-        return self.encode_with_codes(x)[0]
+        return self.quantizer.quantize(self.encoder(x.permute(0, 2, 1).float()))
 
     def latents_from_indices(self, idx: torch.Tensor) -> torch.Tensor:
         """idx (b, n, q' ≤ 6), −1 = zero contribution → summed latents (b, C, n)."""

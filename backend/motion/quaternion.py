@@ -32,6 +32,11 @@ def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.stack([ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx], axis=-1)
 
 
+def wrap_angle(a):
+    """Angles (radians; an array or a float) wrapped to [-π, π)."""
+    return (a + np.pi) % (2 * np.pi) - np.pi
+
+
 def qnormalize(q: np.ndarray) -> np.ndarray:
     """Unit quaternions (no guard against zero: a zero quaternion is a caller bug, like upstream)."""
     q = _float(q)

@@ -49,6 +49,7 @@ from backend.motion.quaternion import (
     qmul,
     quat_to_axis_angle,
     quat_to_matrix,
+    wrap_angle,
 )
 from backend.motion.skeleton import T2M_BONE_LENGTHS, T2M_JOINT_INDEX, T2M_JOINT_NAMES
 
@@ -117,11 +118,6 @@ def rotate(rot: np.ndarray, v: np.ndarray) -> np.ndarray:
 SURE_BEND_DEG = 20.0
 #: Bends below this (degrees) carry no usable plane (noise); the propagated twist is used alone.
 PLANE_FADE_DEG = (3.0, 15.0)
-
-
-def wrap_angle(a: np.ndarray) -> np.ndarray:
-    """Angles wrapped to [-π, π)."""
-    return (a + np.pi) % (2 * np.pi) - np.pi
 
 
 def swing(v_from: np.ndarray, v_to: np.ndarray, x: np.ndarray) -> np.ndarray:
