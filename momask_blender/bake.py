@@ -185,21 +185,17 @@ def describe_for_bake(obj) -> dict:
     hierarchy with their real rests: the proxy :func:`bake_take` builds is exactly this skeleton, so the
     solved keys mean on it what the solver meant.
     """
-    from .rig_io import _matrices
+    from .rig_io import describe_armature
 
     names = _bake_bones(obj)
     if not names:
         raise RigError(f"'{obj.name}' has no deform bones to retarget onto.",
                        "Select the character's armature (the one that deforms the mesh).")
-    rest = _matrices(obj.data.bones, "matrix_local")
-    lengths = np.empty(len(obj.data.bones), dtype=np.float32)
-    obj.data.bones.foreach_get("length", lengths)
-    order = {b.name: i for i, b in enumerate(obj.data.bones)}
-    rows = [order[n] for n in names]
-    return {"bone_names": names, "parents": _plain_parents(obj, names), "rest_matrices": rest[rows],
-            "world_matrix": np.array(obj.matrix_world, dtype=np.float64),
-            "rotation_modes": [obj.pose.bones[n].rotation_mode for n in names],
-            "lengths": lengths[rows].astype(np.float64), "name": obj.name}
+    whole = describe_armature(obj)
+    rows = [obj.data.bones.find(name) for name in names]
+    return {**whole, "bone_names": names, "parents": _plain_parents(obj, names),
+            "rest_matrices": whole["rest_matrices"][rows], "lengths": whole["lengths"][rows],
+            "rotation_modes": [whole["rotation_modes"][row] for row in rows]}
 
 
 def _context_override(obj):
@@ -270,38 +266,33 @@ def _remove_proxy(proxy) -> None:
 # The bake
 
 
-def _channel(pose_bone) -> str:
-    return keys._channel_for_mode(pose_bone.rotation_mode)
-
-
 def _visual_channels(obj, plan, frames) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per control: (rotation values in its own channel (F, 3|4), location (F, 3)) as Blender shows it."""
+    """Per control: (rotation values in its own channel (F, 3|4), location (F, 3)) as Blender shows it.
+    Euler and axis-angle values stay continuous from frame to frame (``keys``' conversions)."""
     scene = keys._scene(obj)
     pose_bones = [obj.pose.bones[control] for control, _, _ in plan]
-    rotations: dict[str, list] = {pb.name: [] for pb in pose_bones}
+    quats: dict[str, list] = {pb.name: [] for pb in pose_bones}
     locations: dict[str, list] = {pb.name: [] for pb in pose_bones}
-    previous_euler: dict[str, object] = {}
     for frame in frames:
         whole = int(np.floor(frame))
         scene.frame_set(whole, subframe=float(frame - whole))
         for pb in pose_bones:
             basis = obj.convert_space(pose_bone=pb, matrix=pb.matrix, from_space="POSE", to_space="LOCAL")
             loc, quat, _ = basis.decompose()
-            mode = pb.rotation_mode
-            if mode == "QUATERNION":
-                value = tuple(quat)
-            elif mode == "AXIS_ANGLE":
-                axis, angle = quat.to_axis_angle()
-                value = (angle, *axis)
-            else:
-                euler = quat.to_euler(mode, previous_euler[pb.name]) if pb.name in previous_euler \
-                    else quat.to_euler(mode)
-                previous_euler[pb.name] = euler
-                value = tuple(euler)
-            rotations[pb.name].append(value)
+            quats[pb.name].append(tuple(quat))
             locations[pb.name].append(tuple(loc))
-    return {name: (np.array(rotations[name], np.float64), np.array(locations[name], np.float64))
-            for name in rotations}
+    out = {}
+    for pb in pose_bones:
+        q = np.array(quats[pb.name], np.float64).reshape(-1, 4)
+        mode = pb.rotation_mode
+        if mode == "QUATERNION":
+            rotation = keys._continuous_quaternions(q)
+        elif mode == "AXIS_ANGLE":
+            rotation = keys._quats_to_axis_angle(q, np.empty((0, 4)))
+        else:
+            rotation = keys._quats_to_euler(q, np.empty((0, 3)), mode)
+        out[pb.name] = (rotation, np.array(locations[pb.name], np.float64).reshape(-1, 3))
+    return out
 
 
 def _key_switches(obj, action, switches, start_frame: float) -> None:
@@ -371,8 +362,8 @@ def bake_controls(obj, result: dict, start_frame: float) -> dict:
             pb.matrix_basis = basis
         keys.assign_action(obj, *previous)
         scene.frame_set(current_frame, subframe=subframe)
-    controls = [{"name": control, "channel": _channel(obj.pose.bones[control]), "values": baked[control][0]}
-                for control, _, _ in plan]
+    controls = [{"name": control, "channel": keys._channel_for_mode(obj.pose.bones[control].rotation_mode),
+                 "values": baked[control][0]} for control, _, _ in plan]
     root_control = next((control for control, _, loc in plan if loc), None)
     return {"fps": float(result["fps"]), "frame_count": frame_count, "bones": controls,
             "root": {"name": root_control, "location": baked[root_control][1]} if root_control else None}
@@ -467,11 +458,12 @@ def read_source(obj, frame_start: int, frame_end: int) -> tuple[dict, np.ndarray
     """What an in-between is made from: (:func:`describe_target`, the posed matrices of its bones on
     scene frames ``[frame_start, frame_end)``, every pose bone's evaluated channels, as
     ``rig_io.read_pose`` gives them)."""
-    from .rig_io import read_pose
+    from .rig_io import describe_armature, read_pose
 
-    rig = describe_target(obj)
+    control_rig = needs_bake(obj)
+    rig = describe_for_bake(obj) if control_rig else describe_armature(obj)
     pose, channels = read_pose(obj, frame_start, frame_end)
-    if needs_bake(obj):                    # the described bones only, in their order
+    if control_rig:                        # the described bones only, in their order
         pose = pose[:, [obj.pose.bones.find(name) for name in rig["bone_names"]]]
     return rig, pose, channels
 

@@ -57,10 +57,6 @@ class BackendError(Exception):
         self.fix = fix.strip()
         super().__init__(self.problem + (f" Fix: {self.fix}" if self.fix else ""))
 
-    @property
-    def cancelled(self) -> bool:
-        return self.code == "cancelled"
-
 
 # --- where things are -------------------------------------------------------------------------------
 

@@ -97,7 +97,6 @@ class Job:
     data: dict[str, Any] | None = None
     error: tuple[str, str, str] | None = None  # (code, problem, fix)
     cancel_requested: bool = False
-    started: float = dataclasses.field(default_factory=time.monotonic)
     result_message: str = ""
     stale: str = ""  # why the result is no longer wanted (another file was opened); set on the main thread
     quiet: bool = False  # a background job (the warm-up): its outcome changes nothing the panel shows

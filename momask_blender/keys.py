@@ -393,13 +393,16 @@ def _euler_to_quats(values: np.ndarray, order: str) -> np.ndarray:
 
 def _quats_to_euler(quats: np.ndarray, existing: np.ndarray, order: str) -> np.ndarray:
     """Euler keys of ``quats``, each compatible with the previous key (Blender's ``make_compatible``);
-    the first with the existing key at the range start."""
+    the first with the existing key at the range start (if any)."""
     from mathutils import Euler, Quaternion
 
     out = np.empty((len(quats), 3))
     previous = Euler(existing[0], order) if len(existing) else None
     for k, q in enumerate(quats):
-        euler = Quaternion(q).to_euler(order, previous)  # type: ignore[arg-type]  # order: a Blender enum
+        quat = Quaternion(q)
+        # (order is a Blender enum the stubs type narrowly)
+        euler = (quat.to_euler(order, previous) if previous is not None  # type: ignore[arg-type]
+                 else quat.to_euler(order))  # type: ignore[arg-type]
         out[k] = (euler.x, euler.y, euler.z)
         previous = euler
     return out

@@ -470,11 +470,7 @@ def selected_take(context):
     from . import takes
 
     obj = active_armature(context)
-    if obj is None:
-        return None, None
-    index = obj.momask_take_index
-    action = bpy.data.actions[index] if 0 <= index < len(bpy.data.actions) else None
-    return obj, action if takes.is_take(action) else None
+    return (None, None) if obj is None else (obj, takes.selected_take(obj))
 
 
 class _TakeOperator(bpy.types.Operator):

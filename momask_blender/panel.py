@@ -32,20 +32,17 @@ class MOMASK_UL_takes(bpy.types.UIList):
         # The take's name already carries its seed ("... s1234"); the full width goes to the name.
 
     def filter_items(self, context, data, propname):
+        """This rig's takes (``takes.list_takes``: which and in what order), the other actions hidden."""
         from . import takes
-        from .rig_io import armature_fingerprint
 
         actions = getattr(data, propname)
         obj = active_armature(context)
-        rig = armature_fingerprint(obj) if obj is not None else None
-        flags = [
-            self.bitflag_filter_item if takes.is_take(a) and a.get("momask_rig") == rig else 0
-            for a in actions
-        ]
-        order = sorted(range(len(actions)), key=lambda i: str(actions[i].get("momask_created", "")))
+        position = {action.name: i for i, action in enumerate(takes.list_takes(obj))} if obj else {}
+        flags = [self.bitflag_filter_item if a.name in position else 0 for a in actions]
+        order = sorted(range(len(actions)), key=lambda i: position.get(actions[i].name, len(position) + i))
         new_order = [0] * len(actions)
-        for position, i in enumerate(order):
-            new_order[i] = position
+        for rank, i in enumerate(order):
+            new_order[i] = rank
         return flags, new_order
 
 
@@ -179,10 +176,11 @@ class MOMASK_PT_inbetween(_SubPanel):
 def regenerated_take(obj):
     """The in-between take whose regenerated frames the panel shows: the selected take if it is one,
     else the playing action if it is one, else None."""
+    from . import takes
+
     if obj is None:
         return None
-    index = obj.momask_take_index
-    selected = bpy.data.actions[index] if 0 <= index < len(bpy.data.actions) else None
+    selected = takes.selected_take(obj)
     playing = obj.animation_data.action if obj.animation_data else None
     for action in (selected, playing):
         if action is not None and action.get("momask_kind") == "inbetween" and "momask_range" in action:

@@ -125,10 +125,6 @@ class MoMaskSettings(bpy.types.PropertyGroup):
         max=24,
         description="Frames at each side that blend into the existing motion",
     )
-    # Sections
-    show_inbetween: BoolProperty(name="In-between", default=True)
-    show_takes: BoolProperty(name="Takes", default=True)
-    show_mapping: BoolProperty(name="Bone Mapping", default=False)
 
 
 class MoMaskBoneRole(bpy.types.PropertyGroup):
@@ -153,11 +149,6 @@ def inbetween_frames(scene, obj=None) -> tuple[int, int, str]:
         first, last = action.frame_range
         return int(math.floor(first)), int(math.ceil(last)), "action range"
     return scene.frame_start, scene.frame_end, "scene range"
-
-
-def inbetween_range(scene, obj=None) -> tuple[int, int]:
-    """The in-between frames, inclusive (see :func:`inbetween_frames`)."""
-    return inbetween_frames(scene, obj)[:2]
 
 
 def mapping_overrides(obj) -> dict[str, str]:
@@ -197,7 +188,6 @@ def register_properties() -> None:
     # New RNA properties on Blender's own types: the stubs cannot know them (hence the ignores).
     bpy.types.Scene.momask = PointerProperty(type=MoMaskSettings)  # type: ignore[attr-defined]
     bpy.types.Object.momask_mapping = CollectionProperty(type=MoMaskBoneRole)  # type: ignore[attr-defined]
-    bpy.types.Object.momask_mapping_index = IntProperty(default=0)  # type: ignore[attr-defined]
     bpy.types.Object.momask_take_index = IntProperty(name="Take", default=-1)  # type: ignore[attr-defined]
 
 
@@ -205,7 +195,6 @@ def unregister_properties() -> None:
     for owner, name in (
         (bpy.types.Scene, "momask"),
         (bpy.types.Object, "momask_mapping"),
-        (bpy.types.Object, "momask_mapping_index"),
         (bpy.types.Object, "momask_take_index"),
     ):
         if hasattr(owner, name):

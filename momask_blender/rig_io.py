@@ -91,8 +91,6 @@ def read_pose_matrices(obj, frame_start: int, frame_end: int) -> np.ndarray:
     return read_pose(obj, frame_start, frame_end, action_only=False)[0]
 
 
-#: The pose-bone channels :func:`read_pose` samples, and their sizes.
-POSE_CHANNELS = {"location": 3, "rotation_quaternion": 4, "rotation_euler": 3, "rotation_axis_angle": 4}
 
 
 @contextlib.contextmanager
@@ -118,9 +116,9 @@ def read_pose(obj, frame_start: int, frame_end: int, action_only: bool = True
               ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Posed matrices (as :func:`read_pose_matrices`) and the evaluated channel values per frame.
 
-    The channels are ``{prop: (T, n, k) float32}`` for :data:`POSE_CHANNELS` in pose-bone order: what
-    each channel evaluates to on each frame, including channels the action does not key (an
-    in-between blends those from these values, not from whatever pose the rig has later).
+    The channels are ``{prop: (T, n, k) float32}`` for every pose channel (``keys.CHANNEL_SIZES``), in
+    pose-bone order: what each channel evaluates to on each frame, including channels the action does
+    not key (an in-between blends those from these values, not from whatever pose the rig has later).
     ``action_only`` (default) evaluates the active action alone (:func:`active_action_only`).
     """
     _require_armature(obj)
@@ -130,11 +128,13 @@ def read_pose(obj, frame_start: int, frame_end: int, action_only: bool = True
 
         raise MoMaskError(f"The frame range {frame_start}-{frame_end} is empty.",
                           "Choose an end frame after the start frame.")
-    scene = obj.users_scene[0] if obj.users_scene else bpy.context.scene
+    from .keys import CHANNEL_SIZES, _scene
+
+    scene = _scene(obj)
     current, subframe = scene.frame_current, scene.frame_subframe
     n, count = len(obj.pose.bones), frame_end - frame_start
     out = np.empty((count, n * 16), dtype=np.float32)
-    channels = {prop: np.empty((count, n * size), dtype=np.float32) for prop, size in POSE_CHANNELS.items()}
+    channels = {prop: np.empty((count, n * size), dtype=np.float32) for prop, size in CHANNEL_SIZES.items()}
     try:
         with active_action_only(obj) if action_only else contextlib.nullcontext():
             for t, frame in enumerate(range(frame_start, frame_end)):
@@ -147,4 +147,4 @@ def read_pose(obj, frame_start: int, frame_end: int, action_only: bool = True
     finally:  # after the NLA is back on, so the rig shows what it showed before
         scene.frame_set(current, subframe=subframe)
     matrices = out.reshape(-1, n, 4, 4).transpose(0, 1, 3, 2).astype(np.float64)
-    return matrices, {prop: v.reshape(count, n, POSE_CHANNELS[prop]) for prop, v in channels.items()}
+    return matrices, {prop: v.reshape(count, n, CHANNEL_SIZES[prop]) for prop, v in channels.items()}

@@ -50,6 +50,13 @@ def is_take(action) -> bool:
     return action is not None and bool(action.get(PREFIX + "take", False))
 
 
+def selected_take(obj):
+    """The take selected in the panel's list for ``obj`` (``Object.momask_take_index``), or None."""
+    index = obj.momask_take_index
+    action = bpy.data.actions[index] if 0 <= index < len(bpy.data.actions) else None
+    return action if is_take(action) else None
+
+
 def take_info(action) -> dict:
     """The take's metadata as a plain dict (keys without the ``momask_`` prefix)."""
     info = {key[len(PREFIX):]: action[key] for key in action.keys() if key.startswith(PREFIX)}  # noqa: SIM118 (an ID is not iterable)
