@@ -142,7 +142,6 @@ CONVENTIONS: tuple[Convention, ...] = (
                _limbs("{s}_thigh", "{s}_shin", "{s}_foot", "{s}_toes", "{s}_shoulder",
                       "{s}_upperarm", "{s}_forearm", "{s}_hand")),
 )
-CONVENTION_NAMES = tuple(c.name for c in CONVENTIONS)
 _TABLE_ROLES = tuple(r for r in ROLES if r not in SPINE_ROLES)
 _MIN_TABLE_HITS = 8            # fewer exact hits than this: the rig follows no known convention
 
@@ -243,13 +242,6 @@ class BoneMapping:
     extras: dict[str, str] = field(default_factory=dict)       # root, toe/head end bones
     overrides: dict[str, str] = field(default_factory=dict)    # as given by the user
     warnings: list[str] = field(default_factory=list)
-
-    @property
-    def complete(self) -> bool:
-        return not self.missing
-
-    def bone(self, role: str) -> str | None:
-        return self.bones.get(role)
 
     def to_dict(self) -> dict[str, Any]:
         return {"bones": dict(self.bones), "spine_chain": list(self.spine_chain),

@@ -205,10 +205,6 @@ class RigDescription:
                 out[row] = self.heads[self.index(bone)]
         return out
 
-    def world_positions(self, points: np.ndarray) -> np.ndarray:
-        """Armature-space points (…, 3) → world space."""
-        return points @ self.world_matrix[:3, :3].T + self.world_matrix[:3, 3]
-
     @property
     def up_axis(self) -> np.ndarray:
         """World +Z as a unit direction in armature space (Y for FBX-style 90°-rotated imports)."""

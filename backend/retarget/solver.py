@@ -592,24 +592,10 @@ def deltas(setup: RigSetup, frames: dict[int, np.ndarray]) -> np.ndarray:
     return f @ np.swapaxes(rest, -1, -2)[:, None]
 
 
-def effective_deltas(setup: RigSetup, d: np.ndarray, bones: list[int]) -> np.ndarray:
-    """``D_eff`` of ``bones`` (len, T, 3, 3): own delta if driven, else the nearest driven ancestor's."""
-    identity = np.broadcast_to(np.eye(3), (1,) + d.shape[1:])
-    padded = np.concatenate([d, identity], axis=0)
-    return padded[setup.eff_driver[bones]]
-
-
-def basis_rotations(setup: RigSetup, d: np.ndarray) -> np.ndarray:
-    """``B = Lᵀ · D_pᵀ · D · L`` for ``setup.output_bones`` → (K, T, 3, 3)."""
-    return quat_to_matrix(basis_quaternions(setup, d))
-
-
 def basis_quaternions(setup: RigSetup, d: np.ndarray) -> np.ndarray:
-    """The keys of ``setup.output_bones`` as quaternions (K, T, 4), sign-continuous along time.
-
-    Same product as :func:`basis_rotations`, composed as quaternions: one matrix conversion per driven
-    bone instead of three batched 3×3 products and a conversion per output bone.
-    """
+    """The keys of ``setup.output_bones`` as quaternions (K, T, 4), sign-continuous along time:
+    ``B = Lᵀ · D_pᵀ · D · L`` composed as quaternions (one matrix conversion per driven bone instead
+    of three batched 3×3 products and a conversion per output bone)."""
     bones = setup.output_bones
     d_quats = np.concatenate([matrix_to_quat(d), np.broadcast_to(IDENTITY, (1,) + d.shape[1:2] + (4,))])
     own = setup.eff_driver[bones]
