@@ -6,7 +6,6 @@ here, so a failure names the behaviour that broke.
 
 from __future__ import annotations
 
-import functools
 import json
 
 import pytest
@@ -26,22 +25,21 @@ CHECKS = [
 ]
 
 
-@functools.cache
-def suite_results(version: str) -> dict[str, str]:
-    out = run_blender(version, "keys_suite.py", timeout=600)
+@pytest.fixture(scope="module", params=BLENDER_VERSIONS)
+def suite(request) -> tuple[str, dict[str, str]]:
+    """(version, the suite's results): one Blender run per version, a failed run not repeated."""
+    out = run_blender(request.param, "keys_suite.py", timeout=600)
     line = next((ln for ln in out.splitlines() if ln.startswith("KEYS_RESULTS ")), None)
     assert line is not None, f"keys_suite.py printed no results:\n{out[-4000:]}"
-    return json.loads(line[len("KEYS_RESULTS "):])
+    return request.param, json.loads(line[len("KEYS_RESULTS "):])
 
 
 @pytest.mark.parametrize("check", CHECKS)
-@pytest.mark.parametrize("version", BLENDER_VERSIONS)
-def test_keys_in_blender(version: str, check: str) -> None:
-    results = suite_results(version)
+def test_keys_in_blender(suite, check: str) -> None:
+    version, results = suite
     assert check in results, f"check {check} did not run in Blender {version}"
     assert results[check] == "ok", f"Blender {version}, {check}:\n{results[check]}"
 
 
-@pytest.mark.parametrize("version", BLENDER_VERSIONS)
-def test_every_blender_check_is_listed(version: str) -> None:
-    assert sorted(suite_results(version)) == sorted(CHECKS)
+def test_every_blender_check_is_listed(suite) -> None:
+    assert sorted(suite[1]) == sorted(CHECKS)

@@ -92,6 +92,7 @@ def test_bf16_fast_flow_runs(pipeline) -> None:
     low = pipeline.text_to_motion(["a person walks"], [80], SamplingSettings(seed=3, precision="bf16"))
     agreement = float((ref.tokens == low.tokens).mean())
     print(f"\nfast-bf16 vs reference token agreement (tiny weights): {agreement:.4f}")
+    assert agreement >= 0.5          # rounding flips near-ties only (0.875 here, 0.946 at full size)
     assert low.joints.shape == ref.joints.shape and np.isfinite(low.joints).all()
 
 

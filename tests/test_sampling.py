@@ -191,5 +191,7 @@ def test_low_precision_fast_flow_runs_and_keeps_fp32_logits(small_transformers, 
     valid = ref >= 0
     agreement = (ref == tokens)[valid].float().mean().item()
     print(f"fast-{precision} vs reference token agreement (small random transformers): {agreement:.4f}")
+    # rounding flips near-ties only: a broken low-precision pass would agree on ~1/512 of the tokens
+    assert agreement >= 0.5
     assert tokens.shape == (2, 8, 6)
     assert (tokens[0, :, 0] >= 0).all()
