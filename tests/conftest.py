@@ -65,6 +65,26 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
+def sample_features(shared_data):
+    """The real HumanML3D clip 000612: 199 frames of de-normalised 263-D features (float64, read-only)."""
+    import numpy as np
+
+    features = np.load(shared_data / "humanml3d_000612.npy")
+    features.flags.writeable = False
+    return features
+
+
+@pytest.fixture(scope="session")
+def sample_joints(sample_features):
+    """Its 22 joints (199, 22, 3) as ``recover_from_ric`` gives them (float32, read-only)."""
+    from backend.motion.features import recover_from_ric
+
+    joints = recover_from_ric(sample_features)
+    joints.flags.writeable = False
+    return joints
+
+
+@pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Random-initialised tiny checkpoints (and CLIP) in the exact official layout, made once."""
     from backend.test_weights import make_test_weights

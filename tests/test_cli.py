@@ -48,9 +48,9 @@ def assert_one_line_error(err: str, *words: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def source_npy(tmp_path_factory, shared_data) -> Path:
+def source_npy(tmp_path_factory, sample_features) -> Path:
     path = tmp_path_factory.mktemp("source") / "source.npy"
-    np.save(path, np.load(shared_data / "humanml3d_000612.npy")[:100])
+    np.save(path, sample_features[:100])
     return path
 
 
@@ -215,10 +215,9 @@ def _save(tmp_path: Path, array: np.ndarray) -> Path:
     (lambda tmp, real: tmp / "missing.npy", 0, 8, ["does not exist"]),
     (lambda tmp, real: (tmp / "text.npy").write_text("not numpy") and tmp / "text.npy", 0, 8, [".npy"]),
 ])
-def test_bad_inpaint_input(tiny_weights, shared_data, tmp_path, cli_main, make_source, start, end,
+def test_bad_inpaint_input(tiny_weights, sample_features, tmp_path, cli_main, make_source, start, end,
                            words) -> None:
-    real = np.load(shared_data / "humanml3d_000612.npy")
-    source = make_source(tmp_path, real)
+    source = make_source(tmp_path, sample_features)
     out = tmp_path / "out.npz"
     code, _, err = cli_main("inpaint", "--weights", tiny_weights, "--source", source,
                                    "--prompt", "a person kicks", "--start", str(start), "--end", str(end),

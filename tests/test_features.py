@@ -25,16 +25,6 @@ from backend.motion.quaternion import (
 PARENTS = list(sk.T2M_PARENTS[1:])
 
 
-@pytest.fixture(scope="module")
-def sample(shared_data):
-    return np.load(shared_data / "humanml3d_000612.npy")
-
-
-@pytest.fixture(scope="module")
-def sample_joints(sample):
-    return recover_from_ric(sample)
-
-
 def bone_lengths(joints: np.ndarray) -> np.ndarray:
     return np.linalg.norm(joints[..., 1:, :] - joints[..., PARENTS, :], axis=-1)
 
@@ -102,34 +92,34 @@ def test_slerp_moves_at_constant_speed_along_the_short_arc():
 
 # --- features -> joints ----------------------------------------------------------------------------
 
-def test_recovered_sample_has_22_joints_with_the_canonical_bone_lengths(sample, sample_joints):
-    assert sample_joints.shape == (len(sample), 22, 3) and sample_joints.dtype == np.float32
+def test_recovered_sample_has_22_joints_with_the_canonical_bone_lengths(sample_features, sample_joints):
+    assert sample_joints.shape == (len(sample_features), 22, 3) and sample_joints.dtype == np.float32
     np.testing.assert_allclose(bone_lengths(sample_joints), np.broadcast_to(
-        sk.T2M_BONE_LENGTHS[1:], (len(sample), 21)), atol=1e-4)
+        sk.T2M_BONE_LENGTHS[1:], (len(sample_features), 21)), atol=1e-4)
     np.testing.assert_allclose(sample_joints[0, 0, [0, 2]], 0.0)       # starts over the origin
     assert facing(sample_joints[0])[2] > 0.999                          # facing +Z
 
 
-def test_recover_from_ric_handles_a_batch_like_single_clips(sample):
-    batch = np.stack([sample[:60], sample[100:160]])
+def test_recover_from_ric_handles_a_batch_like_single_clips(sample_features):
+    batch = np.stack([sample_features[:60], sample_features[100:160]])
     got = recover_from_ric(batch)
-    np.testing.assert_array_equal(got[1], recover_from_ric(sample[100:160]))
+    np.testing.assert_array_equal(got[1], recover_from_ric(sample_features[100:160]))
     with pytest.raises(InputError, match="cannot hold 22 joints"):
-        recover_from_ric(sample[:, :40])
+        recover_from_ric(sample_features[:, :40])
 
 
 # --- joints -> features ----------------------------------------------------------------------------
 
-def test_features_to_joints_to_features_reproduces_the_sample(sample, sample_joints):
+def test_features_to_joints_to_features_reproduces_the_sample(sample_features, sample_joints):
     again = features_from_joints(sample_joints)
-    assert again.shape == (len(sample) - 1, 263) and again.dtype == np.float64
-    err = np.abs(again - sample[:-1])
+    assert again.shape == (len(sample_features) - 1, 263) and again.dtype == np.float64
+    err = np.abs(again - sample_features[:-1])
     # The spec's measurement: <= 4.5e-3 on the first 120 frames (smoothing window and the lost last
     # frame make later frames, after the clip's sharp turn, differ more).
     assert err[:120].max() <= 4.5e-3
     print(f"round trip max |err|: first 120 frames {err[:120].max():.2e}, whole clip {err.max():.3f}")
     assert err[:, 4:67].max() < 0.05                    # joint positions stay within 5 cm everywhere
-    contacts_agree = (again[:, 259:] == sample[:-1, 259:]).mean()
+    contacts_agree = (again[:, 259:] == sample_features[:-1, 259:]).mean()
     assert contacts_agree > 0.99
 
 

@@ -381,18 +381,13 @@ def test_residual_layers_ignore_the_base_topk_like_the_official_scripts(pipeline
 # --- inpainting / editing -------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def source_features(shared_data) -> np.ndarray:
-    return np.load(shared_data / "humanml3d_000612.npy")
-
-
 @pytest.mark.parametrize(("frames", "start", "end", "seed"),
                          [(199, 60, 120, 0), (160, 0, 40, 4), (100, 64, 100, 9)])
-def test_inpainting_with_official_residual_matches_edit_t2m(pipeline, oracles, source_features, frames, start,
+def test_inpainting_with_official_residual_matches_edit_t2m(pipeline, oracles, sample_features, frames, start,
                                                             end, seed) -> None:
     """edit_t2m.py: normalise, zero-pad to 196, encode, edit the base layer inside [start//4, end//4),
     regenerate every residual layer (``--use_res_model``, residual guidance 2), decode, crop."""
-    source = source_features[:frames]
+    source = sample_features[:frames]
     settings = SamplingSettings(seed=seed, flow="reference", res_cond_scale=2.0)
     got = pipeline.inpaint(source, start, end, "a person jumps", settings, regen_residual_everywhere=True)
 

@@ -19,12 +19,6 @@ def pipeline(tiny_weights) -> MoMaskPipeline:
     return MoMaskPipeline.load(tiny_weights, device="cpu")
 
 
-@pytest.fixture(scope="module")
-def real_features(shared_data) -> np.ndarray:
-    """A real HumanML3D clip (199 frames of de-normalised 263-D features)."""
-    return np.load(shared_data / "humanml3d_000612.npy")
-
-
 # --- text → motion ----------------------------------------------------------------------------------
 
 
@@ -136,8 +130,8 @@ def _outside(tokens_len: int, start: int, end: int) -> np.ndarray:
     return (positions < start // 4) | (positions >= end // 4)
 
 
-def test_inpainting_keeps_every_token_outside_the_range(pipeline, real_features) -> None:
-    source = real_features[:120]
+def test_inpainting_keeps_every_token_outside_the_range(pipeline, sample_features) -> None:
+    source = sample_features[:120]
     result = pipeline.inpaint(source, 41, 70, "a person kicks", SamplingSettings(seed=4))
     assert (result.start, result.end) == (40, 72)           # widened to whole tokens
     assert result.tokens.shape == (1, 30, 6)
@@ -147,8 +141,8 @@ def test_inpainting_keeps_every_token_outside_the_range(pipeline, real_features)
     assert not np.array_equal(result.tokens[0][~outside, 0], source_tokens[~outside, 0])
 
 
-def test_regen_residual_everywhere_is_the_official_behaviour(pipeline, real_features) -> None:
-    source = real_features[:120]
+def test_regen_residual_everywhere_is_the_official_behaviour(pipeline, sample_features) -> None:
+    source = sample_features[:120]
     result = pipeline.inpaint(source, 40, 72, "a person kicks", SamplingSettings(seed=4),
                               regen_residual_everywhere=True)
     kept = pipeline.inpaint(source, 40, 72, "a person kicks", SamplingSettings(seed=4))
@@ -161,8 +155,8 @@ def test_regen_residual_everywhere_is_the_official_behaviour(pipeline, real_feat
 
 
 @pytest.mark.parametrize(("start", "end"), [(41, 70), (0, 30), (90, 120), (0, 120)])
-def test_inpainted_joints_equal_the_source_outside_the_range(pipeline, real_features, start, end) -> None:
-    source = real_features[:122]                             # not a multiple of 4 frames
+def test_inpainted_joints_equal_the_source_outside_the_range(pipeline, sample_features, start, end) -> None:
+    source = sample_features[:122]                             # not a multiple of 4 frames
     result = pipeline.inpaint(source, start, end, "a person spins", SamplingSettings(seed=1))
     source_joints = recover_from_ric(source.astype(np.float32), 22)
     s, e = result.start, result.end
@@ -173,8 +167,8 @@ def test_inpainted_joints_equal_the_source_outside_the_range(pipeline, real_feat
     assert not np.array_equal(result.joints[0, s:e], source_joints[s:e])
 
 
-def test_inpainting_a_joint_animation(pipeline, real_features) -> None:
-    joints = recover_from_ric(real_features[:81].astype(np.float32), 22) + np.float32([1.5, 0.0, -2.0])
+def test_inpainting_a_joint_animation(pipeline, sample_features) -> None:
+    joints = recover_from_ric(sample_features[:81].astype(np.float32), 22) + np.float32([1.5, 0.0, -2.0])
     result = pipeline.inpaint(joints, 20, 40, "a person crouches", SamplingSettings(seed=2))
     assert result.joints.shape == (1, 81, 22, 3)
     assert result.tokens.shape == (1, 20, 6)
@@ -189,17 +183,17 @@ def test_bad_source_motions_are_refused(pipeline, source_shape, match) -> None:
         pipeline.inpaint(np.zeros(source_shape), 0, 8, "a person walks", SamplingSettings())
 
 
-def test_nan_source_is_refused(pipeline, real_features) -> None:
-    source = real_features[:80].copy()
+def test_nan_source_is_refused(pipeline, sample_features) -> None:
+    source = sample_features[:80].copy()
     source[10, 5] = np.nan
     with pytest.raises(InputError, match="NaN"):
         pipeline.inpaint(source, 0, 8, "a person walks", SamplingSettings())
 
 
 @pytest.mark.parametrize(("start", "end"), [(-1, 10), (10, 10), (20, 10), (0, 121), (119, 125), (200, 210)])
-def test_ranges_outside_the_motion_are_refused(pipeline, real_features, start, end) -> None:
+def test_ranges_outside_the_motion_are_refused(pipeline, sample_features, start, end) -> None:
     with pytest.raises(InputError, match="range") as info:
-        pipeline.inpaint(real_features[:120], start, end, "a person walks", SamplingSettings())
+        pipeline.inpaint(sample_features[:120], start, end, "a person walks", SamplingSettings())
     assert "Fix" in str(info.value)
 
 
@@ -215,16 +209,16 @@ def _rigidly_moved(joints: np.ndarray, angle: float, shift: np.ndarray) -> np.nd
 
 
 @pytest.mark.parametrize(("start", "end"), [(40, 80), (0, 60), (100, 196), (0, 196)])
-def test_alignment_undoes_a_rigid_move(real_features, start, end) -> None:
+def test_alignment_undoes_a_rigid_move(sample_features, start, end) -> None:
     """A generated motion that IS the source seen from elsewhere lands exactly on the source."""
-    source = recover_from_ric(real_features[:196].astype(np.float32), 22)
+    source = recover_from_ric(sample_features[:196].astype(np.float32), 22)
     generated = _rigidly_moved(source, 2.0, np.float32([3.0, 0.1, -1.0]))
     placed = align_to_source(generated, source, start, end)
     np.testing.assert_allclose(placed, source[start:end], atol=1e-4)
 
 
-def test_alignment_spreads_the_end_seam_offset(real_features) -> None:
-    source = recover_from_ric(real_features[:196].astype(np.float32), 22)
+def test_alignment_spreads_the_end_seam_offset(sample_features) -> None:
+    source = recover_from_ric(sample_features[:196].astype(np.float32), 22)
     generated = source.copy()
     drift = np.float32([0.8, 0.0, 0.5])                      # the new motion ends 0.94 m away...
     generated[40:80] += np.linspace(0, 1, 40, dtype=np.float32)[:, None, None] * drift
@@ -239,8 +233,8 @@ def test_alignment_spreads_the_end_seam_offset(real_features) -> None:
     assert abs(heading(placed[-1]) - heading(source[79])) < 1e-3
 
 
-def test_encode_gives_one_token_per_four_frames(pipeline, real_features) -> None:
-    tokens = pipeline.encode(real_features)
+def test_encode_gives_one_token_per_four_frames(pipeline, sample_features) -> None:
+    tokens = pipeline.encode(sample_features)
     assert tokens.shape == (49, 6) and tokens.dtype == np.int64 and (tokens >= 0).all()
 
 
@@ -250,9 +244,9 @@ def test_info_names_device_and_versions(pipeline, tiny_weights) -> None:
     assert info["weights"] == str(tiny_weights) and info["flow"] == "fast"
 
 
-def test_long_sources_are_inpainted_in_a_window_around_the_range(pipeline, real_features) -> None:
+def test_long_sources_are_inpainted_in_a_window_around_the_range(pipeline, sample_features) -> None:
     # 300 frames (15 s): longer than the 196 frames the models were trained on.
-    long_source = np.concatenate([real_features, real_features[:101]], axis=0)
+    long_source = np.concatenate([sample_features, sample_features[:101]], axis=0)
     source_joints = recover_from_ric(long_source.astype(np.float32), 22)
     batch = pipeline.inpaint(long_source, 221, 250, "a person jumps", SamplingSettings(seed=3))
     assert (batch.start, batch.end) == (220, 252)
@@ -262,7 +256,7 @@ def test_long_sources_are_inpainted_in_a_window_around_the_range(pipeline, real_
     assert not np.allclose(batch.joints[0, 220:252], source_joints[220:252])
 
 
-def test_in_betweens_longer_than_a_window_are_refused(pipeline, real_features) -> None:
-    long_source = np.concatenate([real_features, real_features], axis=0)
+def test_in_betweens_longer_than_a_window_are_refused(pipeline, sample_features) -> None:
+    long_source = np.concatenate([sample_features, sample_features], axis=0)
     with pytest.raises(InputError, match="shorter range"):
         pipeline.inpaint(long_source, 10, 250, "a person jumps", SamplingSettings())

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backend.motion.features import recover_from_ric
 from backend.motion.quaternion import quat_to_matrix
 from backend.motion.skeleton import T2M_PARENTS
 from backend.retarget import metrics
@@ -150,8 +149,8 @@ def mixamo_like_world() -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def source(shared_data) -> np.ndarray:
-    return recover_from_ric(np.load(shared_data / "humanml3d_000612.npy")).astype(np.float64)
+def source(sample_joints) -> np.ndarray:
+    return sample_joints.astype(np.float64)
 
 
 def read_back(rig, mapping, result, reproportion: bool = False) -> np.ndarray:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backend.motion.features import recover_from_ric
 from backend.retarget import metrics
 from backend.retarget.inverse import pose_matrices_from_basis
 from backend.retarget.mapping import auto_map
@@ -90,8 +89,8 @@ def flexion_deg(rig, pose: np.ndarray, upper: str, lower: str, end: str) -> np.n
 
 
 @pytest.fixture(scope="module")
-def source(shared_data) -> np.ndarray:
-    return recover_from_ric(np.load(shared_data / "humanml3d_000612.npy")).astype(np.float64)
+def source(sample_joints) -> np.ndarray:
+    return sample_joints.astype(np.float64)
 
 
 def solve(source: np.ndarray, motion: np.ndarray, rest: str, roll_seed: int | None):

@@ -145,8 +145,8 @@ def backend(tiny_weights, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def source_features(shared_data):
-    return np.load(shared_data / "humanml3d_000612.npy").astype(np.float32)
+def source_features(sample_features):
+    return sample_features.astype(np.float32)
 
 
 def test_hello_answers_before_any_model_is_loaded(backend, tiny_weights):
