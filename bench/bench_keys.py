@@ -9,14 +9,15 @@ result as a new take several times, and prints the median and best wall time in 
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
-import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bpy  # noqa: E402
 import numpy as np  # noqa: E402
+from common import measure  # noqa: E402  (stdlib only; puts the repository on sys.path)
 
 from momask_blender import keys  # noqa: E402
 
@@ -57,16 +58,13 @@ def main() -> None:
     scene.render.fps, scene.render.fps_base = 30, 1.0
     obj = chain_rig(args.bones)
     result = synthetic_result(args.bones, args.frames, 30.0)
-    times = []
-    for i in range(args.repeats + 1):
-        start = time.perf_counter()
-        keys.write_take(obj, result, 1, f"bench take {i}")
-        times.append((time.perf_counter() - start) * 1000.0)
-    times = times[1:]  # the first call also warms up imports and RNA lookups
+    takes = itertools.count()
+    # (the warm-up call also loads imports and RNA lookups)
+    timing = measure(lambda: keys.write_take(obj, result, 1, f"bench take {next(takes)}"), args.repeats)
     curves = args.bones * 4 + 3
     print(f"Blender {bpy.app.version_string}: write_take {args.frames} frames x {args.bones} bones "
-          f"({curves} F-Curves, {curves * args.frames} keys): median {np.median(times):.1f} ms, "
-          f"best {min(times):.1f} ms (target <= 50 ms)")
+          f"({curves} F-Curves, {curves * args.frames} keys): median {timing.median * 1e3:.1f} ms, "
+          f"best {timing.best * 1e3:.1f} ms (target <= 50 ms)")
 
 
 if __name__ == "__main__":

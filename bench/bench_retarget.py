@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
+from common import measure  # noqa: E402  (puts the repository on sys.path)
 
 from backend.motion.features import recover_from_ric  # noqa: E402
 from backend.retarget.mapping import auto_map  # noqa: E402
@@ -26,15 +25,6 @@ from backend.retarget.resample import resample_result  # noqa: E402
 from backend.retarget.solver import analyse_rig, retarget  # noqa: E402
 from tests.conftest import SHARED_DATA  # noqa: E402
 from tests.test_retarget_solver import make_rig, smpl_rest_joints  # noqa: E402
-
-
-def timed(fn, repeats: int) -> tuple[float, float]:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1e3), float(np.min(times) * 1e3)
 
 
 def main() -> None:
@@ -51,9 +41,9 @@ def main() -> None:
     print(f"rig: {len(rig.bone_names)} bones, {len(mapping.bones)} mapped; {args.frames} frames "
           f"20 → {args.fps:g} fps")
 
-    retarget(joints, rig, mapping, dst_fps=args.fps)          # warm-up (imports, caches)
-    median, best = timed(lambda: retarget(joints, rig, mapping, dst_fps=args.fps), args.repeats)
-    print(f"solve + foot lock + resample: median {median:.1f} ms, best {best:.1f} ms (target ≤ 20 ms)")
+    timing = measure(lambda: retarget(joints, rig, mapping, dst_fps=args.fps), args.repeats)  # warm-up first
+    print(f"solve + foot lock + resample: median {timing.median * 1e3:.1f} ms, "
+          f"best {timing.best * 1e3:.1f} ms (target ≤ 20 ms)")
 
     setup = analyse_rig(rig, mapping)
     stages = {
@@ -64,8 +54,8 @@ def main() -> None:
     result = retarget(joints, rig, mapping, setup=setup)
     stages["resample"] = lambda: resample_result(result, args.fps)
     for name, fn in stages.items():
-        median, best = timed(fn, args.repeats)
-        print(f"  {name:<22} median {median:6.2f} ms  best {best:6.2f} ms")
+        timing = measure(fn, args.repeats)
+        print(f"  {name:<22} median {timing.median * 1e3:6.2f} ms  best {timing.best * 1e3:6.2f} ms")
 
 
 if __name__ == "__main__":
