@@ -108,13 +108,14 @@ class MOMASK_AP_preferences(bpy.types.AddonPreferences):
         from . import jobs
 
         layout = self.layout
-        cfg = client_config(context)
+        # the defaults are looked up on disk: only when a field is empty and they are shown
+        cfg = client_config(context) if not (self.backend_python and self.weights_dir) else None
         col = layout.column()
         col.prop(self, "backend_python")
-        if not self.backend_python:
+        if cfg is not None and not self.backend_python:
             col.label(text=f"Using: {cfg.python or 'none found'}", icon="INFO")
         col.prop(self, "weights_dir")
-        if not self.weights_dir:
+        if cfg is not None and not self.weights_dir:
             col.label(text=f"Using: {cfg.weights}", icon="INFO")
         col.prop(self, "clip_file")
         col.prop(self, "device")
