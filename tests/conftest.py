@@ -131,3 +131,24 @@ def sample_tokens(small_transformers, flow, lengths: list[int], seed: int = 0, s
         residual_logits = flow.residual_logits(residual, cond, padding, 5.0, proj)
         return sampling.residual_generate(residual_logits, embed, base, lens, generator=generator,
                                           reporter=reporter)
+
+
+class DrawRecorder:
+    """Records every torch.multinomial and Tensor.uniform_ call (kind, shape), in order."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import torch
+
+        self.calls: list[tuple[str, tuple[int, ...]]] = []
+        multinomial, uniform = torch.multinomial, torch.Tensor.uniform_
+
+        def record_multinomial(probs, *args, **kwargs):
+            self.calls.append(("multinomial", tuple(probs.shape)))
+            return multinomial(probs, *args, **kwargs)
+
+        def record_uniform(tensor, *args, **kwargs):
+            self.calls.append(("uniform_", tuple(tensor.shape)))
+            return uniform(tensor, *args, **kwargs)
+
+        monkeypatch.setattr(torch, "multinomial", record_multinomial)
+        monkeypatch.setattr(torch.Tensor, "uniform_", record_uniform)

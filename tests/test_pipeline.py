@@ -8,6 +8,7 @@ import threading
 import numpy as np
 import pytest
 import torch
+from conftest import DrawRecorder
 
 from backend.errors import CancelledError, InputError
 from backend.motion.features import recover_from_ric
@@ -47,18 +48,7 @@ def test_same_seed_same_motion_other_seed_other_motion(pipeline) -> None:
 
 
 def test_estimated_lengths_draw_first_then_the_official_sequence(pipeline, monkeypatch) -> None:
-    calls: list[tuple[str, tuple[int, ...]]] = []
-    multinomial, uniform = torch.multinomial, torch.Tensor.uniform_
-    def record_multinomial(probs, *args, **kwargs):
-        calls.append(("multinomial", tuple(probs.shape)))
-        return multinomial(probs, *args, **kwargs)
-
-    def record_uniform(tensor, *args, **kwargs):
-        calls.append(("uniform_", tuple(tensor.shape)))
-        return uniform(tensor, *args, **kwargs)
-
-    monkeypatch.setattr(torch, "multinomial", record_multinomial)
-    monkeypatch.setattr(torch.Tensor, "uniform_", record_uniform)
+    calls = DrawRecorder(monkeypatch).calls
     batch = pipeline.text_to_motion(["a person runs", "a person sits down"], None, SamplingSettings(steps=7))
     n = int(batch.lengths.max()) // 4
     assert calls == ([("multinomial", (2, 50))] + [("multinomial", (2 * n, 512))] * 7

@@ -6,6 +6,7 @@ import threading
 
 import pytest
 import torch
+from conftest import DrawRecorder
 from conftest import sample_tokens as run
 
 from backend import sampling
@@ -48,25 +49,6 @@ def test_lowest_score_mask_picks_the_least_confident() -> None:
 
 
 # --- the random draws (spec 10.1) ---------------------------------------------------------------------
-
-
-class DrawRecorder:
-    """Records every torch.multinomial and Tensor.uniform_ call (kind, shape), in order."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.calls: list[tuple[str, tuple[int, ...]]] = []
-        multinomial, uniform = torch.multinomial, torch.Tensor.uniform_
-
-        def record_multinomial(probs, *args, **kwargs):
-            self.calls.append(("multinomial", tuple(probs.shape)))
-            return multinomial(probs, *args, **kwargs)
-
-        def record_uniform(tensor, *args, **kwargs):
-            self.calls.append(("uniform_", tuple(tensor.shape)))
-            return uniform(tensor, *args, **kwargs)
-
-        monkeypatch.setattr(torch, "multinomial", record_multinomial)
-        monkeypatch.setattr(torch.Tensor, "uniform_", record_uniform)
 
 
 @pytest.mark.parametrize("flow", [sampling.reference_flow(), sampling.fast_flow()], ids=lambda f: f.name)
