@@ -9,7 +9,7 @@
     python build.py lint
 
 Runs with any Python >= 3.11 and imports only the standard library (and, for `weights`, the project's
-stdlib-only ``backend/weights_installer.py``), so it works before anything is installed.
+stdlib-only ``backend/weights/installer.py``), so it works before anything is installed.
 """
 
 from __future__ import annotations
@@ -290,7 +290,7 @@ def _backend_files() -> list[tuple[Path, str]]:
         if path.is_dir() or any(p in _SKIP_DIRS or p.startswith(".") for p in rel.parts):
             continue
         is_source = path.suffix == ".py" and path.name != "conftest.py"
-        is_opt = rel.parts[:2] == ("data", "official_opt")
+        is_opt = rel.parts[:2] == ("weights", "official_opt")
         if is_source or is_opt:
             files.append((path, "backend/" + rel.as_posix()))
     return files
@@ -415,7 +415,7 @@ def manifest_problems(manifest: dict) -> list[str]:
 
 
 _WEIGHT_SUFFIXES = (".tar", ".pt", ".pth", ".npy", ".safetensors")
-_OPT_FOLDER = "backend/data/official_opt/"
+_OPT_FOLDER = "backend/weights/official_opt/"
 
 
 def zip_problems(zip_path: Path) -> list[str]:
@@ -432,7 +432,7 @@ def zip_problems(zip_path: Path) -> list[str]:
             parts = name.split("/")
             if "__pycache__" in parts or name.endswith((".pyc", ".pyo")):
                 problems.append(f"{name}: compiled Python does not belong in the package")
-            elif any(p in {"tests", "weights"} for p in parts) or name.endswith(_WEIGHT_SUFFIXES):
+            elif parts[0] in {"tests", "weights"} or "tests" in parts or name.endswith(_WEIGHT_SUFFIXES):
                 problems.append(f"{name}: tests and weights are not packaged")
             elif parts[0] == "backend" and not (name.endswith(".py") or name.startswith(_OPT_FOLDER)):
                 problems.append(f"{name}: only backend .py files and data/official_opt are bundled")
@@ -581,10 +581,10 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def installer():
-    """``backend/weights_installer.py`` (stdlib only), imported from this checkout."""
+    """``backend/weights/installer.py`` (stdlib only), imported from this checkout."""
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
-    from backend import weights_installer
+    from backend.weights import installer as weights_installer
 
     return weights_installer
 

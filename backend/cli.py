@@ -29,7 +29,7 @@ import warnings
 from pathlib import Path
 from typing import Any, NoReturn
 
-from backend.errors import CancelledError, CheckpointError, InputError, MoMaskError
+from backend.portable.errors import CancelledError, CheckpointError, InputError, MoMaskError
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_BAD_WEIGHTS, EXIT_CANCELLED = 0, 1, 2, 3, 130
 
@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from backend.pipeline import INPAINT_RES_COND_SCALE, SamplingSettings
+    from backend.inference.pipeline import INPAINT_RES_COND_SCALE, SamplingSettings
 
     res_cond_scale = args.res_cond_scale
     if res_cond_scale is None:
@@ -181,7 +181,7 @@ def _load_source(path: Path) -> Any:
 
 
 def _load_pipeline(args: argparse.Namespace) -> Any:
-    from backend.pipeline import MoMaskPipeline
+    from backend.inference.pipeline import MoMaskPipeline
 
     return MoMaskPipeline.load(args.weights, dataset=args.dataset, clip=args.clip, device=args.device)
 
@@ -190,7 +190,7 @@ def _load_pipeline(args: argparse.Namespace) -> Any:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from backend.pipeline import check_prompts, frames_to_tokens
+    from backend.inference.pipeline import check_prompts, frames_to_tokens
 
     out = _check_out(args.out)
     settings = _settings(args)
@@ -211,7 +211,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_inpaint(args: argparse.Namespace) -> int:
-    from backend.pipeline import check_prompts
+    from backend.inference.pipeline import check_prompts
 
     out = _check_out(args.out)
     settings = _settings(args)
@@ -228,7 +228,7 @@ def cmd_inpaint(args: argparse.Namespace) -> int:
 
 
 def cmd_make_test_weights(args: argparse.Namespace) -> int:
-    from backend.test_weights import make_test_weights
+    from backend.weights.random_weights import make_test_weights
 
     root = args.dir.expanduser()
     make_test_weights(root, size=args.size, seed=args.seed)
@@ -237,7 +237,7 @@ def cmd_make_test_weights(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from backend import service
+    from backend.service import transport as service
 
     return int(service.main(args) or 0)
 

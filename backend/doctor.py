@@ -81,7 +81,7 @@ def weights_status(weights: Path | str | None, dataset: str = "t2m") -> dict[str
     """``found`` (every required file present), ``missing`` (their paths), ``files`` {path: present}."""
     if weights is None:
         return {"found": False, "missing": [], "files": {}}
-    from backend.checkpoints import WeightsLayout
+    from backend.weights.checkpoints import WeightsLayout
 
     layout = WeightsLayout(Path(weights).expanduser(), dataset)
     files = {str(p): p.is_file() for p in layout.required_files()}

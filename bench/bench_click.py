@@ -25,7 +25,8 @@ sys.path.insert(0, str(REPO))
 import bpy  # noqa: E402, I001  (bpy first: it makes addon_utils importable)
 import addon_utils  # noqa: E402
 
-from momask_blender import headless, jobs  # noqa: E402
+from momask_blender import headless  # noqa: E402
+from momask_blender.remote import jobs  # noqa: E402
 
 
 APPLY_TIMES: list[float] = []

@@ -19,7 +19,7 @@ import bpy  # noqa: E402
 import numpy as np  # noqa: E402
 from common import measure  # noqa: E402  (stdlib only; puts the repository on sys.path)
 
-from momask_blender import keys  # noqa: E402
+from momask_blender.anim import keys  # noqa: E402
 
 
 def chain_rig(bones: int):

@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from common import Timing, full_weights, measure, prompts  # noqa: E402
 
-from backend.pipeline import MoMaskPipeline, SamplingSettings  # noqa: E402
+from backend.inference.pipeline import MoMaskPipeline, SamplingSettings  # noqa: E402
 
 FRAMES = 196
 STEPS = 10
@@ -41,7 +41,8 @@ def time_text_to_motion(pipe: MoMaskPipeline, batch: int, flow: str = "fast", pr
                         repeats: int = 5, warmup: int = 1, accel: object = None) -> Timing:
     """Seconds per sample (median over ``repeats`` warm runs of one batch of ``batch`` prompts).
 
-    ``accel``: a ``backend.accel.StaticPasses`` to use for this measurement (GPU only), else none.
+    ``accel``: a ``backend.inference.cuda_graphs.StaticPasses`` to use for this measurement (GPU only),
+    else none.
     """
     batch_prompts = prompts(batch)
     run_settings = settings(flow, precision)

@@ -56,7 +56,7 @@ def cache_root() -> Path:
 
 def full_weights(seed: int = 0) -> Path:
     """Full-size random checkpoints in the official layout, made once and reused (`make-test-weights`)."""
-    from backend.test_weights import make_test_weights
+    from backend.weights.random_weights import make_test_weights
 
     root = cache_root() / f"full-seed{seed}"
     marker = root / ".complete"

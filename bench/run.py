@@ -8,7 +8,7 @@ $MOMASK_BENCH_CACHE or the temp folder), 196 frames, 10 steps:
 * text → joints per sample, warm (warm-up, then the median of N runs), batch 1 and batch 32 (64 on a
   GPU): fast flow fp32, fast flow bf16 (where the CPU has native bf16, or on a GPU), and the reference
   flow (the official algorithm) in the same run, with the ratio; on a GPU also the fast flow with the
-  CUDA-graph path of ``backend/accel.py``;
+  CUDA-graph path of ``backend/inference/cuda_graphs.py``;
 * token agreement of the fast flows with the reference flow (same weights, same seeds);
 * backend cold start (spawn `python -m backend serve` → first 196-frame result) and its peak memory;
 * retarget + resample onto a 64-bone rig (bench/bench_retarget.py), key writing in Blender 4.5
@@ -139,7 +139,7 @@ def model_rows(table: Table, pipe, args, gpu: bool) -> int | None:
                   f"{seconds(low.median)} / sample = {1 / low.median:.1f} samples/s", "—", None, low.spread())
     graphs = None
     if gpu:
-        from backend.accel import StaticPasses
+        from backend.inference.cuda_graphs import StaticPasses
 
         graphs = StaticPasses("graphs")
         for batch, target, limit in ((1, "≤ 5 ms", 0.005), (big, "≥ 8,000 samples/s", 1 / 8000)):
@@ -226,7 +226,8 @@ def rig_rows(table: Table, weights: Path, device: str, args, threads: int | None
 def write_report(path: Path, facts: dict, table: Table, args, started: float, loads: list[float]) -> None:
     gpu_line = "" if args.device.startswith("cuda") else (
         "\n**GPU rows (one H200: batch 1 ≤ 5 ms, batch 64 ≥ 8,000 samples/s): not measured here** — no GPU "
-        "was lent to this run. `backend/accel.py` (CUDA graphs at fixed 49-token padding, off by default) "
+        "was lent to this run. `backend/inference/cuda_graphs.py` (CUDA graphs at fixed 49-token padding, "
+        "off by default) "
         "is written and CPU-tested but unmeasured; run `bench/run.py --device cuda` on a GPU machine.\n")
     command = " ".join([".venv/bin/python", "bench/run.py", *sys.argv[1:]])
     text = f"""# Performance (measured)

@@ -20,8 +20,8 @@ bl_info = {
 
 #: The add-on's modules, each after the ones it imports: re-enabling reloads them in this order.
 MODULES = (
-    "client", "preferences", "presets", "properties", "keys", "rig_io", "takes", "bake", "jobs",
-    "operators", "panel",
+    "remote.client", "ui.preferences", "anim.presets", "ui.properties", "anim.keys", "anim.rig_io",
+    "anim.takes", "anim.bake", "remote.jobs", "ui.operators", "ui.panel",
 )
 
 if "bpy" in locals():  # re-enabling in the same session: pick up edited modules (those loaded so far)
@@ -34,7 +34,9 @@ if "bpy" in locals():  # re-enabling in the same session: pick up edited modules
 
 import bpy  # noqa: E402
 
-from . import client, jobs, operators, panel, preferences, presets, properties  # noqa: E402,F401
+from .anim import presets  # noqa: E402,F401
+from .remote import client, jobs  # noqa: E402,F401
+from .ui import operators, panel, preferences, properties  # noqa: E402
 
 _CLASSES = (*preferences.classes, *properties.classes, *operators.classes, *panel.classes)
 

@@ -164,7 +164,8 @@ def run(args: argparse.Namespace) -> dict:
         raise Failure(
             "The MoMask add-on could not be enabled.", "Run from the folder that contains momask_blender/."
         )
-    from . import jobs, takes
+    from .anim import takes
+    from .remote import jobs
 
     prefs = bpy.context.preferences.addons[PACKAGE].preferences
     prefs.backend_python = str(Path(args.backend_python).absolute())
@@ -262,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code
     finally:
         try:
-            from . import jobs
+            from .remote import jobs
 
             jobs.stop_backend()
         except Exception:  # noqa: BLE001 (nothing to stop)

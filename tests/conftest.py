@@ -87,7 +87,7 @@ def sample_joints(sample_features):
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Random-initialised tiny checkpoints (and CLIP) in the exact official layout, made once."""
-    from backend.test_weights import make_test_weights
+    from backend.weights.random_weights import make_test_weights
 
     root = tmp_path_factory.mktemp("tiny_weights")
     make_test_weights(root, size="tiny", seed=0)
@@ -115,7 +115,7 @@ def sample_tokens(small_transformers, flow, lengths: list[int], seed: int = 0, s
     samplers (shared by the sampler and accelerator tests). ``flow`` is a ``sampling.Flow``."""
     import torch
 
-    from backend import sampling
+    from backend.inference import sampling
 
     mask, residual = small_transformers
     cond = torch.randn(len(lengths), 512, generator=torch.Generator().manual_seed(123))

@@ -2,7 +2,7 @@
 
 A BERT-style bidirectional encoder over ``[condition, token_1..token_n]``; masked positions carry the
 MASK token (id 512) and the model outputs logits over the 512 real codes at every position. The
-sampling loop (confidence-ordered unmasking) lives in ``backend/sampling.py``; this module is only
+sampling loop (confidence-ordered unmasking) lives in ``backend/inference/sampling.py``; this module is only
 the network.
 
 Compatibility notes:
@@ -12,7 +12,7 @@ Compatibility notes:
 * Construction order and init calls follow the official class (spec §10.2): input Linear, encoder
   layer (deep-copied, no draws), ``cond_emb``, head, ``token_emb``, then a post-order pass that
   re-draws every Linear/Embedding weight from N(0, 0.02). The official CLIP construction that follows
-  is not done here (see ``backend/checkpoints.py``).
+  is not done here (see ``backend/weights/checkpoints.py``).
 """
 
 from __future__ import annotations

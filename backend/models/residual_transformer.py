@@ -19,7 +19,7 @@ Other official configurations and their keys:
   ``replicate_official_bias_doubling`` is True (the default) so such checkpoints behave as trained.
 * ``shared_codebook=True``: the official code keeps its embedding/classifier tensors as plain
   attributes (expanded views), so they are never saved; such a checkpoint cannot be restored
-  (``backend.checkpoints`` refuses it). The tensors are still drawn here so the RNG order matches.
+  (``backend.weights.checkpoints`` refuses it). The tensors are still drawn here so the RNG order matches.
 
 Construction order/init follows the official class (spec §10.2); no CLIP copy is owned.
 """

@@ -50,7 +50,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
+from backend.portable.errors import CheckpointError
+
 from .construction import meta_construction
 
 log = logging.getLogger(__name__)
@@ -158,7 +159,7 @@ def load_clip_state_dict(path: Path, text_only: bool = False) -> dict[str, torch
     ``text_only``: keep only the text tower's entries (the vision half is released right away; from a
     plain file it is never read, the file being memory-mapped).
     """
-    from ..checkpoints import safe_load  # late: checkpoints imports this module lazily too
+    from backend.weights.checkpoints import safe_load  # late: checkpoints imports this module lazily too
 
     path = Path(path)
     if not path.is_file():

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backend.errors import InputError
 from backend.motion import skeleton as sk
-from backend.motion.quaternion import as_f32, qbetween, qinv, qmul, qrot, quat_to_cont6d
+from backend.portable.errors import InputError
+from backend.portable.quaternion import as_f32, qbetween, qinv, qmul, qrot, quat_to_cont6d
 
 UP = np.array([0.0, 1.0, 0.0])
 FORWARD = np.array([0.0, 0.0, 1.0])

@@ -19,8 +19,8 @@ import dataclasses
 
 import numpy as np
 
-from backend.errors import InputError
 from backend.motion.skeleton import T2M_BONE_LENGTHS, T2M_PARENTS
+from backend.portable.errors import InputError
 from backend.retarget.solver import (
     SOURCE_LEG_LENGTH,
     SOURCE_SPINE,

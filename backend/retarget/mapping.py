@@ -40,8 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from backend.errors import RigError
 from backend.motion.skeleton import T2M_BONE_LENGTHS, T2M_JOINT_NAMES
+from backend.portable.errors import RigError
 from backend.retarget.rig import RigDescription
 
 ROLES: tuple[str, ...] = T2M_JOINT_NAMES

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from backend.errors import InputError
-from backend.motion.quaternion import qcontinuous, slerp
+from backend.portable.errors import InputError
+from backend.portable.quaternion import qcontinuous, slerp
 from backend.retarget.solver import BoneChannel, RetargetResult, channel_to_quats, channel_values
 
 

@@ -1,6 +1,6 @@
 """What the backend knows of a Blender armature: bone names, hierarchy and rest pose.
 
-The add-on describes the armature once (``momask_blender/rig_io.py``; the tests' twin is
+The add-on describes the armature once (``momask_blender/anim/rig_io.py``; the tests' twin is
 ``tests/blender/rigs.py::describe_armature``) and sends it as a plain dict. The dict format, shared by
 both describers and :meth:`RigDescription.from_dict` (numpy arrays may also be nested lists):
 
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from backend.errors import RigError
+from backend.portable.errors import RigError
 
 ROTATION_MODES = ("QUATERNION", "XYZ", "XZY", "YXZ", "YZX", "ZXY", "ZYX", "AXIS_ANGLE")
 _REDESCRIBE = "Select the armature again and retry; if it persists, report the rig (File > Save As)."

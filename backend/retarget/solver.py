@@ -37,8 +37,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from backend.errors import InputError, RigError
-from backend.motion.quaternion import (
+from backend.motion.skeleton import T2M_BONE_LENGTHS, T2M_JOINT_INDEX, T2M_JOINT_NAMES
+from backend.portable.errors import InputError, RigError
+from backend.portable.quaternion import (
     IDENTITY,
     axis_angle_to_quat,
     euler_to_matrix,
@@ -51,7 +52,6 @@ from backend.motion.quaternion import (
     quat_to_matrix,
     wrap_angle,
 )
-from backend.motion.skeleton import T2M_BONE_LENGTHS, T2M_JOINT_INDEX, T2M_JOINT_NAMES
 
 J = T2M_JOINT_INDEX
 #: Source spine polyline pelvis → spine1 → spine2 → spine3 → neck.

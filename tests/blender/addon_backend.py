@@ -1,6 +1,7 @@
 """The add-on end to end in real Blender against a real backend process with tiny random weights.
 
-Run by tests/test_addon_blender.py: ``<bpy python> addon_backend.py WEIGHTS_DIR``. Each case prints
+Run by tests/momask_blender/test_addon_blender.py: ``<bpy python> addon_backend.py WEIGHTS_DIR``. Each case
+prints
 ``CASE <name> ok`` or ``CASE <name> FAIL <why>``; the script exits 1 if any case failed. The cases
 share one Blender and (mostly) one backend process, because each start costs seconds.
 """
@@ -32,7 +33,8 @@ WEIGHTS = sys.argv[sys.argv.index("--") + 1] if "--" in sys.argv else sys.argv[1
 
 rigs.reset_scene()
 addon_utils.enable("momask_blender", default_set=True, handle_error=None)
-from momask_blender import client, jobs, keys, takes  # noqa: E402
+from momask_blender.anim import keys, takes
+from momask_blender.remote import client, jobs  # noqa: E402
 
 PREFS = bpy.context.preferences.addons["momask_blender"].preferences
 PREFS.weights_dir = WEIGHTS
@@ -232,7 +234,7 @@ def case_inbetween_keeps_keys_outside_range():
 
 def evaluated_pose(obj, action, first: int, last: int):
     """pose_bone.matrix of every bone on frames first..last with ``action`` playing (T, n, 4, 4)."""
-    from momask_blender import rig_io
+    from momask_blender.anim import rig_io
 
     keys.assign_action(obj, action)
     return rig_io.read_pose_matrices(obj, first, last + 1)
@@ -396,7 +398,7 @@ def case_generate_onto_a_generated_rigify_control_rig():
     # IK/FK switch ramps to FK and back; outside, every key (IK controls, switch) is as it was.
     import numpy as np
 
-    from momask_blender import rig_io
+    from momask_blender.anim import rig_io
 
     keys.assign_action(rig, source)
     ik_source = source.copy()

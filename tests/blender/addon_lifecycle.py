@@ -1,6 +1,7 @@
 """The add-on's job and process lifecycle in real Blender, against a real backend with tiny weights.
 
-Run by tests/test_addon_blender.py: ``<bpy python> addon_lifecycle.py WEIGHTS_DIR``. Each case prints
+Run by tests/momask_blender/test_addon_blender.py: ``<bpy python> addon_lifecycle.py WEIGHTS_DIR``. Each
+case prints
 ``CASE <name> ok`` or ``CASE <name> FAIL <why>``; the script exits 1 if any case failed.
 
 What a user would notice: Ctrl+Z after a generation must not also take back their previous edit;
@@ -51,7 +52,8 @@ rigs.reset_scene()
 EMPTY_FILE = TMP / "other.blend"
 bpy.ops.wm.save_as_mainfile(filepath=str(EMPTY_FILE))  # "another file" to open during a job
 addon_utils.enable("momask_blender", default_set=True, handle_error=None)
-from momask_blender import client, jobs, takes  # noqa: E402
+from momask_blender.anim import takes
+from momask_blender.remote import client, jobs  # noqa: E402
 
 
 def prefs():
@@ -113,7 +115,9 @@ def case_stop_during_start_does_not_wait_for_hello():
     (root / "backend" / "__init__.py").write_text("")
     (root / "backend" / "__main__.py").write_text("import time\ntime.sleep(600)\n")
     repo_backend = Path(client.backend_root()) / "backend"
-    (root / "backend" / "protocol.py").write_text((repo_backend / "protocol.py").read_text())
+    (root / "backend" / "portable").mkdir()
+    (root / "backend" / "portable" / "protocol.py").write_text(
+        (repo_backend / "portable" / "protocol.py").read_text())
     log = TMP / "silent" / "backend.log"
     log.parent.mkdir()
     log.write_bytes(b"x" * (client.LOG_ROTATE_BYTES + 10))
@@ -239,7 +243,7 @@ def case_disable_during_start_stops_backend():
     addon_utils.disable("momask_blender", default_set=True)  # as quitting Blender during a start
     check(client.wait_for(lambda: not pid_exists(process.pid), 10), "the starting backend outlived disabling")
     addon_utils.enable("momask_blender", default_set=True, handle_error=None)
-    jobs = sys.modules["momask_blender.jobs"]  # (the same module unless re-enabling reloaded it)
+    jobs = sys.modules["momask_blender.remote.jobs"]  # (the same module unless re-enabling reloaded it)
     prefs().weights_dir = WEIGHTS
     prefs().device = "cpu"
 

@@ -42,7 +42,8 @@ print("CASE register_unregister_twice", "ok" if not failures else "FAIL")
 
 before = len(failures)
 addon_utils.enable("momask_blender", default_set=True, handle_error=None)
-from momask_blender import presets, properties  # noqa: E402
+from momask_blender.anim import presets  # noqa: E402
+from momask_blender.ui import properties
 
 arm = bpy.data.armatures.new("Rig")
 obj = bpy.data.objects.new("Rig", arm)

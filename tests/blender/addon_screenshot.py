@@ -98,7 +98,8 @@ def build_scene():
     if hasattr(prefs, "warm_up"):  # no backend start when the prompt is set below
         prefs.warm_up = False
     addon_utils.enable("rigify", default_set=True, handle_error=None)
-    from momask_blender import keys, operators, properties, rig_io, takes
+    from momask_blender.anim import keys, rig_io, takes
+    from momask_blender.ui import operators, properties
 
     for obj in list(bpy.data.objects):
         bpy.data.objects.remove(obj)
@@ -162,7 +163,7 @@ def build_scene():
 
 def stage_running_job():
     """A generation in flight, as the panel sees one; no backend process runs (staged)."""
-    from momask_blender import jobs
+    from momask_blender.remote import jobs
 
     job = jobs.Job("generate", {}, None, label="Generate")
     job.state, job.stage, job.fraction = "running", "base", 0.62
@@ -172,7 +173,7 @@ def stage_running_job():
 
 def keep_only_momask_tab():
     """Unregister every other Python sidebar panel of the 3D view; open Bone Mapping by default."""
-    from momask_blender import panel
+    from momask_blender.ui import panel
 
     for cls in list(bpy.types.Panel.__subclasses__()):
         if getattr(cls, "bl_space_type", "") == "VIEW_3D" and getattr(cls, "bl_region_type", "") == "UI" \
@@ -354,7 +355,7 @@ def main():
         except Exception:
             traceback.print_exc()
         if wait is None or not PENDING:
-            from momask_blender import jobs
+            from momask_blender.remote import jobs
 
             jobs.STATE.active = None
             with bpy.context.temp_override(window=bpy.context.window_manager.windows[0]):

@@ -1,10 +1,11 @@
 """Inside real Blender: a GENERATED Rigify rig gets the real sample through the bake path.
 
-Run by tests/test_control_rig_blender.py. Generates a Rigify rig from the human metarig, describes it,
+Run by tests/momask_blender/anim/test_bake_blender.py. Generates a Rigify rig from the human metarig,
+describes it,
 maps and retargets the real sample (the solver is numpy-only, foot locking on), then:
 
 * writes the keys straight onto the mapped bones (what a plain rig gets) — the DEF bones do not move;
-* bakes with ``momask_blender.bake.bake_take`` and reads the DEF bones back as Blender evaluates them;
+* bakes with ``momask_blender.anim.bake.bake_take`` and reads the DEF bones back as Blender evaluates them;
 * checks that the bake leaves nothing behind, and that a failing bake restores the rig.
 
 ``argv[1]``: frames of the sample to use. The last stdout line is ``CONTROL_RIG_RESULTS <json>``.
@@ -31,7 +32,7 @@ from backend.retarget.inverse import joints_from_pose  # noqa: E402
 from backend.retarget.mapping import auto_map  # noqa: E402
 from backend.retarget.rig import RigDescription  # noqa: E402
 from backend.retarget.solver import retarget  # noqa: E402
-from momask_blender import bake, keys, rig_io  # noqa: E402
+from momask_blender.anim import bake, keys, rig_io  # noqa: E402
 
 DATA = Path(os.environ["MOMASK_SHARED_DATA"])
 

@@ -17,7 +17,7 @@ import rigs  # noqa: E402
 
 from backend.retarget.mapping import auto_map  # noqa: E402
 from backend.retarget.rig import RigDescription  # noqa: E402
-from momask_blender import rig_io  # noqa: E402  (the add-on's own description)
+from momask_blender.anim import rig_io  # noqa: E402  (the add-on's own description)
 
 EXPECTED = {
     "rigify": {"pelvis": "spine", "left_hip": "thigh.L", "left_foot": "toe.L", "neck": "spine.004",

@@ -1,6 +1,7 @@
 """Inside real Blender: retarget the real sample onto real rigs and measure what Blender shows.
 
-Run by tests/test_retarget_blender.py. For each rig (Rigify human metarig, the armature Blender's
+Run by tests/momask_blender/anim/test_retarget_blender.py. For each rig (Rigify human metarig, the armature
+Blender's
 BVH importer makes from template.bvh, a Mixamo-named A-pose rig with an FBX-style object transform):
 describe it, map it with no user input, solve, set the solved channels on the pose bones frame by
 frame, let Blender evaluate, read ``pose.bones[...].matrix`` back and measure against the source.
@@ -30,7 +31,7 @@ from backend.retarget.inverse import joints_from_pose, pose_matrices_from_basis 
 from backend.retarget.mapping import auto_map  # noqa: E402
 from backend.retarget.rig import RigDescription  # noqa: E402
 from backend.retarget.solver import retarget  # noqa: E402
-from momask_blender import rig_io  # noqa: E402  (the add-on's own description)
+from momask_blender.anim import rig_io  # noqa: E402  (the add-on's own description)
 
 DATA = Path(os.environ["MOMASK_SHARED_DATA"])
 

@@ -1,6 +1,6 @@
 """Inside real Blender: write takes and in-betweens onto a small armature and check every key.
 
-Run by tests/test_keys_blender.py (one Blender process per version). Each check prints its
+Run by tests/momask_blender/anim/test_keys_blender.py (one Blender process per version). Each check prints its
 outcome; the last line is ``KEYS_RESULTS <json>`` mapping check name → "ok" or the failure. The
 script exits non-zero only if it could not run at all.
 """
@@ -16,7 +16,7 @@ import traceback
 import bpy
 import numpy as np
 
-from momask_blender import keys, rig_io, takes
+from momask_blender.anim import keys, rig_io, takes
 
 RESULTS: dict[str, str] = {}
 BONE_MODES = {"hips": "QUATERNION", "spine": "XYZ", 'upper arm.L "x"': "AXIS_ANGLE",

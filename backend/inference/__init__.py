@@ -1,0 +1,1 @@
+"""Text to motion: the MoMask pipeline, its samplers and the fast transformer forward."""

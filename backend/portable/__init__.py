@@ -1,0 +1,1 @@
+"""Modules both processes load: stdlib + numpy only, loadable by file path from Blender."""

@@ -1,0 +1,1 @@
+"""`python -m backend serve`: the NDJSON transport and one module per request."""

@@ -1,0 +1,1 @@
+"""Checkpoints on disk: the official layout, opt.txt, the installer and random test weights."""

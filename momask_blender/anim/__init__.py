@@ -1,0 +1,1 @@
+"""Blender data: reading rigs and animations, writing keys, takes, control-rig bakes, presets."""

@@ -1,0 +1,242 @@
+"""The N-panel: 3D viewport sidebar, tab "MoMask".
+
+Main panel: prompt, duration (or auto), seed (+ randomise), variations, Advanced (guidance, steps,
+temperature, foot lock, in place), Generate / Cancel, a progress bar with the current stage, and the
+last error with its fix. Sub-panels: In-between, Takes, Bone Mapping. ``draw`` only reads state
+(no backend calls, no file system beyond the cached preset list), so it never stalls the UI.
+"""
+
+from __future__ import annotations
+
+import bpy
+
+from ..remote import jobs
+from . import properties
+from .operators import active_armature, regenerated_note
+from .preferences import wrap
+
+WRAP = 46
+
+
+class MOMASK_UL_takes(bpy.types.UIList):
+    """This armature's takes: ``bpy.data.actions`` filtered to actions MoMask made for this rig."""
+
+    def draw_item(self, context, layout, data, item, icon, active_data, active_property, index, flt_flag=0):
+        obj = active_armature(context)
+        playing = obj is not None and obj.animation_data is not None and obj.animation_data.action == item
+        kind = item.get("momask_kind", "generate")
+        row = layout.row(align=True)
+        row.label(
+            text=item.name,
+            icon="PLAY" if playing else ("SEQ_STRIP_DUPLICATE" if kind == "inbetween" else "ACTION"),
+        )
+        # The take's name already carries its seed ("... s1234"); the full width goes to the name.
+
+    def filter_items(self, context, data, propname):
+        """This rig's takes (``takes.list_takes``: which and in what order), the other actions hidden."""
+        from ..anim import takes
+
+        actions = getattr(data, propname)
+        obj = active_armature(context)
+        position = {action.name: i for i, action in enumerate(takes.list_takes(obj))} if obj else {}
+        flags = [self.bitflag_filter_item if a.name in position else 0 for a in actions]
+        order = sorted(range(len(actions)), key=lambda i: position.get(actions[i].name, len(position) + i))
+        new_order = [0] * len(actions)
+        for rank, i in enumerate(order):
+            new_order[i] = rank
+        return flags, new_order
+
+
+def _progress(layout, fraction: float, text: str) -> None:
+    if hasattr(layout, "progress"):
+        layout.progress(factor=max(0.0, min(1.0, fraction)), type="BAR", text=text)
+    else:
+        layout.label(text=f"{text} ({fraction:.0%})")
+
+
+def draw_status(layout) -> None:
+    """Progress of the running job, the last result message, the last error with its fix."""
+    state = jobs.STATE
+    job = state.active
+    if job is not None:
+        col = layout.column(align=True)
+        text = f"{job.stage_text}  {job.fraction:.0%}" if job.stage != "cancelling" else "Cancelling..."
+        _progress(col, job.fraction, text)
+    elif state.message:  # wrapped: a take's name is long, and a cut label hides the part that differs
+        col = layout.column(align=True)
+        for i, line in enumerate(wrap(state.message, WRAP)[:4]):
+            col.label(text=line, icon="INFO" if i == 0 else "BLANK1")
+    if state.error is not None:
+        box = layout.box()
+        problem, fix = state.error
+        row = box.row()
+        row.label(text="Problem", icon="ERROR")
+        row.operator("momask.dismiss_error", text="", icon="X", emboss=False)
+        for line in wrap(problem, WRAP):
+            box.label(text=line)
+        if fix:
+            box.label(text="Fix", icon="TOOL_SETTINGS")
+            for line in wrap(fix, WRAP)[:14]:
+                box.label(text=line)
+
+
+class MOMASK_PT_main(bpy.types.Panel):
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "MoMask"
+    bl_label = "MoMask Text to Motion"
+
+    def draw(self, context):
+        layout = self.layout
+        s = context.scene.momask
+        obj = active_armature(context)
+        if obj is None:
+            layout.label(text="Select an armature", icon="ARMATURE_DATA")
+        else:
+            layout.label(text=obj.name, icon="ARMATURE_DATA")
+        layout.prop(s, "prompt", text="")
+        row = layout.row(align=True)
+        row.prop(s, "auto_length", text="Auto", toggle=True)
+        sub = row.row(align=True)
+        sub.enabled = not s.auto_length
+        sub.prop(s, "seconds")
+        row = layout.row(align=True)
+        row.prop(s, "seed")
+        row.prop(s, "randomize_seed", text="", icon="FILE_REFRESH", toggle=True)
+        layout.prop(s, "variations")
+        box = layout.box()
+        box.prop(s, "show_advanced", icon="TRIA_DOWN" if s.show_advanced else "TRIA_RIGHT", emboss=False)
+        if s.show_advanced:
+            col = box.column(align=True)
+            col.prop(s, "cond_scale")
+            col.prop(s, "steps")
+            col.prop(s, "temperature")
+            row = box.row()
+            row.prop(s, "foot_lock")
+            row.prop(s, "in_place")
+        row = layout.row(align=True)
+        row.scale_y = 1.4
+        row.operator("momask.generate", icon="PLAY")
+        if jobs.STATE.busy:
+            row.operator("momask.cancel", icon="CANCEL")
+        fps = context.scene.render.fps / context.scene.render.fps_base
+        layout.label(text=f"Starts at frame {context.scene.frame_current}, {fps:g} fps", icon="TIME")
+        draw_status(layout)
+        row = layout.row(align=True)
+        if jobs.warming_up():
+            row.label(text="Loading the models in the background...", icon="SORTTIME")
+        elif jobs.backend_running():
+            row.label(text="Backend running, models loaded", icon="LINKED")
+            row.operator("momask.free_memory", text="", icon="X")
+        else:
+            row.label(text="Backend starts on Generate", icon="UNLINKED")
+
+
+class _SubPanel(bpy.types.Panel):
+    """Where the sub-panels live (never registered itself: it has no ``bl_label``)."""
+
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "MoMask"
+    bl_parent_id = "MOMASK_PT_main"
+
+
+class _ArmaturePanel(_SubPanel):
+    """A sub-panel about the active armature: hidden when there is none."""
+
+    @classmethod
+    def poll(cls, context):
+        return active_armature(context) is not None
+
+
+class MOMASK_PT_inbetween(_SubPanel):
+    bl_label = "In-between"
+
+    def draw(self, context):
+        layout = self.layout
+        scene = context.scene
+        s = scene.momask
+        obj = active_armature(context)
+        first, last, source = properties.inbetween_frames(scene, obj)
+        layout.prop(s, "inbetween_custom_range")
+        if s.inbetween_custom_range:
+            row = layout.row(align=True)
+            row.prop(s, "inbetween_start")
+            row.prop(s, "inbetween_end")
+        else:
+            layout.label(text=f"Frames {first}-{last} ({source})", icon="PREVIEW_RANGE")
+        layout.prop(s, "inbetween_prompt", text="")
+        layout.prop(s, "blend_frames")
+        layout.operator("momask.generate_inbetween", icon="SEQ_SEQUENCER")
+        take = regenerated_take(obj)
+        if take is not None:  # per take: the selected in-between, else the playing one
+            a, b = take["momask_range"]
+            layout.label(text=f"Regenerated frames {a}-{b - 1}{regenerated_note(take)}", icon="CHECKMARK")
+
+
+def regenerated_take(obj):
+    """The in-between take whose regenerated frames the panel shows: the selected take if it is one,
+    else the playing action if it is one, else None."""
+    from ..anim import takes
+
+    if obj is None:
+        return None
+    selected = takes.selected_take(obj)
+    playing = obj.animation_data.action if obj.animation_data else None
+    for action in (selected, playing):
+        if action is not None and action.get("momask_kind") == "inbetween" and "momask_range" in action:
+            return action
+    return None
+
+
+class MOMASK_PT_takes(_ArmaturePanel):
+    bl_label = "Takes"
+
+    def draw(self, context):
+        from ..anim import takes
+
+        layout = self.layout
+        obj = active_armature(context)
+        layout.template_list("MOMASK_UL_takes", "", bpy.data, "actions", obj, "momask_take_index", rows=4)
+        row = layout.row(align=True)
+        row.operator("momask.take_apply", text="Apply", icon="PLAY")
+        row.operator("momask.take_compare", text="Compare", icon="ARROW_LEFTRIGHT")
+        row.operator("momask.take_delete", text="", icon="TRASH")
+        track = obj.animation_data.nla_tracks.get(takes.COMPARE_TRACK) if obj.animation_data else None
+        if track is not None:
+            row = layout.row(align=True)
+            row.label(text="Showing:")
+            row.operator("momask.take_show", text="A", depress=track.mute).which = "a"
+            row.operator("momask.take_show", text="B", depress=not track.mute).which = "b"
+            row.operator("momask.take_compare_end", text="", icon="X")
+
+
+class MOMASK_PT_mapping(_ArmaturePanel):
+    bl_label = "Bone Mapping"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        layout = self.layout
+        obj = active_armature(context)
+        row = layout.row(align=True)
+        row.operator("momask.detect_mapping", icon="VIEWZOOM")
+        row.operator("momask.mapping_preset_load", text="Load", icon="IMPORT")
+        row.operator("momask.mapping_preset_save", text="Save", icon="EXPORT")
+        if not obj.momask_mapping:
+            layout.label(text="Not detected yet: press Detect (or Generate).", icon="INFO")
+            return
+        missing = list(obj.get("momask_missing_roles", []))
+        if missing:
+            box = layout.box()
+            box.label(text="These joints have no bone:", icon="ERROR")
+            for line in wrap(", ".join(missing), WRAP):
+                box.label(text=line)
+            box.label(text="Pick a bone for each below, then Generate.")
+        col = layout.column(align=True)
+        for item in obj.momask_mapping:
+            row = col.row(align=True)
+            row.alert = not item.bone
+            row.prop_search(item, "bone", obj.data, "bones", text=item.name.replace("_", " "))
+
+
+classes = (MOMASK_UL_takes, MOMASK_PT_main, MOMASK_PT_inbetween, MOMASK_PT_takes, MOMASK_PT_mapping)

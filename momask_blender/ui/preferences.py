@@ -1,0 +1,161 @@
+"""Add-on preferences: which Python runs the backend, where the weights are, which device.
+
+Also where the add-on keeps its own files: ``bpy.utils.extension_path_user`` when installed as an
+extension (never next to the add-on), a folder in Blender's user config when run as a legacy add-on
+from the repository, or ``$MOMASK_USER_DIR`` (tests).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, StringProperty
+
+from ..remote import client
+
+#: The add-on's own package (``momask_blender``, or ``bl_ext.<repo>.momask_blender`` as an extension):
+#: preferences and the user folder are keyed by it, not by this sub-package.
+PACKAGE = __package__.rpartition(".")[0]
+
+DEVICES = [
+    ("auto", "Auto", "CUDA if available, then Apple MPS, else CPU"),
+    ("cpu", "CPU", "Run on the processor (slow but always works)"),
+    ("cuda", "CUDA", "An NVIDIA GPU"),
+    ("mps", "MPS", "Apple silicon GPU"),
+]
+
+
+def user_dir(*parts: str) -> Path:
+    """The add-on's writable folder (created), optionally a sub-folder of it."""
+    base: Path | None = None
+    if os.environ.get("MOMASK_USER_DIR"):
+        base = Path(os.environ["MOMASK_USER_DIR"])
+    else:
+        try:
+            base = Path(bpy.utils.extension_path_user(PACKAGE, create=True))
+        except (ValueError, AttributeError):  # a legacy add-on (development), not an extension
+            base = Path(bpy.utils.user_resource("CONFIG", path="momask_blender", create=True))
+    path = base.joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def get_prefs(context=None):
+    """This add-on's preferences, or None when it is not enabled (e.g. imported by a test)."""
+    context = context or bpy.context
+    addon = context.preferences.addons.get(PACKAGE)
+    return addon.preferences if addon is not None else None
+
+
+def default_weights(root: Path | None) -> str:
+    """The weights folder ``python build.py weights`` fills: next to the backend, else the user dir."""
+    for base in (root, user_dir()):
+        if base is not None and (base / "weights" / "t2m").is_dir():
+            return str(base / "weights")
+    return str((root or user_dir()) / "weights")
+
+
+def client_config(context=None) -> client.BackendConfig:
+    """The backend settings now in effect (preferences, with defaults filled in)."""
+    prefs = get_prefs(context)
+    root = client.backend_root()
+    python = bpy.path.abspath(prefs.backend_python) if prefs and prefs.backend_python else ""
+    weights = bpy.path.abspath(prefs.weights_dir) if prefs and prefs.weights_dir else ""
+    clip = bpy.path.abspath(prefs.clip_file) if prefs and prefs.clip_file else ""
+    return client.BackendConfig(
+        python=python or client.default_backend_python(root, user_dir()),
+        weights=(weights or default_weights(root)).rstrip("/\\") or "/",
+        clip=clip,
+        device=prefs.device if prefs else "auto",
+        root=str(root) if root else "",
+        log_path=str(user_dir("logs") / "backend.log"),
+    )
+
+
+class MOMASK_AP_preferences(bpy.types.AddonPreferences):
+    bl_idname = PACKAGE
+
+    # Property declarations, not types (see the mypy section of pyproject.toml), hence the ignores.
+    backend_python: StringProperty(  # type: ignore[valid-type]
+        name="Backend Python",
+        subtype="FILE_PATH",
+        description="Python interpreter of the backend's environment (with torch). "
+        "Empty: the .venv made by `python build.py setup`",
+    )
+    weights_dir: StringProperty(  # type: ignore[valid-type]
+        name="Weights Folder",
+        subtype="DIR_PATH",
+        description="Folder with the MoMask checkpoints (t2m/...). "
+        "Empty: the one `python build.py weights` fills",
+    )
+    clip_file: StringProperty(  # type: ignore[valid-type]
+        name="CLIP File",
+        subtype="FILE_PATH",
+        description="CLIP ViT-B/32 checkpoint. Empty: <weights>/clip/ViT-B-32.pt",
+    )
+    device: EnumProperty(  # type: ignore[valid-type]
+        name="Device", items=DEVICES, default="auto", description="Where the backend runs the models"
+    )
+    warm_up: BoolProperty(  # type: ignore[valid-type]
+        name="Warm Up While Typing",
+        default=True,
+        description="When a prompt is edited, start the backend and load the models in the background, so "
+        "that Generate starts at once. The backend then stays in memory (about 0.8 GB on CPU) until "
+        "Free Memory or the end of the session",
+    )
+
+    def draw(self, context):
+        from ..remote import jobs
+
+        layout = self.layout
+        # the defaults are looked up on disk: only when a field is empty and they are shown
+        cfg = client_config(context) if not (self.backend_python and self.weights_dir) else None
+        col = layout.column()
+        col.prop(self, "backend_python")
+        if cfg is not None and not self.backend_python:
+            col.label(text=f"Using: {cfg.python or 'none found'}", icon="INFO")
+        col.prop(self, "weights_dir")
+        if cfg is not None and not self.weights_dir:
+            col.label(text=f"Using: {cfg.weights}", icon="INFO")
+        col.prop(self, "clip_file")
+        col.prop(self, "device")
+        col.prop(self, "warm_up")
+        row = layout.row()
+        row.operator("momask.check_backend", icon="CHECKMARK")
+        row.operator("momask.free_memory", icon="X")
+        row.operator("momask.open_log", icon="TEXT")
+        draw_diagnosis(layout, jobs.STATE)
+
+
+def draw_diagnosis(layout, state) -> None:
+    """Each result of 'Check backend' as a line with ok/fail, and the fix under a failed one."""
+    if state.checking:
+        layout.label(text="Checking the backend...", icon="SORTTIME")
+    if not state.diagnosis:
+        return
+    box = layout.box()
+    for check in state.diagnosis:
+        ok = bool(check.get("ok"))
+        optional = bool(check.get("optional"))
+        icon = "CHECKMARK" if ok else ("INFO" if optional else "ERROR")
+        row = box.row()
+        row.label(text=f"{check.get('name', '?')}: {'ok' if ok else 'fail'}", icon=icon)
+        row.label(text=str(check.get("detail", "")))
+        if not ok and check.get("fix"):
+            for line in wrap(str(check["fix"]), 90):
+                box.label(text=line)
+
+
+def wrap(text: str, width: int) -> list[str]:
+    """Split a long message into label-sized lines (labels do not wrap)."""
+    import textwrap
+
+    lines: list[str] = []
+    for paragraph in text.splitlines() or [""]:
+        lines += textwrap.wrap(paragraph, width) or [""]
+    return lines
+
+
+classes = (MOMASK_AP_preferences,)

@@ -1,0 +1,201 @@
+"""What the panel edits: the generation settings (per scene) and the bone mapping (per armature).
+
+Takes need no property of their own: a take is an action tagged by ``takes.record_take``, so the
+take list draws ``bpy.data.actions`` filtered to this rig's takes; only the selected row lives here
+(``Object.momask_take_index``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import bpy
+from bpy.props import (
+    BoolProperty,
+    CollectionProperty,
+    FloatProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
+
+MAX_SECONDS = 9.8  # 196 model frames at 20 fps
+SEED_MAX = 2**31 - 1  # Blender's IntProperty is 32-bit signed; the backend takes any 32-bit seed
+
+
+def _prompt_edited(settings, context) -> None:
+    """A prompt was typed: warm the backend up for it (preference "Warm Up While Typing")."""
+    from ..remote import jobs
+    from .preferences import client_config, get_prefs
+
+    prefs = get_prefs(context)
+    if prefs is None or not prefs.warm_up:
+        return
+    try:
+        jobs.warm_up([settings.prompt, settings.inbetween_prompt], client_config(context))
+    except Exception as exc:  # noqa: BLE001 (typing must never fail; Generate reports backend problems)
+        print(f"MoMask: the warm-up did not start: {exc}")
+
+
+class MoMaskSettings(bpy.types.PropertyGroup):
+    prompt: StringProperty(
+        name="Prompt",
+        default="a person walks forward and waves",
+        description="What the character should do",
+        update=_prompt_edited,
+    )
+    auto_length: BoolProperty(
+        name="Auto Length",
+        default=False,
+        description="Let MoMask's length estimator choose the duration from the prompt",
+    )
+    seconds: FloatProperty(
+        name="Seconds",
+        default=4.0,
+        min=0.2,
+        max=MAX_SECONDS,
+        step=10,
+        precision=1,
+        description="Duration of the motion (MoMask makes at most 9.8 s)",
+    )
+    seed: IntProperty(
+        name="Seed",
+        default=0,
+        min=0,
+        max=SEED_MAX,
+        description="Same seed, prompt and settings give the same motion",
+    )
+    randomize_seed: BoolProperty(
+        name="Randomise",
+        default=True,
+        description="Pick a new seed for every generation (the take remembers it)",
+    )
+    variations: IntProperty(
+        name="Variations", default=1, min=1, max=8, description="Takes made in one batch from the same prompt"
+    )
+    # Advanced (the paper's defaults)
+    cond_scale: FloatProperty(
+        name="Guidance",
+        default=4.0,
+        min=0.0,
+        max=20.0,
+        description="How strongly the motion follows the text (classifier-free guidance)",
+    )
+    steps: IntProperty(
+        name="Steps",
+        default=10,
+        min=1,
+        max=50,
+        description="Decoding steps of the masked transformer (more: slower)",
+    )
+    temperature: FloatProperty(
+        name="Temperature",
+        default=1.0,
+        min=0.05,
+        max=3.0,
+        description="Sampling temperature (lower: safer, less varied)",
+    )
+    foot_lock: BoolProperty(
+        name="Foot Lock", default=True, description="Pin feet to the ground while they are in contact"
+    )
+    in_place: BoolProperty(
+        name="In Place",
+        default=False,
+        description="Keep the root at the origin (for cycles and game engines)",
+    )
+    show_advanced: BoolProperty(name="Advanced", default=False)
+    # In-between
+    inbetween_prompt: StringProperty(
+        name="Prompt",
+        default="the person jumps",
+        description="What happens inside the frame range",
+        update=_prompt_edited,
+    )
+    inbetween_custom_range: BoolProperty(
+        name="Custom Range",
+        default=False,
+        description="Choose the frames here instead of the scene's preview range (or the action's range)",
+    )
+    inbetween_start: IntProperty(name="Start", default=1, description="First frame to regenerate")
+    inbetween_end: IntProperty(name="End", default=40, description="Last frame to regenerate")
+    blend_frames: IntProperty(
+        name="Blend",
+        default=4,
+        min=0,
+        max=24,
+        description="Frames at each side that blend into the existing motion",
+    )
+
+
+class MoMaskBoneRole(bpy.types.PropertyGroup):
+    """One of the 22 MoMask joints and the bone that plays it (``name`` is the role)."""
+
+    bone: StringProperty(name="Bone", description="Bone driven by this joint")
+    detected: StringProperty(name="Detected", description="What automatic mapping chose")
+
+
+def inbetween_frames(scene, obj=None) -> tuple[int, int, str]:
+    """The in-between frames, inclusive, and where they come from: the custom range, else the
+    preview range if on, else the armature's active action's frame range (never the scene range,
+    which runs past the animation: 1-250 by default, over MoMask's 9.8 s at 24 fps)."""
+    s = scene.momask
+    if s.inbetween_custom_range:
+        return s.inbetween_start, s.inbetween_end, "custom"
+    if scene.use_preview_range:
+        return scene.frame_preview_start, scene.frame_preview_end, "preview range"
+    ad = getattr(obj, "animation_data", None)
+    action = ad.action if ad is not None else None
+    if action is not None:
+        first, last = action.frame_range
+        return int(math.floor(first)), int(math.ceil(last)), "action range"
+    return scene.frame_start, scene.frame_end, "scene range"
+
+
+def mapping_overrides(obj) -> dict[str, str]:
+    """``{role: bone}`` the user set or kept, for bones the armature still has."""
+    bones = obj.data.bones
+    return {item.name: item.bone for item in obj.momask_mapping if item.bone and item.bone in bones}
+
+
+def user_overrides(obj) -> dict[str, str]:
+    """Only the roles the user changed from the detected mapping."""
+    bones = obj.data.bones
+    return {
+        item.name: item.bone
+        for item in obj.momask_mapping
+        if item.bone and item.bone != item.detected and item.bone in bones
+    }
+
+
+def store_mapping(obj, mapping: dict, keep_edits: bool = True) -> None:
+    """Show the backend's mapping (``{"bones": {role: bone}, "missing": [...]}``) on the armature."""
+    edits = user_overrides(obj) if keep_edits else {}
+    bones = dict(mapping.get("bones") or {})
+    roles = list(bones) + [r for r in mapping.get("missing") or [] if r not in bones]
+    obj.momask_mapping.clear()
+    for role in roles:
+        item = obj.momask_mapping.add()
+        item.name = role
+        item.detected = bones.get(role) or ""
+        item.bone = edits.get(role, item.detected)
+    obj["momask_missing_roles"] = [r for r in roles if not (edits.get(r) or bones.get(r))]
+
+
+classes = (MoMaskSettings, MoMaskBoneRole)
+
+
+def register_properties() -> None:
+    # New RNA properties on Blender's own types: the stubs cannot know them (hence the ignores).
+    bpy.types.Scene.momask = PointerProperty(type=MoMaskSettings)  # type: ignore[attr-defined]
+    bpy.types.Object.momask_mapping = CollectionProperty(type=MoMaskBoneRole)  # type: ignore[attr-defined]
+    bpy.types.Object.momask_take_index = IntProperty(name="Take", default=-1)  # type: ignore[attr-defined]
+
+
+def unregister_properties() -> None:
+    for owner, name in (
+        (bpy.types.Scene, "momask"),
+        (bpy.types.Object, "momask_mapping"),
+        (bpy.types.Object, "momask_take_index"),
+    ):
+        if hasattr(owner, name):
+            delattr(owner, name)
