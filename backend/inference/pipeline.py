@@ -36,7 +36,7 @@ from backend.motion.features import SKELETONS, features_from_joints, recover_fro
 from backend.portable.errors import InputError
 from backend.portable.quaternion import wrap_angle
 
-Progress = Callable[[str, int, int], None]   # (stage, done, total); total = steps + 5 + 1
+Progress = Callable[[str, int, int], None]   # (stage, done, total); total = job_units(steps)
 
 FLOWS = ("fast", "reference")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -290,7 +290,7 @@ class MoMaskPipeline:
             raise InputError(f"No length estimator is available for {self.dataset}.",
                              "Give the length in frames (--frames).")
 
-        reporter = sampling.StepReporter(progress, cancel, total=settings.steps + 5 + 1)
+        reporter = sampling.StepReporter(progress, cancel, total=sampling.job_units(settings.steps))
         reporter.check()
         generator = self._generator(settings.seed)
         reference = settings.flow == "reference"
@@ -431,7 +431,7 @@ class MoMaskPipeline:
         wide_start, wide_end = self.widen_range(start, end, frames)
         span_tokens = frames // TOKEN_FRAMES
 
-        reporter = sampling.StepReporter(progress, cancel, total=settings.steps + 5 + 1)
+        reporter = sampling.StepReporter(progress, cancel, total=sampling.job_units(settings.steps))
         reporter.check()
         reference = settings.flow == "reference"
         with torch.inference_mode():

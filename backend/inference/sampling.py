@@ -163,12 +163,18 @@ def categorical_sample(filtered: Tensor, temperature: float, generator: torch.Ge
 # --- progress and cancel ---------------------------------------------------------------------------
 
 
+def job_units(steps: int) -> int:
+    """The work units one generation reports: the base layer's ``steps``, one per residual layer
+    (``NUM_QUANTIZERS - 1``) and one for decoding."""
+    return steps + (NUM_QUANTIZERS - 1) + 1
+
+
 @dataclass
 class StepReporter:
     """Reports progress after each step and stops the job when the user cancels.
 
     One reporter follows a whole job (base steps, residual layers, decoding), so ``done`` counts
-    across stages and ``total`` is the job's total (steps + 5 + 1 for text → motion).
+    across stages and ``total`` is the job's total (:func:`job_units`).
     """
 
     progress: Progress | None = None

@@ -33,15 +33,16 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from backend import __version__
+from backend.inference.sampling import job_units
 from backend.motion import skeleton as sk
 from backend.portable import protocol
 from backend.portable.errors import CancelledError, InputError, MoMaskError
+from backend.portable.logfile import rotate_log
 
 log = logging.getLogger("momask.service")
 
-#: The log is rotated (one ``.1`` kept) when it starts above this size, and truncated while running
-#: when it grows past ``LOG_TRUNCATE_BYTES``.
-LOG_ROTATE_BYTES = 5 * 1024 * 1024
+#: The log is truncated while running when it grows past this size (its rotation at start:
+#: backend/portable/logfile.py).
 LOG_TRUNCATE_BYTES = 50 * 1024 * 1024
 WATCHDOG_PERIOD_S = 1.0
 #: Seconds a shutdown waits for a cancelled job to reach its next step before exiting anyway.
@@ -573,7 +574,8 @@ class Service:
 
         load_units = 0 if self.pipeline is not None else 1
         tail = len(prompts) if target else 0
-        progress = JobProgress(self.writer, job, load_units + settings.steps + 6 + tail, self.step_delay)
+        total = load_units + job_units(settings.steps) + tail
+        progress = JobProgress(self.writer, job, total, self.step_delay)
         progress.report("start", 0)
         pipeline = self.ensure_pipeline(progress, job)
         loaded = time.perf_counter()
@@ -689,7 +691,8 @@ class Service:
         check_before_loading(settings)
         load_units = 0 if self.pipeline is not None else 1
         tail = 1 if target else 0
-        progress = JobProgress(self.writer, job, load_units + settings.steps + 6 + tail, self.step_delay)
+        total = load_units + job_units(settings.steps) + tail
+        progress = JobProgress(self.writer, job, total, self.step_delay)
         progress.report("start", 0)
         pipeline = self.ensure_pipeline(progress, job)
         loaded = time.perf_counter()
@@ -861,19 +864,7 @@ def _read_lines(service: Service, stdin: BinaryIO) -> None:
 def open_log(path: Path) -> int:
     """Point file descriptor 2 (stderr, including C libraries and warnings) at ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Best effort: on Windows a file another process holds open cannot be renamed (PermissionError),
-    # and the add-on's backend inherits its stderr on this very log. The add-on rotates it before
-    # starting us; here a log that cannot be renamed is emptied instead, or else appended to as it
-    # is. A log must never stop the backend from starting.
-    try:
-        if path.stat().st_size > LOG_ROTATE_BYTES:
-            try:
-                os.replace(path, path.with_name(path.name + ".1"))
-            except OSError:
-                with open(path, "r+b") as handle:
-                    handle.truncate(0)
-    except OSError:
-        pass
+    rotate_log(path)   # as the add-on does before it starts us (a backend started by hand)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 2)
     os.close(fd)

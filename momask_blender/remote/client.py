@@ -42,9 +42,6 @@ CLIENT_NAME = "momask_blender"
 HELLO_TIMEOUT_S = 180.0  # importing torch on a busy laptop can take a while
 SHUTDOWN_TIMEOUT_S = 5.0
 LOG_TAIL_LINES = 12
-#: The log is rotated (one ``.1`` kept) when a start finds it above this size (as
-#: backend/service/transport.py).
-LOG_ROTATE_BYTES = 5 * 1024 * 1024
 #: How long ``stop()`` waits for a start in progress to finish spawning before it stops without it.
 STOP_LOCK_WAIT_S = 2.0
 
@@ -74,7 +71,7 @@ def backend_root(package_dir: Path | None = None) -> Path | None:
 
 
 #: The backend's stdlib-only modules the add-on shares (loaded by file path, never as ``backend``).
-SHARED_BACKEND_MODULES = ("protocol", "errors")
+SHARED_BACKEND_MODULES = ("protocol", "errors", "logfile")
 
 
 def load_backend_module(name: str, root: Path | None = None) -> types.ModuleType:
@@ -164,26 +161,6 @@ class BackendConfig:
         if self.log_path:
             cmd += ["--log", self.log_path]
         return cmd
-
-
-def rotate_log(path: Path, limit: int = LOG_ROTATE_BYTES) -> None:
-    """Keep one old log (``<log>.1``) once the log has passed ``limit`` bytes.
-
-    Done here, before the backend starts, because on Windows a file that any process holds open
-    cannot be renamed, and the backend holds its log open (as its stderr) from its first instant.
-    Best effort: a log that still cannot be renamed (another Blender's backend writes to it) is
-    emptied instead, and if even that fails it is left as it is. A log must never stop a start.
-    """
-    try:
-        if path.stat().st_size <= limit:
-            return
-    except OSError:  # no log yet
-        return
-    try:
-        os.replace(path, path.with_name(path.name + ".1"))
-    except OSError:
-        with contextlib.suppress(OSError), open(path, "r+b") as handle:
-            handle.truncate(0)
 
 
 def _tail(path: str, lines: int = LOG_TAIL_LINES) -> str:
@@ -328,7 +305,8 @@ class BackendClient:
         stderr: Any = subprocess.DEVNULL
         if cfg.log_path:
             Path(cfg.log_path).parent.mkdir(parents=True, exist_ok=True)
-            rotate_log(Path(cfg.log_path))  # now: once the backend runs, Windows cannot rename it
+            # now: once the backend runs, Windows cannot rename it
+            load_backend_module("logfile", Path(cfg.root)).rotate_log(Path(cfg.log_path))
             # the backend points its stderr at --log itself; this catches what happens before that
             stderr = open(cfg.log_path, "ab")  # noqa: SIM115 (closed below, once the child has its copy)
         flags = getattr(subprocess, "CREATE_NO_WINDOW", 0) if os.name == "nt" else 0

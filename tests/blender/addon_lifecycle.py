@@ -120,7 +120,8 @@ def case_stop_during_start_does_not_wait_for_hello():
         (repo_backend / "portable" / "protocol.py").read_text())
     log = TMP / "silent" / "backend.log"
     log.parent.mkdir()
-    log.write_bytes(b"x" * (client.LOG_ROTATE_BYTES + 10))
+    rotate_bytes = client.load_backend_module("logfile").LOG_ROTATE_BYTES
+    log.write_bytes(b"x" * (rotate_bytes + 10))
     python = client.default_backend_python(None)  # $MOMASK_BACKEND_PYTHON
     check(python, "no backend python ($MOMASK_BACKEND_PYTHON)")
     config = client.BackendConfig(python=python, weights=WEIGHTS, root=str(root), log_path=str(log))
@@ -138,9 +139,9 @@ def case_stop_during_start_does_not_wait_for_hello():
     check(client.wait_for(lambda: silent._process is not None, 30), "the silent backend did not spawn")
     starters[1].start()
     process = silent._process
-    check((log.parent / "backend.log.1").stat().st_size == client.LOG_ROTATE_BYTES + 10,
+    check((log.parent / "backend.log.1").stat().st_size == rotate_bytes + 10,
           "the big log was not rotated to backend.log.1 before the start")
-    check(log.stat().st_size < client.LOG_ROTATE_BYTES, "the log still holds the old megabytes")
+    check(log.stat().st_size < rotate_bytes, "the log still holds the old megabytes")
     time.sleep(0.5)
     stopper = threading.Thread(target=silent.stop, daemon=True)
     stopper.start()

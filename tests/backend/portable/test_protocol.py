@@ -121,7 +121,8 @@ def test_the_module_loads_by_path_without_numpy_or_the_backend_package():
     script = f"""
 import sys, importlib.util
 sys.modules['numpy'] = None          # make `import numpy` fail
-spec = importlib.util.spec_from_file_location('momask_protocol', {str(REPO / 'backend' / 'portable' / 'protocol.py')!r})
+spec = importlib.util.spec_from_file_location(
+    'momask_protocol', {str(REPO / 'backend' / 'portable' / 'protocol.py')!r})
 mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
 arr = {{"__array__": "AACAPwAAAEAAAEBAAACAQA==", "dtype": "float32", "shape": [2, 2]}}
 msg = mod.decode_message(mod.encode_message({{"id": 1, "type": "result", "a": arr}}))

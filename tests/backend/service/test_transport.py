@@ -556,7 +556,7 @@ def _start_logging(log: Path, rename_refused: bool = False) -> subprocess.Comple
 
 
 def test_a_big_log_is_rotated_at_start(tmp_path) -> None:
-    from backend.service.transport import LOG_ROTATE_BYTES
+    from backend.portable.logfile import LOG_ROTATE_BYTES
 
     log = tmp_path / "backend.log"
     log.write_bytes(b"old line\n" * (LOG_ROTATE_BYTES // 9 + 1))
@@ -567,7 +567,7 @@ def test_a_big_log_is_rotated_at_start(tmp_path) -> None:
 
 
 def test_a_big_log_that_cannot_be_renamed_does_not_stop_the_backend(tmp_path) -> None:
-    from backend.service.transport import LOG_ROTATE_BYTES
+    from backend.portable.logfile import LOG_ROTATE_BYTES
 
     log = tmp_path / "backend.log"
     log.write_bytes(b"old line\n" * (LOG_ROTATE_BYTES // 9 + 1))
