@@ -7,17 +7,17 @@ replies on stdout and routes them, by request id, into one queue per call. stder
 logging go to a log file in the add-on's user directory.
 
 If the process exits or the pipe breaks, every call still waiting gets a ``backend_crashed`` error
-carrying the last lines of the log, and the next request starts a fresh process.
+carrying the last lines of the log, and the next request starts a fresh process. The backend exits by
+itself when its stdin closes, so Blender quitting (even by a crash) leaves no orphan.
 
 The reader trusts nothing it reads (docs/protocol.md, "Client"). A line that breaks the framing (not
 UTF-8, not JSON, not a protocol message, longer than :data:`MAX_LINE_BYTES`, an error about a request
 the backend could not read) means a reply may have been lost, and a lost reply would leave its call
 waiting for ever: the process is killed and its calls fail with ``backend_bad_reply``. Noise that
 loses nothing is noted and ignored: log lines, blank lines, a reply for a call that is no longer
-waiting (a second final reply, a late answer to a cancelled call), text printed before the hello
-answer. Progress numbers are clamped into 0..1 and never go back, and a flood of progress events is
-coalesced to the newest, so memory stays bounded whatever the backend prints. The backend exits by
-itself when its stdin closes, so Blender quitting (even by a crash) leaves no orphan.
+waiting (a second final reply, a late answer to a cancelled call), text without a ``{`` printed
+before the hello answer. Progress numbers are clamped into 0..1 and never go back, and a flood of
+progress events is coalesced to the newest, so memory stays bounded whatever the backend prints.
 
 No bpy here: this module is plain stdlib (plus the protocol file, loaded by path), so it works the
 same from a panel, a worker thread or a headless script. Never import torch or the backend package.
@@ -627,8 +627,9 @@ class BackendClient:
             reply = self._protocol.decode_message(raw, kind="reply", arrays=False)
         except ValueError as exc:  # ProtocolError: not UTF-8, not JSON, not a reply
             problem = str(getattr(exc, "problem", exc)).rstrip(".")
-            # Before the hello answer, text that is no JSON object is start-up output, not a lost reply.
-            chatter = not state.greeted and not raw.lstrip().startswith(b"{")
+            # Before the hello answer, text without a brace is start-up output; with one, it may hold
+            # a reply glued to output that had no newline (the hello would then wait for ever).
+            chatter = not state.greeted and b"{" not in raw
             if chatter and state.startup_lines < MAX_STARTUP_LINES:
                 state.startup_lines += 1
                 self._note(state, f"start-up output: {raw.decode('utf-8', 'replace').strip()}")

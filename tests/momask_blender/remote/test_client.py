@@ -152,6 +152,16 @@ def test_startup_output_before_hello_is_tolerated(make) -> None:
     assert backend.call("diagnose", timeout=CALL_TIMEOUT_S)["ok"]
 
 
+def test_startup_output_glued_to_the_hello_answer_fails_the_start_at_once(make) -> None:
+    """Text without a newline, then the hello reply: one line that may be a reply, not chatter."""
+    backend = make({"startup": [{"bytes": b64(b"loading...")}]})
+    started = time.monotonic()
+    with pytest.raises(client.BackendError) as info:
+        backend.ensure_started()
+    assert time.monotonic() - started < QUICK_S
+    assert info.value.code == client.BAD_REPLY
+
+
 def test_endless_startup_output_is_not_a_backend(make) -> None:
     backend = make({"startup": [{"repeat": client.MAX_STARTUP_LINES + 1, "line": "hello there"}]})
     started = time.monotonic()
