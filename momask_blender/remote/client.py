@@ -10,6 +10,15 @@ If the process exits or the pipe breaks, every call still waiting gets a ``backe
 carrying the last lines of the log, and the next request starts a fresh process. The backend exits by
 itself when its stdin closes, so Blender quitting (even by a crash) leaves no orphan.
 
+The reader trusts nothing it reads (docs/protocol.md, "Client"). A line that breaks the framing (not
+UTF-8, not JSON, not a protocol message, longer than :data:`MAX_LINE_BYTES`, an error about a request
+the backend could not read) means a reply may have been lost, and a lost reply would leave its call
+waiting for ever: the process is killed and its calls fail with ``backend_bad_reply``. Noise that
+loses nothing is noted and ignored: log lines, blank lines, a reply for a call that is no longer
+waiting (a second final reply, a late answer to a cancelled call), text without a ``{`` printed
+before the hello answer. Progress numbers are clamped into 0..1 and never go back, and a flood of
+progress events is coalesced to the newest, so memory stays bounded whatever the backend prints.
+
 No bpy here: this module is plain stdlib (plus the protocol file, loaded by path), so it works the
 same from a panel, a worker thread or a headless script. Never import torch or the backend package.
 """
@@ -22,12 +31,14 @@ import dataclasses
 import importlib.util
 import io
 import itertools
+import math
 import os
 import queue
 import subprocess
 import sys
 import threading
 import time
+import traceback
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -37,11 +48,22 @@ from typing import Any
 CRASHED = "backend_crashed"
 NOT_STARTED = "backend_not_started"
 TIMEOUT = "backend_timeout"
+BAD_REPLY = "backend_bad_reply"  # the backend broke the protocol: the process is stopped
 
 CLIENT_NAME = "momask_blender"
 HELLO_TIMEOUT_S = 180.0  # importing torch on a busy laptop can take a while
 SHUTDOWN_TIMEOUT_S = 5.0
 LOG_TAIL_LINES = 12
+#: The longest reply line read. The biggest real ones (many takes of a long in-between on a big rig)
+#: are tens of MB; a backend gone wrong that prints without a newline must not fill Blender's memory.
+MAX_LINE_BYTES = 256 << 20
+#: Lines of text tolerated before the hello answer (a sitecustomize or a library printing on import,
+#: before the backend points its stdout at the log); past that the backend is not speaking the protocol.
+MAX_STARTUP_LINES = 200
+#: How much of one ignored line is kept for the error message and the console.
+NOTE_CHARS = 300
+#: How many notes per process are also printed to Blender's console (a flood must not flood it).
+PRINTED_NOTES = 10
 #: How long ``stop()`` waits for a start in progress to finish spawning before it stops without it.
 STOP_LOCK_WAIT_S = 2.0
 
@@ -178,13 +200,76 @@ def _tail(path: str, lines: int = LOG_TAIL_LINES) -> str:
 # --- one request ------------------------------------------------------------------------------------
 
 
-class Call:
-    """One request in flight: its id and the queue its replies arrive in."""
+#: Put in a call's queue when a progress event is waiting in :meth:`Call.take_progress`.
+_PROGRESS_WAITING: dict[str, Any] = {"type": "progress"}
 
-    def __init__(self, request_id: int, message_type: str) -> None:
+
+class Call:
+    """One request in flight: its id, the process it was sent to, and the queue its replies arrive in.
+
+    Progress is coalesced: the queue holds at most one marker, and :meth:`take_progress` returns the
+    newest event, so a backend that floods progress cannot grow the queue."""
+
+    def __init__(self, request_id: int, message_type: str, process: subprocess.Popen | None = None) -> None:
         self.id = request_id
         self.type = message_type
+        self.process = process
         self.replies: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.fraction = 0.0  # the highest progress reported so far (the panel's bar never goes back)
+        self._progress: dict[str, Any] | None = None
+        self._progress_lock = threading.Lock()
+
+    def post_progress(self, reply: dict[str, Any]) -> None:
+        """(reader thread) Record a progress event, its numbers made sane: ``fraction`` in 0..1 and
+        never below an earlier one, ``stage`` a short string (or absent)."""
+        event = dict(reply)
+        self.fraction = max(self.fraction, _fraction(reply, self.fraction))
+        event["fraction"] = self.fraction
+        stage = reply.get("stage")
+        if isinstance(stage, str) and stage.strip():
+            event["stage"] = stage[:40]
+        else:
+            event.pop("stage", None)
+        with self._progress_lock:
+            waiting = self._progress is not None
+            self._progress = event
+        if not waiting:
+            self.replies.put(_PROGRESS_WAITING)
+
+    def take_progress(self) -> dict[str, Any] | None:
+        with self._progress_lock:
+            event, self._progress = self._progress, None
+        return event
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a finite float, or None (not a number, a bool, NaN, infinite, too big)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _fraction(reply: dict[str, Any], previous: float) -> float:
+    """A progress event's fraction in 0..1: its ``fraction``, else ``done / total``, else ``previous``."""
+    value = _number(reply.get("fraction"))
+    if value is None:
+        done, total = _number(reply.get("done")), _number(reply.get("total"))
+        value = done / total if done is not None and total is not None and total > 0 else previous
+    return min(1.0, max(0.0, value))
+
+
+class _Stream:
+    """What the reader knows about one process's stdout."""
+
+    def __init__(self) -> None:
+        self.greeted = False  # the hello was answered: from now on stdout carries protocol lines only
+        self.startup_lines = 0
+        self.cut_off = False  # it ended in the middle of a line
+        self.notes = 0
 
 
 class _Start:
@@ -201,6 +286,8 @@ class _Start:
 class BackendClient:
     """The backend process and the requests in flight to it. Thread-safe."""
 
+    max_line_bytes = MAX_LINE_BYTES  # (tests lower it on an instance)
+
     def __init__(self, config: BackendConfig) -> None:
         self.config = config
         self.hello: dict[str, Any] | None = None
@@ -214,6 +301,8 @@ class BackendClient:
         self._protocol: types.ModuleType | None = None  # backend/portable/protocol.py, loaded on start
         self._reader: threading.Thread | None = None
         self._recent_logs: collections.deque[str] = collections.deque(maxlen=20)
+        #: ids of the requests whose answers nobody waits for (cancel, shutdown): not worth a note
+        self._unawaited: collections.deque[int] = collections.deque(maxlen=64)
         self.restarts = 0
 
     # --- lifetime -------------------------------------------------------------------------------------
@@ -356,11 +445,12 @@ class BackendClient:
         process = self._process
         if process is None:
             return
+        exited = process.poll() is not None  # by itself: its calls failed, they were not cancelled
         if self.hello is None:  # still starting: nothing to shut down gracefully, and no time to wait
             graceful = False
         if process.poll() is None and graceful:
             try:
-                self._send({"id": next(self._ids), "type": "shutdown"})
+                self._send_unawaited({"type": "shutdown"})
                 process.stdin.close()
             except (OSError, ValueError, BackendError):
                 pass
@@ -376,11 +466,12 @@ class BackendClient:
             with contextlib.suppress(OSError, ValueError):
                 stream.close()
         if self._reader is not None and self._reader is not threading.current_thread():
-            self._reader.join(2.0)
+            self._reader.join(2.0)  # it fails the calls of a process that died by itself, with the reason
         if self._process is process:  # (stop() may run without the start lock: keep a newer process)
             self._process = None
             self.hello = None
-        self._fail_pending(process, stopped=True)
+        self._fail_pending(process, self._crash_error(process) if exited else BackendError(
+            "cancelled", "The backend was stopped."))
 
     # --- talking ----------------------------------------------------------------------------------------
 
@@ -396,8 +487,13 @@ class BackendClient:
             except (BrokenPipeError, OSError, ValueError) as exc:
                 raise self._crash_error(process) from exc
 
+    def _send_unawaited(self, message: dict[str, Any]) -> None:
+        request_id = next(self._ids)
+        self._unawaited.append(request_id)
+        self._send({"id": request_id, **message})
+
     def _submit(self, message_type: str, fields: dict[str, Any]) -> Call:
-        call = Call(next(self._ids), message_type)
+        call = Call(next(self._ids), message_type, self._process)
         with self._pending_lock:
             self._pending[call.id] = call
         try:
@@ -455,19 +551,15 @@ class BackendClient:
                         f"The backend did not answer '{call.type}' within {timeout:g} s.",
                         f"Press 'Free memory' to restart it, or check its log: {self.config.log_path}",
                     ) from None
-                kind = reply.get("type")
-                if kind == "progress":
-                    if on_progress is not None:
-                        on_progress(reply)
+                if reply is _PROGRESS_WAITING:
+                    event = call.take_progress()
+                    if on_progress is not None and event is not None:
+                        on_progress(event)
                     continue
-                if kind == "result":
-                    return reply.get("data") or {}
-                err = reply.get("error") or {}
-                raise BackendError(
-                    str(err.get("code", "error")),
-                    str(err.get("problem", "Unknown error.")),
-                    str(err.get("fix", "")),
-                )
+                if reply.get("type") == "result":
+                    return reply["data"]  # a dict: the reader checked
+                err = reply["error"]
+                raise BackendError(err["code"], err["problem"], err["fix"])
         finally:
             with self._pending_lock:
                 self._pending.pop(call.id, None)
@@ -477,63 +569,174 @@ class BackendClient:
         if not self.running:
             return
         with contextlib.suppress(BackendError):
-            self._send({"id": next(self._ids), "type": "cancel", "target": request_id})
+            self._send_unawaited({"type": "cancel", "target": request_id})
 
     # --- the reader thread --------------------------------------------------------------------------------
 
     def _read(self, process: subprocess.Popen) -> None:
+        """Read ``process``'s stdout until it ends or breaks the protocol, then fail its calls still
+        waiting. Nothing may end this thread early: a dead reader is a deaf client, whose calls would
+        wait for ever."""
         # The pipe is unbuffered (bufsize=0): readline() on it would read ONE byte per system call,
         # ~170 ms for a 190 KB result line. A buffered reader on top reads it in 64 KB chunks.
         stream = io.BufferedReader(process.stdout, 1 << 16)  # type: ignore[type-var]
+        state = _Stream()
+        failure: BackendError | None = None
         try:
-            for raw in iter(stream.readline, b""):
+            while failure is None:
                 try:
-                    reply = self._protocol.decode_message(raw, kind="reply")
-                except ValueError as exc:
-                    self._recent_logs.append(f"unreadable reply: {exc}")
-                    continue
-                if reply.get("type") == "log":
-                    self._recent_logs.append(f"{reply.get('level', 'info')}: {reply.get('message', '')}")
-                    continue
-                with self._pending_lock:
-                    call = self._pending.get(reply.get("id"))
-                if call is not None:
-                    call.replies.put(reply)
-        except (OSError, ValueError):
-            pass
-        # stdout closed: the process is gone (or going). Fail whatever still waits on it.
+                    # Bounded: a line is never held in memory past max_line_bytes.
+                    raw = stream.readline(self.max_line_bytes)
+                except (OSError, ValueError):
+                    break  # stop() closed the pipe
+                if not raw:
+                    break
+                if not raw.endswith(b"\n"):
+                    if len(raw) < self.max_line_bytes:  # the end of the stream, mid-line: it died writing
+                        state.cut_off = True
+                        self._note(state, f"a reply cut off after {len(raw)} bytes")
+                        break
+                    failure = self._bad_reply(f"a line longer than {self.max_line_bytes >> 20} MB")
+                    break
+                failure = self._dispatch(raw, state)
+        except Exception as exc:  # noqa: BLE001 (a bug here must fail the calls, not hang them)
+            failure = BackendError(
+                BAD_REPLY,
+                f"The add-on could not handle a reply of the MoMask backend ({type(exc).__name__}: {exc}).",
+                "This is a bug in the MoMask add-on; the backend restarts on the next request. The "
+                "details are in Blender's console.",
+            )
+            traceback.print_exc()
+        if failure is not None:
+            with contextlib.suppress(OSError):
+                process.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(5.0)
-        if process is self._process or self._process is None:
-            self._fail_pending(process, stopped=False)
+            process.wait(2.0)
+        if process.poll() is None:  # it closed its stdout but lives on: it can never answer again
+            with contextlib.suppress(OSError):
+                process.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(2.0)
+        self._fail_pending(process, failure or self._crash_error(process, cut_off=state.cut_off))
 
-    def _crash_error(self, process: subprocess.Popen | None) -> BackendError:
+    def _dispatch(self, raw: bytes, state: _Stream) -> BackendError | None:
+        """Route one complete line; a BackendError when it breaks the protocol (see the module doc)."""
+        if not raw.strip():
+            return None
+        try:
+            reply = self._protocol.decode_message(raw, kind="reply", arrays=False)
+        except ValueError as exc:  # ProtocolError: not UTF-8, not JSON, not a reply
+            problem = str(getattr(exc, "problem", exc)).rstrip(".")
+            # Before the hello answer, text without a brace is start-up output; with one, it may hold
+            # a reply glued to output that had no newline (the hello would then wait for ever).
+            chatter = not state.greeted and b"{" not in raw
+            if chatter and state.startup_lines < MAX_STARTUP_LINES:
+                state.startup_lines += 1
+                self._note(state, f"start-up output: {raw.decode('utf-8', 'replace').strip()}")
+                return None
+            return self._bad_reply(f"a line that is not a protocol message ({problem})")
+        kind = reply["type"]
+        request_id = reply.get("id")
+        if kind == "log":
+            message = str(reply.get("message", ""))[:NOTE_CHARS]
+            self._recent_logs.append(f"{reply.get('level', 'info')}: {message}")
+            return None
+        with self._pending_lock:
+            call = self._pending.get(request_id)
+            if call is not None and kind != "progress":
+                del self._pending[request_id]  # answered: a second final reply finds nobody waiting
+        if call is None:
+            if kind == "error" and request_id is None:  # our request was lost: whose call waits now?
+                error = reply.get("error")
+                said = str(error.get("problem") if isinstance(error, dict) else error)[:NOTE_CHARS]
+                return self._bad_reply(f"an error about a request it could not read ({said})")
+            if request_id not in self._unawaited:
+                self._note(state, f"ignored a '{kind}' for request {request_id!r}, which nothing waits for")
+            return None
+        if kind == "progress":
+            call.post_progress(reply)
+            return None
+        if call.type == "hello":
+            state.greeted = True
+        call.replies.put(self._final(call, reply))
+        return None
+
+    def _final(self, call: Call, reply: dict[str, Any]) -> dict[str, Any]:
+        """The result or error for ``call``, checked: ``data`` an object with readable arrays, ``error``
+        three strings. A malformed one fails this call only: the stream itself is still in step."""
+        if reply["type"] == "result":
+            data = reply.get("data")
+            try:
+                if not isinstance(data, dict):
+                    raise self._protocol.ProtocolError(f"its data is {type(data).__name__}, not an object")
+                data = self._protocol.from_wire(data)
+            except ValueError as exc:
+                why = str(getattr(exc, "problem", exc)).rstrip(".")
+                return self._error_reply(call, self._bad_reply(
+                    f"an unreadable answer to '{call.type}' ({why})", stopped=False))
+            return {"id": call.id, "type": "result", "data": data}
+        error = reply.get("error")
+        error = error if isinstance(error, dict) else {}
+        code, problem, fix = (error.get(key) for key in ("code", "problem", "fix"))
+        return self._error_reply(call, BackendError(
+            code if isinstance(code, str) and code else "error",
+            problem if isinstance(problem, str) and problem.strip() else
+            f"The backend failed '{call.type}' without saying why.",
+            fix if isinstance(fix, str) else "",
+        ))
+
+    @staticmethod
+    def _error_reply(call: Call, error: BackendError) -> dict[str, Any]:
+        return {"id": call.id, "type": "error",
+                "error": {"code": error.code, "problem": error.problem, "fix": error.fix}}
+
+    def _note(self, state: _Stream, text: str) -> None:
+        """Remember something the reader ignored (it shows in a later crash's message); the first
+        few of each process also go to Blender's console."""
+        text = text[:NOTE_CHARS]
+        self._recent_logs.append(f"add-on: {text}")
+        state.notes += 1
+        if state.notes <= PRINTED_NOTES:
+            print(f"MoMask backend client: {text}", file=sys.stderr)
+
+    def _log_hint(self) -> str:
+        return f"its log: {self.config.log_path}" if self.config.log_path else "Blender's console"
+
+    def _bad_reply(self, what: str, stopped: bool = True) -> BackendError:
+        """The error for a backend that broke the protocol (``stopped``: the process is killed for it)."""
+        consequence = (" It was stopped, since its answers could no longer be matched to requests."
+                       if stopped else "")
+        return BackendError(
+            BAD_REPLY,
+            f"The MoMask backend sent {what}.{consequence}",
+            f"It restarts on the next request. If this repeats, press 'Check backend' in the add-on "
+            f"preferences and look at {self._log_hint()}.",
+        )
+
+    def _crash_error(self, process: subprocess.Popen | None, cut_off: bool = False) -> BackendError:
         code = process.poll() if process is not None else None
         status = f" (exit code {code})" if code is not None else ""
         tail = _tail(self.config.log_path) if self.config.log_path else ""
         tail = tail or "\n".join(self._recent_logs)
         where = f" Log: {self.config.log_path}." if self.config.log_path else ""
         last = f"\nLast log lines:\n{tail}" if tail else ""
+        middle = " in the middle of a reply" if cut_off else ""
         return BackendError(
             CRASHED,
-            f"The MoMask backend stopped unexpectedly{status}.",
+            f"The MoMask backend stopped unexpectedly{status}{middle}.",
             f"It restarts on the next request; if this repeats, press 'Check backend' in the "
             f"add-on preferences.{where}{last}",
         )
 
-    def _fail_pending(self, process: subprocess.Popen | None, stopped: bool) -> None:
+    def _fail_pending(self, process: subprocess.Popen | None, error: BackendError) -> None:
+        """Fail every call still waiting on ``process`` with ``error`` (the calls of a newer process
+        are not its business)."""
         with self._pending_lock:
-            calls = list(self._pending.values())
-            self._pending.clear()
-        if not calls:
-            return
-        if stopped:
-            error = {"code": "cancelled", "problem": "The backend was stopped.", "fix": ""}
-        else:
-            err = self._crash_error(process)
-            error = {"code": err.code, "problem": err.problem, "fix": err.fix}
+            calls = [call for call in self._pending.values() if call.process is process]
+            for call in calls:
+                del self._pending[call.id]
         for call in calls:
-            call.replies.put({"id": call.id, "type": "error", "error": error})
+            call.replies.put(self._error_reply(call, error))
 
 
 def describe_error(exc: BaseException) -> tuple[str, str, str]:
