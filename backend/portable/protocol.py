@@ -403,8 +403,8 @@ def _top_level(text: str) -> str:
             depth -= 1
             if depth == 1:
                 copied = token.end()
-    if depth <= 1:
-        pieces.append(text[copied:])
+    # A nested part left open (a truncated line) still leaves the fields before it readable.
+    pieces.append(text[copied:] if depth <= 1 else "}")
     return "".join(pieces)
 
 
@@ -437,10 +437,13 @@ def readable_id(message: Any) -> Any:
 
 def _recover_id(text: str) -> Any:
     """The id of a line that cannot be parsed whole (too deep, not UTF-8...), when its top level can."""
-    try:
-        return readable_id(_loads(_top_level(text)))
-    except (ValueError, RecursionError):
-        return None
+    top = _top_level(text)
+    for candidate in (top, top + "}"):       # "}": a line cut short, or closed by the wrong bracket
+        try:
+            return readable_id(_loads(candidate))
+        except (ValueError, RecursionError):
+            continue
+    return None
 
 
 def decode_message(line: bytes | str, kind: str | None = None, arrays: bool = True) -> dict[str, Any]:
