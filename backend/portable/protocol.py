@@ -376,16 +376,22 @@ _TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
 
 def _nesting_depth(text: str) -> int:
     """The deepest bracket nesting of ``text``, outside strings: checked before ``json.loads`` can
-    recurse, so 200,000 ``[`` are refused in one pass instead of exhausting the stack."""
+    recurse, so 200,000 ``[`` are refused in one pass instead of exhausting the stack. Strings are
+    dropped with ``str.split`` (C speed: a 50 MB line of base64 takes milliseconds, a regex a second)
+    once their escapes are gone, which is exact for any line JSON could accept."""
+    if "\\" in text:
+        text = text.replace("\\\\", "").replace('\\"', "")
     depth = deepest = 0
-    for token in _TOKEN.finditer(text):
-        char = token.group()
+    for char in _BRACKETS.findall("".join(text.split('"')[0::2])):
         if char in "[{":
             depth += 1
             deepest = max(deepest, depth)
-        elif char in "]}":
+        else:
             depth -= 1
     return deepest
+
+
+_BRACKETS = re.compile(r"[\[\]{}]")
 
 
 def _top_level(text: str) -> str:
