@@ -93,7 +93,7 @@ def serve(weights: Path | str | None, dataset: str = "t2m", clip: Path | str | N
     shutdown_id = service.shutdown_id
     clean = service.stop()
     if shutdown_id is not None:
-        writer.send(protocol.result(shutdown_id, {"bye": True, "clean": clean}))
+        writer.send(protocol.result(shutdown_id, protocol.ShutdownResult(clean=clean)))
     log.info("stopped (%s)", "shutdown request" if shutdown_id is not None else "input closed")
     if not clean:
         log.warning("a job did not stop within %.0f s; exiting anyway", SHUTDOWN_GRACE_S)

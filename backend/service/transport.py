@@ -17,7 +17,6 @@ be read. Each request's work lives in its own module under ``backend/service/use
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
@@ -35,11 +34,8 @@ log = logging.getLogger("momask.service")
 
 #: Seconds a shutdown waits for a cancelled job to reach its next step before exiting anyway.
 SHUTDOWN_GRACE_S = 10.0
-#: The longest line read; a longer one is skipped to its end and refused. Far above any real request
-#: (a 1,000-frame pose of a 100-bone rig is about 9 MB of base64) and far below the memory it would take.
-MAX_LINE_BYTES = 256 * 1024 * 1024
 
-UseCase = Callable[[Any, Job, ServiceState], dict[str, Any]]
+UseCase = Callable[[Any, Job, ServiceState], Any]      # returns the result's data (a typed result)
 USE_CASES: dict[str, UseCase] = {
     protocol.HELLO: hello.run, protocol.DIAGNOSE: diagnose.run, protocol.LOAD: load.run,
     protocol.GENERATE: generate.run, protocol.INPAINT: inpaint.run,
@@ -68,13 +64,15 @@ class Writer:
         self.broken = threading.Event()      # the parent stopped reading: time to go
 
     def send(self, message: dict[str, Any]) -> None:
-        try:
-            line = protocol.encode_message(message)
-        except Exception as exc:  # noqa: BLE001 - an unencodable reply is a bug, never a dead thread
-            log.exception("unencodable %s reply to id=%r", message.get("type"), message.get("id"))
-            if message.get("type") not in FINAL_TYPES:
+        if message.get("type") in FINAL_TYPES:
+            line = protocol.encode_reply(message, self._log_hint)
+        else:
+            try:
+                line = protocol.encode_message(message)
+            except Exception:  # noqa: BLE001 - an unencodable event is a bug, never a dead thread
+                log.exception("unencodable %s event dropped (id=%r)", message.get("type"),
+                              message.get("id"))
                 return
-            line = unencodable_reply(message.get("id"), exc, self._log_hint)
         with self._lock:
             if self.broken.is_set():
                 return
@@ -83,20 +81,6 @@ class Writer:
                 self._stream.flush()
             except (OSError, ValueError):
                 self.broken.set()
-
-
-def unencodable_reply(request_id: Any, exc: BaseException, log_hint: str) -> bytes:
-    """An ``internal`` error line for a reply that could not be encoded. ASCII JSON escapes carry any
-    string id exactly (a lone surrogate included), so the client can still match it; an id that is not
-    a string or an integer cannot have come from a decoded request and is sent as ``null``."""
-    if isinstance(request_id, bool) or not isinstance(request_id, (str, int)):
-        request_id = None
-    reply = protocol.error_from_exception(request_id, exc, log_hint)
-    try:
-        text = json.dumps(reply, ensure_ascii=True, separators=(",", ":"))
-    except ValueError:      # an integer id too long to print (Python's int-to-str limit)
-        text = json.dumps(protocol.error_from_exception(None, exc, log_hint), ensure_ascii=True)
-    return text.encode("ascii") + b"\n"
 
 
 # --- the service -----------------------------------------------------------------------------------
@@ -130,8 +114,9 @@ class Service:
         request_id = None
         try:
             message = protocol.decode_message(line, kind="request")
-            request_id = message["id"]
-            self.route(Job(request_id, message["type"], message, self.writer.send))
+            request_id = protocol.readable_id(message)
+            request = protocol.parse_request(message)
+            self.route(Job(request.id, request.TYPE, request, self.writer.send))
         except (protocol.ProtocolError, MoMaskError) as exc:
             if isinstance(exc, protocol.ProtocolError) and exc.request_id is not None:
                 request_id = exc.request_id
@@ -145,14 +130,7 @@ class Service:
     def route(self, job: Job) -> None:
         log.info("request %s id=%r", job.type, job.id)
         if job.type == protocol.CANCEL:
-            target = job.request.get("target")
-            if isinstance(target, bool) or not isinstance(target, (str, int, type(None))):
-                raise protocol.ProtocolError(
-                    f"A cancel's target must be a request id (a string or an integer) or null, "
-                    f"not {type(target).__name__}.",
-                    "Send \"target\": <the id of the job to cancel>, or null to cancel every job.",
-                    request_id=job.id)
-            self.writer.send(protocol.result(job.id, self.cancel(target)))
+            self.writer.send(protocol.result(job.id, self.cancel(job.request.target)))
         elif job.type == protocol.SHUTDOWN:
             self.shutdown_id = job.id
             self.stopping.set()
@@ -172,7 +150,7 @@ class Service:
             self.writer.send(protocol.progress(job.id, "queued", 0, 1, waiting=waiting))
         self._lanes[lane].put(job)
 
-    def cancel(self, target: Any) -> dict[str, Any]:
+    def cancel(self, target: Any) -> protocol.CancelResult:
         """Cancel job ``target`` (``null``: every job). A queued job is answered ``cancelled`` at once;
         a running one stops at its next step and answers ``cancelled`` itself."""
         with self._lock:
@@ -188,8 +166,8 @@ class Service:
                     self.writer.send(protocol.error_from_exception(job.id, CancelledError()))
         if target is not None:
             state = states.get(target, "unknown")
-            return {"target": target, "was": state, "cancelled": state in ("queued", "running")}
-        return {"target": None, "jobs": list(states), "cancelled": bool(states)}
+            return protocol.CancelResult(target=target, was=state, cancelled=state in ("queued", "running"))
+        return protocol.CancelResult(target=None, jobs=tuple(states), cancelled=bool(states))
 
     # ---- the worker side --------------------------------------------------------------------------
 
@@ -245,14 +223,15 @@ def read_lines(service: Service, stdin: BinaryIO) -> None:
     """The reader: one line at a time until EOF (the parent closed the pipe or died) or shutdown."""
     try:
         while not service.stopping.is_set():
-            line = stdin.readline(MAX_LINE_BYTES + 1)
+            line = stdin.readline(protocol.MAX_LINE_BYTES + 1)
             if not line:
                 log.info("stdin closed")
                 break
-            if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+            if len(line) > protocol.MAX_LINE_BYTES and not line.endswith(b"\n"):
                 skip_rest_of_line(stdin)
                 service.writer.send(protocol.error(
-                    None, protocol.BAD_REQUEST, f"A line longer than {MAX_LINE_BYTES} bytes was skipped.",
+                    None, protocol.BAD_REQUEST,
+                    f"A line longer than {protocol.MAX_LINE_BYTES:,} bytes was skipped.",
                     "Send smaller requests: shorter motions or fewer bones at once."))
                 continue
             service.handle_line(line)

@@ -20,9 +20,9 @@ class ProtocolMismatch(MoMaskError):
     code = protocol.PROTOCOL_MISMATCH
 
 
-def run(request: dict[str, Any], job: Job, state: ServiceState) -> dict[str, Any]:
+def run(request: protocol.HelloRequest, job: Job, state: ServiceState) -> dict[str, Any]:
     config = state.config
-    client_protocol = request.get("protocol")
+    client_protocol = request.protocol
     if client_protocol is not None and client_protocol != protocol.PROTOCOL_VERSION:
         raise ProtocolMismatch(f"The add-on speaks protocol {client_protocol}, the backend "
                                f"{protocol.PROTOCOL_VERSION} (backend {__version__}).",

@@ -6,28 +6,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-from backend.portable.errors import InputError
+from backend.portable import protocol
 from backend.service.jobs import Job, JobProgress
 from backend.service.state import ServiceState, pipeline_info
-from backend.service.usecases.fields import field
 
 
-def run(request: dict[str, Any], job: Job, state: ServiceState) -> dict[str, Any]:
+def run(request: protocol.LoadRequest, job: Job, state: ServiceState) -> dict[str, Any]:
     """Load the models now (or reload them when weights, dataset, CLIP or device change)."""
     config = state.config
     changes: dict[str, Any] = {}
     for name in ("weights", "clip"):
-        value = field(request, name, str)
+        value = getattr(request, name)
         if value is not None and Path(value) != getattr(config, name):
             changes[name] = Path(value)
     for name in ("dataset", "device"):
-        value = field(request, name, str)
+        value = getattr(request, name)
         if value is not None and value != getattr(config, name):
             changes[name] = value
-    prompts = field(request, "prompts", list, [])
-    prime = field(request, "prime", bool, False)
-    if not all(isinstance(p, str) for p in prompts):
-        raise InputError("prompts must be a list of strings.", "Send the prompts as text.")
+    prompts, prime = request.prompts, request.prime
     if changes:
         state.reconfigure(**changes)
     progress = JobProgress(job, total=1)

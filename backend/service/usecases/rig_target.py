@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import math
+from collections.abc import Mapping
 from typing import Any
 
-from backend.portable.errors import InputError
+from backend.portable import protocol
 from backend.retarget.mapping import auto_map, require_complete
 from backend.retarget.rig import RigDescription
 from backend.retarget.solver import analyse_rig, retarget
-from backend.service.usecases.fields import field
 
 
 @dataclasses.dataclass
@@ -38,33 +37,22 @@ class RetargetTarget:
         return result.to_dict()
 
 
-def mapped_rig(spec: dict[str, Any]) -> tuple[Any, Any]:
-    """The ``rig`` (a RigDescription dict) and its automatic mapping with ``overrides`` applied."""
-    rig_dict = spec.get("rig")
-    if not isinstance(rig_dict, dict):
-        raise InputError("The request has no 'rig'.",
-                         "Send the armature as a RigDescription dict (the add-on's rig_io does this).")
-    overrides = spec.get("overrides") or None
-    if overrides is not None and not isinstance(overrides, dict):
-        raise InputError("'overrides' must map roles to bone names.", "Send {\"pelvis\": \"Hips\", ...}.")
-    rig = RigDescription.from_dict(rig_dict)
-    return rig, auto_map(rig, overrides)
+def mapped_rig(rig: protocol.RigSpec, overrides: Mapping[str, str]) -> tuple[Any, Any]:
+    """The rig and its automatic mapping with ``overrides`` applied."""
+    description = RigDescription.from_dict(rig.to_dict())
+    return description, auto_map(description, dict(overrides) or None)
 
 
-def retarget_target(spec: dict[str, Any] | None, default_fps: float,
+def retarget_target(spec: protocol.RetargetSpec | None, default_fps: float,
                     mapped: tuple[Any, Any] | None = None) -> RetargetTarget | None:
-    """Parse a ``retarget`` section; fails before any generation if the rig cannot be driven.
+    """The target of a ``retarget`` section; fails before any generation if the rig cannot be driven.
     ``mapped``: the rig and its complete mapping, when the caller has them already."""
     if spec is None:
         return None
-    if not isinstance(spec, dict):
-        raise InputError("'retarget' must be an object with a 'rig'.", "See docs/protocol.md, generate.")
     if mapped is None:
-        mapped = mapped_rig(spec)
+        assert spec.rig is not None          # (parse_request requires it where no rig is implied)
+        mapped = mapped_rig(spec.rig, spec.overrides)
         require_complete(mapped[1])
     rig, mapping = mapped
-    dst_fps = field(spec, "dst_fps", float, default_fps)
-    if not (dst_fps > 0 and math.isfinite(dst_fps)):
-        raise InputError(f"dst_fps must be positive, got {dst_fps}.", "Send the scene's frame rate.")
-    return RetargetTarget(rig, mapping, dst_fps, bool(field(spec, "foot_lock", bool, True)),
-                          bool(field(spec, "in_place", bool, False)))
+    dst_fps = default_fps if spec.dst_fps is None else spec.dst_fps
+    return RetargetTarget(rig, mapping, dst_fps, spec.foot_lock, spec.in_place)
