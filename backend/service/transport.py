@@ -120,11 +120,13 @@ class Service:
         except (protocol.ProtocolError, MoMaskError) as exc:
             if isinstance(exc, protocol.ProtocolError) and exc.request_id is not None:
                 request_id = exc.request_id
+            request_id = echoable_id(request_id)
             log.warning("bad request line (id=%r): %s", request_id, exc.problem)
             self.writer.send(protocol.error_from_exception(request_id, exc))
         except BaseException as exc:  # noqa: BLE001 - nothing a client sends may end the reader
             # (No SystemExit is raised on purpose here: shutdown is the ``stopping`` event.)
             log.exception("request line crashed the reader's parsing (id=%r)", request_id)
+            request_id = echoable_id(request_id)
             self.writer.send(protocol.error_from_exception(request_id, exc, self.state.config.log_hint))
 
     def route(self, job: Job) -> None:
@@ -217,6 +219,17 @@ class Service:
             if thread.is_alive():
                 thread.join(max(0.0, deadline - time.monotonic()))
         return not any(t.is_alive() for t in self._threads)
+
+
+def echoable_id(value: Any) -> Any:
+    """``value`` when a client can match a reply by it (a string or an integer that a request may carry
+    as its id, docs/protocol.md, Framing), else ``None``: a reply whose id is a float, a boolean or an
+    over-long string would be refused by the client's own decoder, and the client would wait forever."""
+    if isinstance(value, str) and len(value) <= protocol.MAX_ID_CHARS:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) <= protocol.MAX_INT_ID:
+        return value
+    return None
 
 
 def read_lines(service: Service, stdin: BinaryIO) -> None:
