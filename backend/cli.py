@@ -237,9 +237,9 @@ def cmd_make_test_weights(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from backend.service import transport as service
+    from backend.service import lifetime  # lazily: the other commands need none of the service
 
-    return int(service.main(args) or 0)
+    return int(lifetime.main(args) or 0)
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

@@ -123,7 +123,9 @@ import sys, importlib.util
 sys.modules['numpy'] = None          # make `import numpy` fail
 spec = importlib.util.spec_from_file_location(
     'momask_protocol', {str(REPO / 'backend' / 'portable' / 'protocol.py')!r})
-mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+mod = importlib.util.module_from_spec(spec)
+sys.modules['momask_protocol'] = mod   # as the add-on's load_backend_module does (dataclasses need it)
+spec.loader.exec_module(mod)
 arr = {{"__array__": "AACAPwAAAEAAAEBAAACAQA==", "dtype": "float32", "shape": [2, 2]}}
 msg = mod.decode_message(mod.encode_message({{"id": 1, "type": "result", "a": arr}}))
 assert msg["a"] == [[1.0, 2.0], [3.0, 4.0]], msg

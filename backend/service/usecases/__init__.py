@@ -1,0 +1,1 @@
+"""One module per request type: each ``run(request, job, state)`` returns the result's ``data``."""

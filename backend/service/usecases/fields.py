@@ -1,0 +1,56 @@
+"""What the use cases add to a parsed request (``protocol.parse_request`` has checked every field's
+type and bounds): the drawn seed, the sampler's settings, lengths in model frames, and the checks that
+need the dataset or the whole array (docs/protocol.md, Bounds)."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+
+from backend.inference.pipeline import SamplingSettings, frames_to_tokens
+from backend.portable import protocol
+from backend.portable.errors import InputError
+
+
+def pick_seed(seed: int | None) -> int:
+    """The request's seed, or a fresh one (reported back so the take can be reproduced); drawn ones
+    stay below 2**31 for the add-on's signed seed property."""
+    return random.randint(0, protocol.MAX_DRAWN_SEED) if seed is None else seed
+
+
+def sampling_settings(options: protocol.SamplingOptions, seed: int, **defaults: Any) -> SamplingSettings:
+    """The sampler's settings: the request's, else ``defaults``, else the pipeline's."""
+    return SamplingSettings(seed=seed, **{**defaults, **options.given()})
+
+
+def model_frames(request: protocol.GenerateRequest, fps: float) -> list[int | None]:
+    """One length in model frames (``None``: the estimator's) per take, prompt-major like the takes."""
+    if request.seconds is not None:
+        per_prompt = [None if s is None else max(1, int(round(s * fps))) for s in request.seconds]
+    else:
+        per_prompt = list(request.frames or [None] * len(request.prompts))
+    return [f for f in per_prompt for _ in range(request.variations)]
+
+
+def check_before_loading(settings: SamplingSettings, frames: list[int | None] | None = None) -> None:
+    """Refuse bad sampling settings and lengths before the models are loaded (seconds, on a first
+    request); the pipeline checks them again, cheaply."""
+    settings.validate()
+    for frame_count in frames or ():
+        if frame_count is not None:
+            frames_to_tokens(frame_count)
+
+
+def float_array(value: Any, name: str, trailing: tuple[int, ...]) -> np.ndarray:
+    """``value`` as float32 with the dataset's trailing shape and finite values (the parser has checked
+    the rank and the size; the joint and feature counts depend on the dataset)."""
+    array = np.asarray(value, dtype=np.float32)
+    if array.ndim != len(trailing) + 1 or tuple(array.shape[1:]) != trailing or array.shape[0] < 1:
+        want = "(frames, " + ", ".join(map(str, trailing)) + ")"
+        raise InputError(f"{name!r} has shape {tuple(array.shape)}, expected {want}.",
+                         f"Send {name!r} with shape {want}.")
+    if not np.isfinite(array).all():
+        raise InputError(f"{name!r} contains NaN or infinite values.", "Check the source animation.")
+    return array

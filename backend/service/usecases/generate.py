@@ -1,0 +1,52 @@
+"""``generate``: text to motion for every prompt and variation, optionally retargeted onto a rig."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from backend.inference.sampling import job_units
+from backend.portable import protocol
+from backend.service.jobs import Job, JobProgress, check_cancel
+from backend.service.state import ServiceState
+from backend.service.usecases.fields import check_before_loading, model_frames, pick_seed, sampling_settings
+from backend.service.usecases.rig_target import retarget_target
+
+
+def run(request: protocol.GenerateRequest, job: Job, state: ServiceState) -> protocol.TakesResult:
+    config = state.config
+    started = time.perf_counter()
+    frames = model_frames(request, config.fps)
+    prompts = [p for p in request.prompts for _ in range(request.variations)]
+    seed = pick_seed(request.seed)
+    settings = sampling_settings(request.sampling, seed)
+    check_before_loading(settings, frames)
+    target = retarget_target(request.retarget, config.fps)
+
+    load_units = 0 if state.loaded else 1
+    tail = len(prompts) if target else 0
+    total = load_units + job_units(settings.steps) + tail
+    progress = JobProgress(job, total, config.step_delay)
+    progress.report("start", 0)
+    pipeline = state.ensure_pipeline(progress, job)
+    loaded = time.perf_counter()
+    batch = pipeline.text_to_motion(prompts, frames, settings, cancel=job.cancel,
+                                    progress=progress.pipeline_callback(load_units, tail))
+    generated = time.perf_counter()
+    takes = []
+    for i, prompt in enumerate(prompts):
+        length = int(batch.lengths[i])
+        joints = batch.joints[i, :length]
+        driven: dict[str, Any] = {}
+        if target:
+            check_cancel(job)
+            driven = {"retarget": target.run(joints, float(batch.fps)), "mapping": target.mapping.to_dict()}
+            progress.report("retarget", progress.done + 1)
+        takes.append(protocol.Take(prompt=prompt, seed=seed, index=i, frames=length, fps=float(batch.fps),
+                                   joints=joints, **driven))
+    progress.finish()
+    done = time.perf_counter()
+    return protocol.TakesResult(takes=tuple(takes), timings={
+        "load": round(loaded - started, 4) if load_units else 0.0,
+        "generate": round(generated - loaded, 4), "retarget": round(done - generated, 4),
+        "total": round(done - started, 4)})
