@@ -16,7 +16,7 @@ from backend.portable.errors import CancelledError
 class Job:
     id: Any
     type: str
-    request: Any                                  # the parsed request (protocol.parse_request)
+    request: Any                                  # the parsed request (messages.parse_request)
     send: Callable[[dict[str, Any]], None]        # the service's writer, for progress events
     cancel: threading.Event = dataclasses.field(default_factory=threading.Event)
     state: str = "queued"        # queued -> running -> done | cancelled

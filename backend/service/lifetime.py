@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 
 from backend import __version__
 from backend.motion import skeleton as sk
-from backend.portable import protocol
+from backend.portable import messages, protocol
 from backend.portable.errors import InputError, MoMaskError
 from backend.portable.logfile import rotate_log
 from backend.service.state import ServiceConfig
@@ -93,7 +93,7 @@ def serve(weights: Path | str | None, dataset: str = "t2m", clip: Path | str | N
     shutdown_id = service.shutdown_id
     clean = service.stop()
     if shutdown_id is not None:
-        writer.send(protocol.result(shutdown_id, protocol.ShutdownResult(clean=clean)))
+        writer.send(protocol.result(shutdown_id, messages.ShutdownResult(clean=clean)))
     log.info("stopped (%s)", "shutdown request" if shutdown_id is not None else "input closed")
     if not clean:
         log.warning("a job did not stop within %.0f s; exiting anyway", SHUTDOWN_GRACE_S)

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
-from backend.portable import protocol
+from backend.portable import messages, protocol
 from backend.portable.errors import CancelledError, MoMaskError
 from backend.service.jobs import Job, check_cancel
 from backend.service.state import ServiceConfig, ServiceState
@@ -115,18 +115,16 @@ class Service:
         try:
             message = protocol.decode_message(line, kind="request")
             request_id = protocol.readable_id(message)
-            request = protocol.parse_request(message)
+            request = messages.parse_request(message)
             self.route(Job(request.id, request.TYPE, request, self.writer.send))
         except (protocol.ProtocolError, MoMaskError) as exc:
             if isinstance(exc, protocol.ProtocolError) and exc.request_id is not None:
                 request_id = exc.request_id
-            request_id = echoable_id(request_id)
             log.warning("bad request line (id=%r): %s", request_id, exc.problem)
             self.writer.send(protocol.error_from_exception(request_id, exc))
         except BaseException as exc:  # noqa: BLE001 - nothing a client sends may end the reader
             # (No SystemExit is raised on purpose here: shutdown is the ``stopping`` event.)
             log.exception("request line crashed the reader's parsing (id=%r)", request_id)
-            request_id = echoable_id(request_id)
             self.writer.send(protocol.error_from_exception(request_id, exc, self.state.config.log_hint))
 
     def route(self, job: Job) -> None:
@@ -152,7 +150,7 @@ class Service:
             self.writer.send(protocol.progress(job.id, "queued", 0, 1, waiting=waiting))
         self._lanes[lane].put(job)
 
-    def cancel(self, target: Any) -> protocol.CancelResult:
+    def cancel(self, target: Any) -> messages.CancelResult:
         """Cancel job ``target`` (``null``: every job). A queued job is answered ``cancelled`` at once;
         a running one stops at its next step and answers ``cancelled`` itself."""
         with self._lock:
@@ -168,8 +166,8 @@ class Service:
                     self.writer.send(protocol.error_from_exception(job.id, CancelledError()))
         if target is not None:
             state = states.get(target, "unknown")
-            return protocol.CancelResult(target=target, was=state, cancelled=state in ("queued", "running"))
-        return protocol.CancelResult(target=None, jobs=tuple(states), cancelled=bool(states))
+            return messages.CancelResult(target=target, was=state, cancelled=state in ("queued", "running"))
+        return messages.CancelResult(target=None, jobs=tuple(states), cancelled=bool(states))
 
     # ---- the worker side --------------------------------------------------------------------------
 
@@ -219,17 +217,6 @@ class Service:
             if thread.is_alive():
                 thread.join(max(0.0, deadline - time.monotonic()))
         return not any(t.is_alive() for t in self._threads)
-
-
-def echoable_id(value: Any) -> Any:
-    """``value`` when a client can match a reply by it (a string or an integer that a request may carry
-    as its id, docs/protocol.md, Framing), else ``None``: a reply whose id is a float, a boolean or an
-    over-long string would be refused by the client's own decoder, and the client would wait forever."""
-    if isinstance(value, str) and len(value) <= protocol.MAX_ID_CHARS:
-        return value
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) <= protocol.MAX_INT_ID:
-        return value
-    return None
 
 
 def read_lines(service: Service, stdin: BinaryIO) -> None:

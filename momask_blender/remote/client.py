@@ -92,8 +92,12 @@ def backend_root(package_dir: Path | None = None) -> Path | None:
     return None
 
 
-#: The backend's stdlib-only modules the add-on shares (loaded by file path, never as ``backend``).
-SHARED_BACKEND_MODULES = ("protocol", "errors", "logfile")
+#: The backend's stdlib-only modules the add-on shares (loaded by file path, never as ``backend``), each
+#: with the shared modules it imports: those are loaded first, under the same ``_momask_blender_backend_``
+#: names, where the module's own fallback import finds them (backend/portable/messages.py).
+SHARED_BACKEND_MODULES: dict[str, tuple[str, ...]] = {
+    "protocol": (), "messages": ("protocol",), "errors": (), "logfile": (),
+}
 
 
 def load_backend_module(name: str, root: Path | None = None) -> types.ModuleType:
@@ -114,6 +118,8 @@ def load_backend_module(name: str, root: Path | None = None) -> types.ModuleType
             "The MoMask backend is not next to the add-on (no backend/ folder).",
             "Reinstall the MoMask extension from its release zip, which bundles the backend.",
         )
+    for dependency in SHARED_BACKEND_MODULES[name]:
+        load_backend_module(dependency, root)
     spec = importlib.util.spec_from_file_location(module_name, root / "backend" / "portable" / f"{name}.py")
     assert spec is not None and spec.loader is not None  # always, for a path ending in .py
     module = importlib.util.module_from_spec(spec)

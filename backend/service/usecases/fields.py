@@ -1,4 +1,4 @@
-"""What the use cases add to a parsed request (``protocol.parse_request`` has checked every field's
+"""What the use cases add to a parsed request (``messages.parse_request`` has checked every field's
 type and bounds): the drawn seed, the sampler's settings, lengths in model frames, and the checks that
 need the dataset or the whole array (docs/protocol.md, Bounds)."""
 
@@ -10,22 +10,22 @@ from typing import Any
 import numpy as np
 
 from backend.inference.pipeline import SamplingSettings, frames_to_tokens
-from backend.portable import protocol
+from backend.portable import messages
 from backend.portable.errors import InputError
 
 
 def pick_seed(seed: int | None) -> int:
     """The request's seed, or a fresh one (reported back so the take can be reproduced); drawn ones
     stay below 2**31 for the add-on's signed seed property."""
-    return random.randint(0, protocol.MAX_DRAWN_SEED) if seed is None else seed
+    return random.randint(0, messages.MAX_DRAWN_SEED) if seed is None else seed
 
 
-def sampling_settings(options: protocol.SamplingOptions, seed: int, **defaults: Any) -> SamplingSettings:
+def sampling_settings(options: messages.SamplingOptions, seed: int, **defaults: Any) -> SamplingSettings:
     """The sampler's settings: the request's, else ``defaults``, else the pipeline's."""
     return SamplingSettings(seed=seed, **{**defaults, **options.given()})
 
 
-def model_frames(request: protocol.GenerateRequest, fps: float) -> list[int | None]:
+def model_frames(request: messages.GenerateRequest, fps: float) -> list[int | None]:
     """One length in model frames (``None``: the estimator's) per take, prompt-major like the takes."""
     if request.seconds is not None:
         per_prompt = [None if s is None else max(1, int(round(s * fps))) for s in request.seconds]

@@ -6,14 +6,14 @@ import time
 from typing import Any
 
 from backend.inference.sampling import job_units
-from backend.portable import protocol
+from backend.portable import messages
 from backend.service.jobs import Job, JobProgress, check_cancel
 from backend.service.state import ServiceState
 from backend.service.usecases.fields import check_before_loading, model_frames, pick_seed, sampling_settings
 from backend.service.usecases.rig_target import retarget_target
 
 
-def run(request: protocol.GenerateRequest, job: Job, state: ServiceState) -> protocol.TakesResult:
+def run(request: messages.GenerateRequest, job: Job, state: ServiceState) -> messages.TakesResult:
     config = state.config
     started = time.perf_counter()
     frames = model_frames(request, config.fps)
@@ -42,11 +42,11 @@ def run(request: protocol.GenerateRequest, job: Job, state: ServiceState) -> pro
             check_cancel(job)
             driven = {"retarget": target.run(joints, float(batch.fps)), "mapping": target.mapping.to_dict()}
             progress.report("retarget", progress.done + 1)
-        takes.append(protocol.Take(prompt=prompt, seed=seed, index=i, frames=length, fps=float(batch.fps),
+        takes.append(messages.Take(prompt=prompt, seed=seed, index=i, frames=length, fps=float(batch.fps),
                                    joints=joints, **driven))
     progress.finish()
     done = time.perf_counter()
-    return protocol.TakesResult(takes=tuple(takes), timings={
+    return messages.TakesResult(takes=tuple(takes), timings={
         "load": round(loaded - started, 4) if load_units else 0.0,
         "generate": round(generated - loaded, 4), "retarget": round(done - generated, 4),
         "total": round(done - started, 4)})

@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from backend import __version__, doctor
-from backend.portable import protocol
+from backend.portable import messages, protocol
 from backend.portable.errors import MoMaskError
 from backend.service.jobs import Job
 from backend.service.state import ServiceState, pipeline_info
@@ -20,7 +20,7 @@ class ProtocolMismatch(MoMaskError):
     code = protocol.PROTOCOL_MISMATCH
 
 
-def run(request: protocol.HelloRequest, job: Job, state: ServiceState) -> dict[str, Any]:
+def run(request: messages.HelloRequest, job: Job, state: ServiceState) -> dict[str, Any]:
     config = state.config
     client_protocol = request.protocol
     if client_protocol is not None and client_protocol != protocol.PROTOCOL_VERSION:

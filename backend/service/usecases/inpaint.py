@@ -11,7 +11,7 @@ import numpy as np
 from backend.inference.pipeline import INPAINT_RES_COND_SCALE, inpaint_window
 from backend.inference.sampling import job_units
 from backend.motion import skeleton as sk
-from backend.portable import protocol
+from backend.portable import messages
 from backend.portable.errors import InputError
 from backend.retarget.inverse import joints_and_transform_from_pose
 from backend.retarget.mapping import require_complete
@@ -22,7 +22,7 @@ from backend.service.usecases.fields import check_before_loading, float_array, p
 from backend.service.usecases.rig_target import RetargetTarget, mapped_rig, retarget_target
 
 
-def run(request: protocol.InpaintRequest, job: Job, state: ServiceState) -> protocol.TakesResult:
+def run(request: messages.InpaintRequest, job: Job, state: ServiceState) -> messages.TakesResult:
     """Regenerate ``[start, end)`` of a source motion given in its own fps (features, joints or a
     rig's posed bone matrices); the answer covers the whole source span."""
     config = state.config
@@ -34,12 +34,12 @@ def run(request: protocol.InpaintRequest, job: Job, state: ServiceState) -> prot
     target: RetargetTarget | None
     placement = None      # the source → rig transform of a pose source retargeted onto its own rig
     source_joints: np.ndarray | None = None
-    if isinstance(source, protocol.PoseSource):
+    if isinstance(source, messages.PoseSource):
         # The pose is read through the source rig's mapping; the answer is retargeted onto the same
         # rig (the add-on writes it back there) unless the retarget section names another one.
         source_rig, source_mapping = mapped_rig(source.rig, source.overrides)
         require_complete(source_mapping)
-        retarget_spec = request.retarget or protocol.RetargetSpec()
+        retarget_spec = request.retarget or messages.RetargetSpec()
         same_rig = retarget_spec.rig is None
         target = retarget_target(retarget_spec, src_fps,
                                  mapped=(source_rig, source_mapping) if same_rig else None)
@@ -55,7 +55,7 @@ def run(request: protocol.InpaintRequest, job: Job, state: ServiceState) -> prot
         source_frames = int(matrices.shape[0])
     else:
         target = retarget_target(request.retarget, src_fps)
-        if isinstance(source, protocol.JointsSource):
+        if isinstance(source, messages.JointsSource):
             source_joints = float_array(source.data, "source.data", (sk.NUM_JOINTS[config.dataset], 3))
             source_frames = int(source_joints.shape[0])
         else:
@@ -115,7 +115,7 @@ def run(request: protocol.InpaintRequest, job: Job, state: ServiceState) -> prot
                   "mapping": target.mapping.to_dict()}
         progress.report("retarget", progress.done + 1)
     fps = float(batch.fps)
-    take = protocol.Take(
+    take = messages.Take(
         prompt=prompt, seed=seed, index=0, frames=length, fps=fps, joints=joints,
         range={"start": widened[0], "end": widened[1], "fps": fps},
         requested_range={"start": start_m, "end": end_m, "fps": fps},
@@ -125,7 +125,7 @@ def run(request: protocol.InpaintRequest, job: Job, state: ServiceState) -> prot
         source_frames=source_frames, **driven)
     progress.finish()
     done = time.perf_counter()
-    return protocol.TakesResult(takes=(take,), timings={
+    return messages.TakesResult(takes=(take,), timings={
         "load": round(loaded - started, 4) if load_units else 0.0,
         "generate": round(generated - loaded, 4), "retarget": round(done - generated, 4),
         "total": round(done - started, 4)})

@@ -6,12 +6,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from backend.portable import protocol
+from backend.portable import messages
 from backend.service.jobs import Job, JobProgress
 from backend.service.state import ServiceState, pipeline_info
 
 
-def run(request: protocol.LoadRequest, job: Job, state: ServiceState) -> dict[str, Any]:
+def run(request: messages.LoadRequest, job: Job, state: ServiceState) -> dict[str, Any]:
     """Load the models now (or reload them when weights, dataset, CLIP or device change)."""
     config = state.config
     changes: dict[str, Any] = {}

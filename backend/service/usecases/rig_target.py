@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from backend.portable import protocol
+from backend.portable import messages
 from backend.retarget.mapping import auto_map, require_complete
 from backend.retarget.rig import RigDescription
 from backend.retarget.solver import analyse_rig, retarget
@@ -37,13 +37,13 @@ class RetargetTarget:
         return result.to_dict()
 
 
-def mapped_rig(rig: protocol.RigSpec, overrides: Mapping[str, str]) -> tuple[Any, Any]:
+def mapped_rig(rig: messages.RigSpec, overrides: Mapping[str, str]) -> tuple[Any, Any]:
     """The rig and its automatic mapping with ``overrides`` applied."""
     description = RigDescription.from_dict(rig.to_dict())
     return description, auto_map(description, dict(overrides) or None)
 
 
-def retarget_target(spec: protocol.RetargetSpec | None, default_fps: float,
+def retarget_target(spec: messages.RetargetSpec | None, default_fps: float,
                     mapped: tuple[Any, Any] | None = None) -> RetargetTarget | None:
     """The target of a ``retarget`` section; fails before any generation if the rig cannot be driven.
     ``mapped``: the rig and its complete mapping, when the caller has them already."""

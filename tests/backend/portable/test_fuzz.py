@@ -14,6 +14,7 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
+from backend.portable import messages as m
 from backend.portable import protocol as p
 
 ID = st.one_of(st.integers(-(2**63), 2**63 - 1), st.text(max_size=20))
@@ -96,11 +97,11 @@ def check_refusal(exc: p.ProtocolError, message: object) -> None:
     assert exc.request_id == expected or (exc.request_id != exc.request_id and expected != expected)
 
 
-def parse_or_check_refusal(message: dict) -> p.Request | None:
+def parse_or_check_refusal(message: dict) -> m.Request | None:
     """The typed request for ``message`` sent as one line, or None once its refusal checked out."""
     line = json.dumps(message, allow_nan=True).encode("utf-8", "surrogatepass")
     try:
-        return p.parse_request(p.decode_message(line, kind="request"))
+        return m.parse_request(p.decode_message(line, kind="request"))
     except p.ProtocolError as exc:
         check_refusal(exc, message)
         return None
@@ -133,11 +134,11 @@ def test_fuzz_parser_any_request_is_typed_within_bounds_or_refused_with_its_id(m
     assert p.encode_reply(p.result(request.id, {"echo": request})).endswith(b"\n")
 
 
-def assert_within_bounds(request: p.Request) -> None:
+def assert_within_bounds(request: m.Request) -> None:
     """Every bounded number a typed request holds (per-prompt lengths included) is finite and inside
     its BOUNDS row; source and scene frame rates use the "fps" row."""
     for name, value in request.fields().items():
-        bound = p.BOUNDS.get("fps" if name in ("fps", "dst_fps") else name)
+        bound = m.BOUNDS.get("fps" if name in ("fps", "dst_fps") else name)
         if bound is None or bound.kind not in ("integer", "number"):
             continue
         for number in value if isinstance(value, tuple) else (value,):
