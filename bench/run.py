@@ -235,8 +235,8 @@ def write_report(path: Path, facts: dict, table: Table, args, started: float, lo
 Written by `{command}`; rerun it to refresh the table (text below the "Notes" heading is kept).
 Model rows use full-size **random** weights (`make-test-weights --size full`: speed depends on the
 shapes only), 196 frames, 10 steps, guidance 4 / 5, warm (one warm-up run, then the median), with the
-CLIP prompt cache cleared before each run. Targets are those of issue 6; the analysis behind them is
-`../shared/docs/performance.md`.
+CLIP prompt cache cleared before each run. Targets are those of issue 6; the figures they were
+derived from are quoted where the notes use them.
 
 | machine | |
 |---|---|

@@ -8,14 +8,15 @@ environment, or ``pipeline.accel = StaticPasses(...)``. It never activates off C
 ``bench/run.py --device cuda`` before turning it on by default.
 
 Why: at batch 1 on a big GPU the model is ~1 ms of arithmetic spread over ~2,300 small kernels
-(``../shared/docs/performance.md`` §3.5), so eager PyTorch is bound by kernel launches. A CUDA graph
+(an estimate, not a measurement: docs/performance.md, "GPU"), so eager PyTorch is bound by kernel
+launches. A CUDA graph
 launches a whole pass at once.
 
 What is captured, and what is not:
 * Captured: one logits function of the fast flow (``sampling.fast_flow``) — a masked-transformer
   step or one residual layer, guidance mix included. These are free of random numbers.
 * Not captured: the sampling loop (top-k, the draws, the re-masking). It stays eager so every
-  random draw keeps the official shape (``b·n`` rows, see spec §10): seeds mean what they mean in the
+  random draw keeps the official shape (``b·n`` rows, docs/sampling.md §7): seeds mean what they mean in the
   eager flows, for any batch and length.
 * Static shapes: a job's rows are padded to a batch bucket (1, 2, 4, … 64) and its tokens to 49
   (196 frames). Padded rows and positions are hidden by the key padding mask; the text token is never

@@ -1,9 +1,10 @@
 """MoMask end to end: text → motion, temporal inpainting, and encoding a motion into tokens.
 
 The pipeline owns the loaded models and the device; the decoding algorithms themselves live in
-:mod:`backend.inference.sampling`. A job runs: CLIP text features → (length estimation) → masked transformer
-(base tokens) → residual transformer (layers 1..5) → RVQ-VAE decoder → de-normalised 263-D features
-→ joint positions.
+:mod:`backend.inference.sampling`. :meth:`MoMaskPipeline.text_to_motion` reads as the numbered steps
+of the paper's inference (MoMask, Guo et al., CVPR 2024, Sec. 3.3; ``gen_t2m.py`` officially):
+1. text condition, 2. lengths, 3. base tokens, 4. residual tokens, 5. decode, 6. joints.
+:meth:`MoMaskPipeline.inpaint` is the same flow on a source motion's tokens (``edit_t2m.py``).
 
 Conventions a caller should know:
 
@@ -11,10 +12,11 @@ Conventions a caller should know:
   (one token), like the official ``motion_length // 4``; 1..3 frames are therefore refused.
 * One random generator on the run device, seeded once per job with ``settings.seed`` before the
   first draw; the draws follow the official order and shapes (length estimation, base steps,
-  residual layers). On a GPU this is exactly the official stream after ``fixseed(seed)``; on the CPU
-  the official scripts first advance the generator by their models' random initialisation (spec
-  10.2), so official CPU parity needs that offset, not the same seed.
-* All prompts of a call form ONE batch (results depend on the batch, as officially: spec 10.2).
+  residual layers; docs/sampling.md §7). On a GPU this is exactly the official stream after
+  ``fixseed(seed)``; on the CPU the official scripts first advance the generator by their models'
+  random initialisation (docs/sampling.md §8), so official CPU parity needs that offset, not the
+  same seed.
+* All prompts of a call form ONE batch (results depend on the batch, as officially: docs/sampling.md §8).
 """
 
 from __future__ import annotations
@@ -241,30 +243,28 @@ class MoMaskPipeline:
         normalised = self.models.vq.forward_decoder(ids).float().cpu().numpy()
         return (normalised * self.std + self.mean).astype(np.float32)
 
-    def _base_and_residual(self, cond: torch.Tensor, lengths: torch.Tensor, seq_len: int,
-                           settings: SamplingSettings, generator: torch.Generator,
-                           reporter: sampling.StepReporter, base_ids_fn, keep: torch.Tensor | None = None,
-                           keep_tokens: torch.Tensor | None = None,
-                           residual_cond: torch.Tensor | None = None) -> torch.Tensor:
-        """Base tokens (from ``base_ids_fn(logits_fn, seq_len)``) then residual layers 1..5 → (b, n, 6)."""
+    def _flow(self, settings: SamplingSettings) -> sampling.Flow:
+        """The settings' flow, replayed as CUDA graphs when the accelerator is on (fast flow only)."""
         flow = settings.make_flow()
         if self.accel is not None and settings.flow == "fast":
             flow = self.accel.wrap(flow)
-        padding = sampling.padding_mask_for(lengths, seq_len)
-        base_logits = flow.base_logits(self.models.mask_transformer, cond, padding, settings.cond_scale)
-        base = base_ids_fn(base_logits, seq_len)
-        res_cond = cond if residual_cond is None else residual_cond
+        return flow
+
+    def _residual_tokens(self, flow: sampling.Flow, cond: torch.Tensor, base: torch.Tensor,
+                         lengths: torch.Tensor, padding: torch.Tensor, settings: SamplingSettings,
+                         generator: torch.Generator, reporter: sampling.StepReporter,
+                         keep: torch.Tensor | None = None,
+                         keep_tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """Quantizer layers 1..5 on top of the base tokens (b, n) → all six layers (b, n, 6)."""
+        model = self.models.residual_transformer
         embeddings, classifiers = self._residual_tied_weights()
-        residual_logits = flow.residual_logits(self.models.residual_transformer, res_cond, padding,
-                                               settings.res_cond_scale, classifiers)
+        logits = flow.residual_logits(model, cond, padding, settings.res_cond_scale, classifiers)
         # Official gen/edit call the residual sampler with temperature 1 and its default top-k 0.9
         # whatever --temperature/--topkr say (those only reach the base layer), so we do the same.
         return sampling.residual_generate(
-            residual_logits, embeddings, base, lengths, generator=generator,
-            temperature=1.0, topk=sampling.RESIDUAL_TOPK, keep=keep, keep_tokens=keep_tokens,
-            reporter=reporter,
-            num_layers=self.models.residual_transformer.num_quantizers - 1,
-            pad_id=self.models.residual_transformer.pad_id)
+            logits, embeddings, base, lengths, generator=generator, temperature=1.0,
+            topk=sampling.RESIDUAL_TOPK, keep=keep, keep_tokens=keep_tokens, reporter=reporter,
+            num_layers=model.num_quantizers - 1, pad_id=model.pad_id)
 
     # --- jobs -------------------------------------------------------------------------------------
 
@@ -294,31 +294,44 @@ class MoMaskPipeline:
         reporter.check()
         generator = self._generator(settings.seed)
         reference = settings.flow == "reference"
+        flow = self._flow(settings)
+        masked = self.models.mask_transformer
         with torch.inference_mode():
+            # 1. Text condition: CLIP features (b, 512). The reference flow encodes again for the length
+            #    estimator and the residual transformer, as the official scripts do (docs/model.md §6).
             cond = self._text_features(prompts, settings.flow)
+
+            # 2. Lengths in tokens: the requested ones; where none was given, the length estimator's
+            #    draw, which is the job's first use of the generator (docs/sampling.md §7).
             if estimate:
                 length_cond = self._text_features(prompts, settings.flow) if reference else cond
                 estimated = self._estimate_tokens(length_cond, generator)
                 requested = [e if r is None else r for r, e in zip(requested, estimated, strict=True)]
             token_lens = [int(t) for t in requested]
             lengths = torch.tensor(token_lens, dtype=torch.long, device=self.device)
-            residual_cond = self._text_features(prompts, settings.flow) if reference else None
+            seq_len = max(token_lens)
+            padding = sampling.padding_mask_for(lengths, seq_len)
 
-            def base_ids(logits_fn, seq_len):
-                return sampling.masked_generate(
-                    logits_fn, lengths, seq_len, settings.steps, generator=generator,
-                    temperature=settings.temperature, topk=settings.topk, gumbel=settings.gumbel,
-                    reporter=reporter, mask_id=self.models.mask_transformer.mask_id,
-                    pad_id=self.models.mask_transformer.pad_id)
+            # 3. Base tokens (quantizer layer 0): confidence-ordered unmasking (docs/sampling.md §2).
+            base_logits = flow.base_logits(masked, cond, padding, settings.cond_scale)
+            base = sampling.masked_generate(
+                base_logits, lengths, seq_len, settings.steps, generator=generator,
+                temperature=settings.temperature, topk=settings.topk, gumbel=settings.gumbel,
+                reporter=reporter, mask_id=masked.mask_id, pad_id=masked.pad_id)
 
-            ids = self._base_and_residual(cond, lengths, max(token_lens), settings, generator, reporter,
-                                          base_ids, residual_cond=residual_cond)
+            # 4. Residual tokens (layers 1..5), one layer after another (docs/sampling.md §5).
+            residual_cond = self._text_features(prompts, settings.flow) if reference else cond
+            ids = self._residual_tokens(flow, residual_cond, base, lengths, padding, settings, generator,
+                                        reporter)
+
+            # 5. Decode: RVQ-VAE decoder at the batch's longest length, de-normalised (docs/model.md §2).
             features = self._decode(ids)
         reporter.step("decode")
 
+        # 6. Joints: each motion cropped to its length, rows past it zeroed, then recovered alone.
         frame_lens = np.array(token_lens, dtype=np.int64) * TOKEN_FRAMES
         joints = np.zeros(features.shape[:2] + (self.joints_num, 3), dtype=np.float32)
-        for i, length in enumerate(frame_lens):      # rows past a motion's end are padding: zero them
+        for i, length in enumerate(frame_lens):
             features[i, length:] = 0.0
             # Official order: crop to the motion's length, then recover that clip alone (the torch ops
             # inside round by buffer position, so a padded or batched call could move the last bit).
@@ -434,28 +447,42 @@ class MoMaskPipeline:
         reporter = sampling.StepReporter(progress, cancel, total=sampling.job_units(settings.steps))
         reporter.check()
         reference = settings.flow == "reference"
+        flow = self._flow(settings)
+        masked = self.models.mask_transformer
         with torch.inference_mode():
+            # 1. Source tokens: the source encoded zero-padded to 196 frames, as edit_t2m does.
             source_tokens = self.models.vq.encode(self._normalised_tensor(features, pad_to=MAX_FRAMES))
             seq_len = source_tokens.shape[1]
+            generator = self._generator(settings.seed)
+
+            # 2. Text condition (the reference flow encodes again for the residual transformer).
+            cond = self._text_features(prompts, settings.flow)
+            residual_cond = self._text_features(prompts, settings.flow) if reference else cond
+
+            # 3. Lengths and the edit mask: the source's whole tokens; the widened range is
+            #    regenerated, and everything else is kept on every layer unless asked otherwise.
             lengths = torch.tensor([span_tokens], dtype=torch.long, device=self.device)
+            padding = sampling.padding_mask_for(lengths, seq_len)
             positions = torch.arange(seq_len, device=self.device)[None]
             edit_mask = (positions >= wide_start // TOKEN_FRAMES) & (positions < wide_end // TOKEN_FRAMES)
             keep = None if regen_residual_everywhere else (~edit_mask) & (positions < span_tokens)
-            generator = self._generator(settings.seed)
-            cond = self._text_features(prompts, settings.flow)
-            residual_cond = self._text_features(prompts, settings.flow) if reference else None
 
-            def base_ids(logits_fn, _seq_len):
-                return sampling.masked_edit(
-                    logits_fn, source_tokens[..., 0], edit_mask, lengths, settings.steps, generator=generator,
-                    temperature=settings.temperature, topk=settings.topk, gumbel=settings.gumbel,
-                    reporter=reporter, mask_id=self.models.mask_transformer.mask_id)
+            # 4. Base tokens: unmasking restricted to the edit mask (docs/sampling.md §6).
+            base_logits = flow.base_logits(masked, cond, padding, settings.cond_scale)
+            base = sampling.masked_edit(
+                base_logits, source_tokens[..., 0], edit_mask, lengths, settings.steps, generator=generator,
+                temperature=settings.temperature, topk=settings.topk, gumbel=settings.gumbel,
+                reporter=reporter, mask_id=masked.mask_id)
 
-            ids = self._base_and_residual(cond, lengths, seq_len, settings, generator, reporter, base_ids,
-                                          keep=keep, keep_tokens=source_tokens, residual_cond=residual_cond)
+            # 5. Residual tokens: the source's outside the range (``keep``), generated inside it.
+            ids = self._residual_tokens(flow, residual_cond, base, lengths, padding, settings, generator,
+                                        reporter, keep=keep, keep_tokens=source_tokens)
+
+            # 6. Decode the source's span.
             generated = self._decode(ids)[0, : span_tokens * TOKEN_FRAMES]
         reporter.step("decode")
 
+        # 7. Joints: the source's outside the range; inside it, the new motion placed on the seams.
         generated_joints = recover_from_ric(generated, self.joints_num).astype(np.float32)
         joints = source_joints.copy()
         joints[wide_start:wide_end] = align_to_source(generated_joints, source_joints, wide_start, wide_end,

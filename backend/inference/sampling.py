@@ -1,15 +1,26 @@
 """The MoMask samplers: confidence-ordered masked decoding and residual layer-by-layer decoding.
 
+Paper: MoMask (Guo et al., CVPR 2024), Sec. 3.3 (inference) and its temporal-inpainting application.
+Official code: ``MaskTransformer.generate`` / ``edit`` and ``ResidualTransformer.generate`` in
+``models/mask_transformer/transformer.py``, with ``cosine_schedule``, ``top_k``, ``gumbel_sample``
+and ``lengths_to_mask`` from ``models/mask_transformer/tools.py`` (docs/sampling.md).
+
+What differs, and why: the loops take a "logits function" instead of a model, so the official
+two-pass guidance (reference flow) and the batched one (fast flow) share one loop; draws come from an
+explicit generator; inpainting can keep the source's residual tokens outside the range
+(docs/sampling.md §6); nothing synchronises with the host inside a loop.
+
 Three algorithms, written once:
 
-* :func:`masked_generate` — the base layer (spec 3.4): start from all-MASK, and over ``steps``
-  iterations keep the most confident predictions and re-mask the rest following a cosine schedule.
-* :func:`masked_edit` — temporal inpainting of the base layer (spec 3.5): the same loop, restricted to
-  the positions of an edit mask; every other token stays the source's.
-* :func:`residual_generate` — quantizer layers 1..5 (spec 4.3), each predicted from the sum of the
-  embeddings of the layers below it, with Gumbel-max sampling.
+* :func:`masked_generate` — the base layer (docs/sampling.md §2): start from all-MASK, and over
+  ``steps`` iterations keep the most confident predictions and re-mask the rest following a cosine
+  schedule.
+* :func:`masked_edit` — temporal inpainting of the base layer (docs/sampling.md §6): the same loop,
+  restricted to the positions of an edit mask; every other token stays the source's.
+* :func:`residual_generate` — quantizer layers 1..5 (docs/sampling.md §5), each predicted from the sum
+  of the embeddings of the layers below it, with Gumbel-max sampling.
 
-Random numbers are drawn in the official order and shapes (spec 10.1) from an explicit
+Random numbers are drawn in the official order and shapes (docs/sampling.md §7) from an explicit
 ``torch.Generator`` on the run device: one ``multinomial`` of ``(b*n, 512)`` per base step (or one
 ``uniform_`` of ``(b, n, 512)`` with Gumbel sampling), then one ``uniform_`` of ``(b, n, 513)`` per
 residual layer. So the same weights, seed, device and torch version give the official tokens.

@@ -1,5 +1,10 @@
 """Building a model's structure without memory or random initialisation, to load a checkpoint into.
 
+Paper: none (MoMask, Guo et al., CVPR 2024, describes the networks, not their loading). Official
+counterpart: the ``load_*_model`` functions of ``gen_t2m.py``, which build each model with its random
+init and then ``load_state_dict`` over it (docs/model.md §10). What differs: nothing is drawn or
+allocated before the checkpoint's tensors are adopted.
+
 Constructing the networks normally allocates every weight and draws it at random, only for the
 checkpoint to overwrite it: for CLIP and the three MoMask models that is most of the load time and
 a second copy of the weights at peak. Inside :func:`meta_construction` modules are built on torch's
@@ -9,7 +14,7 @@ the checkpoint's tensors with ``load_state_dict(..., assign=True)``.
 Why the random draws are skipped explicitly: on the meta device ``normal_`` has no native kernel and
 runs torch's Python reference, whose first use imports torch's compiler stack (seconds). Drawing
 nothing also leaves torch's global RNG untouched; the official construction order and draws
-(spec §10.2) remain what the plain constructors do, outside this context.
+(docs/model.md §10) remain what the plain constructors do, outside this context.
 """
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""Text → motion length classifier (spec §6).
+"""Text → motion length classifier.
+
+Paper: MoMask (Guo et al., CVPR 2024), Sec. 3.3: at inference, when no length is given, a length is
+drawn from a classifier on the text feature. Official module: ``models/vq/model.py::LengthEstimator``
+(docs/model.md §5). What differs: nothing in the network; the draw (and raising class 0 to one token)
+is the pipeline's (docs/sampling.md §7).
 
 An MLP on the CLIP text feature (b, 512) giving logits over 50 classes; class c means c tokens, i.e.
 c · unit_length (4) frames. Keys ``output.{0,1,4,5,8,9,11}`` match the official ``LengthEstimator``;

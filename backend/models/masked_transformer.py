@@ -1,4 +1,13 @@
-"""The masked (base-layer) transformer: predicts quantizer layer 0 tokens from text (spec §3).
+"""The masked (base-layer) transformer: predicts quantizer layer 0 tokens from text.
+
+Paper: MoMask (Guo et al., CVPR 2024), Sec. 3.2, the masked transformer. Official module:
+``models/mask_transformer/transformer.py::MaskTransformer`` with its ``InputProcess``,
+``PositionalEncoding`` and ``OutputProcess_Bert`` (here ``OutputProcess``, shared with the residual
+transformer: the same layers) (docs/model.md §3).
+
+What differs: only the network is here (``trans_forward``, ``forward_with_cond_scale``); the official
+``generate``/``edit`` loops are ``backend/inference/sampling.py`` (docs/sampling.md §2, §6), and the
+training-only parts (random condition drop, masking for the loss) are left out.
 
 A BERT-style bidirectional encoder over ``[condition, token_1..token_n]``; masked positions carry the
 MASK token (id 512) and the model outputs logits over the 512 real codes at every position. The
@@ -9,7 +18,7 @@ Compatibility notes:
 * Keys and shapes equal the official ``MaskTransformer`` state_dict minus ``clip_model.*`` (the
   official model owns a CLIP copy that is never saved; ours owns none, the text encoder is shared).
 * Stock ``nn.TransformerEncoderLayer`` (sequence-first, post-LN, exact GELU) so numerics match.
-* Construction order and init calls follow the official class (spec §10.2): input Linear, encoder
+* Construction order and init calls follow the official class (docs/model.md §10): input Linear, encoder
   layer (deep-copied, no draws), ``cond_emb``, head, ``token_emb``, then a post-order pass that
   re-draws every Linear/Embedding weight from N(0, 0.02). The official CLIP construction that follows
   is not done here (see ``backend/weights/checkpoints.py``).

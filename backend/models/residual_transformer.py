@@ -1,4 +1,12 @@
-"""The residual transformer: predicts quantizer layers 1..5 one after another (spec §4).
+"""The residual transformer: predicts quantizer layers 1..5 one after another.
+
+Paper: MoMask (Guo et al., CVPR 2024), Sec. 3.2, the residual transformer. Official module:
+``models/mask_transformer/transformer.py::ResidualTransformer`` (docs/model.md §4).
+
+What differs: only the network is here; the official ``generate`` loop is
+``backend/inference/sampling.py::residual_generate`` (docs/sampling.md §5). The tied weights are
+built by :meth:`ResidualTransformer.tied_weights` and can be passed in, instead of being rebuilt on
+every forward, and the model owns no CLIP copy (docs/model.md §6).
 
 Input is the running sum of the embeddings of the layers already known (a continuous (b, n, C)
 tensor), a one-hot of the layer to predict and the text condition; output is a C-dim feature per
@@ -21,7 +29,7 @@ Other official configurations and their keys:
   attributes (expanded views), so they are never saved; such a checkpoint cannot be restored
   (``backend.weights.checkpoints`` refuses it). The tensors are still drawn here so the RNG order matches.
 
-Construction order/init follows the official class (spec §10.2); no CLIP copy is owned.
+Construction order/init follows the official class (docs/model.md §10); no CLIP copy is owned.
 """
 
 from __future__ import annotations
@@ -141,7 +149,7 @@ class ResidualTransformer(nn.Module):
     def add_output_bias(self, logits: torch.Tensor, select: Any) -> torch.Tensor:
         """``logits`` plus the classifier bias (``select`` picks the rows of the (layers, 513) bias
         that broadcast onto them), if this checkpoint has one. Official: ``out += out + bias``, which
-        doubles the logits (spec §11.4), unless ``replicate_official_bias_doubling`` is off."""
+        doubles the logits (docs/model.md §11), unless ``replicate_official_bias_doubling`` is off."""
         bias = self._bias()
         if bias is None:
             return logits

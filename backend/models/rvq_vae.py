@@ -1,4 +1,14 @@
-"""The RVQ-VAE: 1-D conv encoder, 6-layer residual vector quantizer, 1-D conv decoder (spec §2).
+"""The RVQ-VAE: 1-D conv encoder, 6-layer residual vector quantizer, 1-D conv decoder.
+
+Paper: MoMask (Guo et al., CVPR 2024), Sec. 3.1, the residual VQ-VAE that turns motion into six
+layers of tokens. Official modules: ``models/vq/model.py::RVQVAE``, ``models/vq/encdec.py::Encoder``
+/ ``Decoder``, ``models/vq/resnet.py::Resnet1D`` / ``ResConv1DBlock``,
+``models/vq/residual_vq.py::ResidualVQ`` and ``models/vq/quantizer.py::QuantizeEMAReset``
+(docs/model.md §2).
+
+What differs: inference only. The quantizer keeps just the codebook buffers and the nearest-code
+lookup (no EMA statistics, code reset, quantize dropout or Gumbel training branch), decoding takes
+indices with −1 for "no code" directly, and one lookup per codebook replaces stacking the six.
 
 Module names, creation order and initialisation match the official ``RVQVAE`` so that
 (a) the official ``net_best_fid.tar`` state_dict loads strictly and (b) constructing the model on CPU
@@ -202,7 +212,7 @@ class ResidualVQ(nn.Module):
 class RVQVAE(nn.Module):
     """Motion tokenizer: ``encode`` features → 6 token layers, ``forward_decoder`` tokens → features.
 
-    Defaults are the released HumanML3D configuration (spec §1.4); 19,436,807 parameters.
+    Defaults are the released HumanML3D configuration (docs/model.md §2); 19,436,807 parameters.
     """
 
     def __init__(self, input_width: int = 263, nb_code: int = 512, code_dim: int = 512,

@@ -1,4 +1,12 @@
-"""CLIP ViT-B/32 text tower: prompt → (b, 512) condition vector (spec §5).
+"""CLIP ViT-B/32 text tower: prompt → (b, 512) condition vector.
+
+Paper: MoMask (Guo et al., CVPR 2024), Sec. 3.2: both transformers are conditioned on the CLIP text
+feature. Official module: ``clip.load("ViT-B/32")`` kept as ``clip_model`` inside ``MaskTransformer``
+and ``ResidualTransformer`` and called through their ``encode_text`` (docs/model.md §6).
+
+What differs: one shared text tower instead of a CLIP copy per transformer, the visual half never
+built, and an optional stop at the end token with a per-prompt cache (the fast flow); the numbers
+are CLIP's.
 
 Only the text half of CLIP is ever built: MoMask only encodes text, and the vision tower is over half
 the weights. The tower is made of the ``clip`` package's own modules (``clip.model.Transformer``,

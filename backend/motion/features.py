@@ -1,4 +1,4 @@
-"""HumanML3D motion features <-> joint positions (spec §7.2, 7.4-7.6).
+"""HumanML3D motion features <-> joint positions (docs/model.md §9).
 
 * :func:`recover_from_ric` turns the model's 263-D (KIT: 251-D) frames into joint positions, exactly as
   the official generation scripts do (float32, only the root and "ric" dims are read).
@@ -190,7 +190,7 @@ def _bone_offsets(frame: np.ndarray, skel: DatasetSkeleton) -> np.ndarray:
 def _facing_quaternions(joints: np.ndarray, skel: DatasetSkeleton, smooth: bool) -> np.ndarray:
     """Per-frame yaw taking the (quirky) facing direction to +Z; frame 0 forced to identity.
 
-    QUIRK (spec §7.6): the face joints are unpacked as (l_hip, r_hip, sdr_r, sdr_l) although they are
+    QUIRK (docs/model.md §11): the face joints are unpacked as (l_hip, r_hip, sdr_r, sdr_l) although they are
     listed as (r_hip, l_hip, r_shoulder, l_shoulder), so the hip and shoulder terms partly cancel.
     The dataset was built this way; the trained models expect it.
     """
@@ -273,7 +273,7 @@ def features_from_joints(joints: np.ndarray, dataset: str = "t2m", fix_yaw_wrap:
     ``joints``: Y up, metres, dataset joint order, the dataset's fps (20 for t2m). The result does not
     depend on where the clip starts or which way it faces: it is floored, moved to the origin and
     turned to face +Z at frame 0. Re-extraction of generated motion is close to, not equal to, the
-    model's own features (the smoothing window and the dropped last frame; spec §7.5).
+    model's own features (the smoothing window and the dropped last frame; docs/model.md §9.5).
 
     QUIRK: upstream takes ``arcsin`` of the y component of ``r_rot[t+1] ⊗ r_rot[t]⁻¹`` without making its
     w positive, so on the frame where the facing crosses ±180° (facing -Z) the turn gets the wrong sign

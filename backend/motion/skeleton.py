@@ -49,7 +49,7 @@ T2M_TARGET_OFFSETS = T2M_RAW_OFFSETS * T2M_BONE_LENGTHS[:, None]
 T2M_FOOT_LEFT = (7, 10)     # left ankle, left foot (ball)
 T2M_FOOT_RIGHT = (8, 11)
 T2M_LEG_IDX = (5, 8)        # l_idx1, l_idx2: joints whose offsets give the leg length
-T2M_FACE_JOINTS = (2, 1, 17, 16)  # r_hip, l_hip, r_shoulder, l_shoulder (see spec 7.6 quirk)
+T2M_FACE_JOINTS = (2, 1, 17, 16)  # r_hip, l_hip, r_shoulder, l_shoulder (see the quirk in docs/model.md §11)
 T2M_FEET_THRESHOLD = 0.002
 
 # --- KIT-ML ----------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Foot locking during ground contact (retargeting.md §4.5), closed form and vectorised over frames.
+"""Foot locking during ground contact (docs/retargeting.md §6), closed form and vectorised over frames.
 
 1. Contacts come from the *source*: the ball of the foot is within 5 cm of the floor and moves slower
    than 0.5 m/s horizontally (central differences, 3-tap smoothed); 1-frame gaps are filled and

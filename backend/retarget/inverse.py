@@ -1,4 +1,4 @@
-"""Posed rig → 22 HumanML3D joints (retargeting.md §4.8), and Blender's pose FK in numpy.
+"""Posed rig → 22 HumanML3D joints (docs/retargeting.md §9), and Blender's pose FK in numpy.
 
 :func:`joints_from_pose` reads a rig's animation (``pose_bone.matrix`` per frame, armature space) as
 the joints MoMask speaks: mapped bone heads; spine1–3 sampled on the rig's spine polyline at the

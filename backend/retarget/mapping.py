@@ -1,4 +1,4 @@
-"""Which bone of the user's rig plays each of the 22 SMPL joints (retargeting.md §2).
+"""Which bone of the user's rig plays each of the 22 SMPL joints (docs/retargeting.md §2).
 
 A joint role maps to the bone whose HEAD sits at that joint: ``left_hip`` → the thigh, ``left_knee`` → the
 shin, ``left_ankle`` → the foot, ``left_foot`` (SMPL's ball joint) → the toe, ``left_collar`` → the
@@ -13,7 +13,7 @@ clavicle, ``left_shoulder`` → the upper arm, ``left_elbow`` → the forearm, `
    separators, side tokens), then each limb is found by its most telling bone (forearm, shin) and
    completed along the hierarchy, skipping twist/IK/helper bones. A bone without a side token is left
    when its rest head is on the rig's +X side.
-3. **Spine rule** (retargeting.md §2.5), same for every convention: the rig's spine chain is the
+3. **Spine rule** (docs/retargeting.md §2), same for every convention: the rig's spine chain is the
    parent path strictly between the pelvis bone and the neck bone (the head when there is no neck,
    up to the bone both arms hang from when neither exists). With n chain bones:
 
@@ -567,7 +567,7 @@ def joint_rest_positions(rig: RigDescription, mapping: BoneMapping) -> np.ndarra
     """(22, 3) rest positions of the SMPL joints on the rig, armature space; NaN where unmapped.
 
     Spine joints without a bone of their own are sampled on the rig's spine polyline (pelvis head →
-    chain heads → neck head) at SMPL's arc-length parameters (§2.5, inverse direction).
+    chain heads → neck head) at SMPL's arc-length parameters (docs/retargeting.md §9).
     """
     out = rig.rest_positions([mapping.bones.get(r) for r in ROLES])
     pelvis = mapping.bones.get("pelvis")

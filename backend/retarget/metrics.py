@@ -1,6 +1,6 @@
 """Quality measures of a retargeted motion, on 22-joint positions (Y up, metres, 20 fps).
 
-Exact definitions from ``docs`` retargeting.md §3 (numpy only, so Blender's Python can use them too):
+Definitions of docs/retargeting.md §10 (numpy only, so Blender's Python can use them too):
 
 * :func:`bone_direction_error` — mean angle (degrees) between corresponding segments, over segments
   and frames; proportion-free, so it compares a motion on any rig with its source.

@@ -1,4 +1,4 @@
-"""Joint positions → pose-bone keys: the position-to-rotation retargeting solver (retargeting.md §4).
+"""Joint positions → pose-bone keys: the position-to-rotation retargeting solver (docs/retargeting.md §3–§5).
 
 For every driven bone ``b`` we build an orthonormal frame ``F_b(t)`` from the source joints (primary
 axis: towards the bone's child joint; secondary axis: a twist reference — hip line, collar line or the

@@ -1,6 +1,6 @@
 """The official checkpoint layout, safe loading, and building the models from a weights root.
 
-A weights root holds one folder per dataset exactly as the official zips unpack (spec §1.1)::
+A weights root holds one folder per dataset exactly as the official zips unpack (docs/model.md §7)::
 
     <root>/t2m/rvq_nq6_dc512_nc512_noshare_qdp0.2/{opt.txt, model/net_best_fid.tar, meta/{mean,std}.npy}
     <root>/t2m/t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns/{opt.txt, model/latest.tar}
@@ -14,7 +14,7 @@ refused, never executed. Each model is built from its own opt.txt and loaded STR
 masked/residual loaders only tolerate missing ``clip_model.*`` keys; our models own no CLIP, so no key
 may be missing). Any mismatch becomes a :class:`CheckpointError` naming the file, the key and the fix.
 
-RNG note (CPU seed parity, spec §10.2): the ``build_*`` functions construct the models with the
+RNG note (CPU seed parity, docs/model.md §10): the ``build_*`` functions construct the models with the
 official init calls, and ``make_test_weights`` uses them in the official gen_t2m order. ``load_models``
 does not: it builds each structure on the meta device (no allocation, no random init, no RNG draw)
 and adopts the checkpoint tensors, which is several times faster and keeps one copy of the weights.

@@ -15,7 +15,7 @@ How it stays safe:
 * CLIP is checked by its sha256, which is part of its official URL.
 * The official MoMask zips publish no checksum. They are checked by what we do know: the zip is
   intact (the CRC of every member, checked while it is extracted), every model file the backend
-  loads is present with the exact byte size of the official release (``momask_spec.md`` section 1.1),
+  loads is present with the exact byte size of the official release (docs/model.md §7),
   and the model files match the sha256 of the official files (see ``HUMANML3D``).
 * Downloads resume from a ``.part`` file with an HTTP Range request (and start over when a server
   ignores Range); transient failures are retried with backoff.
@@ -113,7 +113,7 @@ _T2M_VQ = "rvq_nq6_dc512_nc512_noshare_qdp0.2"
 _T2M_MASKED = "t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns"
 _T2M_RESIDUAL = "tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2_sw"
 
-#: Sizes from the official release (momask_spec.md section 1.1). The zips themselves publish no
+#: Sizes from the official release (docs/model.md §7). The zips themselves publish no
 #: checksum, but the model files inside them were mirrored with Git LFS (in the public fork
 #: purva115/MomaskImplementation, whose LFS pointers record each file's sha256 and size — the sizes
 #: agree with the official release): those digests are checked after extraction. The HumanML3D meta

@@ -3,7 +3,7 @@
 Each released checkpoint folder carries the options it was trained with, written one ``key: value``
 per line between two banner lines. The official loader turns values back into Python objects with a
 few regular expressions rather than ``ast.literal_eval``; we keep exactly those rules so that every
-field has the type the model constructors saw (MoMask spec §1.3):
+field has the type the model constructors saw (docs/model.md §8):
 
 * ``True`` / ``False`` → bool;
 * ``digits.digits`` (optional sign) → float, so ``0.0002`` is a float but ``2e-4`` stays a string;

@@ -1,4 +1,4 @@
-"""Control rigs (a generated Rigify rig): the motion is baked onto the controls (retargeting.md §4.7).
+"""Control rigs (a generated Rigify rig): the motion is baked onto the controls (docs/retargeting.md §8).
 
 On a generated rig the bones the mapping finds (``DEF-``/``ORG-``) are driven by constraints from the
 controls, so keys written to them do nothing. The backend solves for the rig as it is described

@@ -34,8 +34,6 @@ from backend.retarget.rig import RigDescription  # noqa: E402
 from backend.retarget.solver import retarget  # noqa: E402
 from momask_blender.anim import bake, keys, rig_io  # noqa: E402
 
-DATA = Path(os.environ["MOMASK_SHARED_DATA"])
-
 
 def generate_rigify() -> tuple[bpy.types.Object, bpy.types.Object]:
     rigs.reset_scene()
@@ -64,7 +62,7 @@ def measure(rig, result, source, start) -> dict:
 
 def main() -> None:
     frames = int(sys.argv[1]) if len(sys.argv) > 1 else 60
-    source = recover_from_ric(np.load(DATA / "humanml3d_000612.npy")).astype(np.float64)[:frames]
+    source = recover_from_ric(np.load(rigs.shared_file("humanml3d_000612.npy"))).astype(np.float64)[:frames]
     out: dict = {"blender": bpy.app.version_string, "frames": frames}
     t0 = time.perf_counter()
     metarig, rig = generate_rigify()

@@ -74,7 +74,7 @@ def main() -> int:
     if not np.allclose(up, [0, 1, 0], atol=1e-6):        # FBX-style rotation: world Z is armature Y
         errors.append(f"mixamo: up axis in armature space {up}, expected +Y")
     rigs.reset_scene()
-    sample = np.load(rigs.SHARED_DATA / "humanml3d_000612.npy")
+    sample = np.load(rigs.shared_file("humanml3d_000612.npy"))
     errors += check("smpl", rigs.make_smpl_rig_from_sample(sample))
     for e in errors:
         print("FAIL:", e)

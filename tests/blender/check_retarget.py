@@ -14,7 +14,6 @@ stdout line is ``RETARGET_RESULTS <json>``; the script exits non-zero only if it
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -32,8 +31,6 @@ from backend.retarget.mapping import auto_map  # noqa: E402
 from backend.retarget.rig import RigDescription  # noqa: E402
 from backend.retarget.solver import retarget  # noqa: E402
 from momask_blender.anim import rig_io  # noqa: E402  (the add-on's own description)
-
-DATA = Path(os.environ["MOMASK_SHARED_DATA"])
 
 
 def clear_scene() -> None:
@@ -97,11 +94,11 @@ def measure(name: str, obj, source: np.ndarray, out_dir: Path, save_to: Path | N
 def main() -> None:
     out_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else Path.cwd()
     out_dir.mkdir(parents=True, exist_ok=True)
-    source = recover_from_ric(np.load(DATA / "humanml3d_000612.npy")).astype(np.float64)
+    source = recover_from_ric(np.load(rigs.shared_file("humanml3d_000612.npy"))).astype(np.float64)
     results = {"blender": bpy.app.version_string, "rigs": []}
     builders = [
         ("rigify_metarig", lambda: rigs.make_rigify_metarig(), True),
-        ("template_bvh", lambda: rigs.import_template_bvh(str(DATA / "template.bvh")), False),
+        ("template_bvh", lambda: rigs.import_template_bvh(str(rigs.shared_file("template.bvh"))), False),
         ("mixamo_a_pose", lambda: rigs.make_mixamo_rig(a_pose=True), False),
     ]
     for name, build, round_trip in builders:

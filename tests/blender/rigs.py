@@ -11,6 +11,7 @@ Run only inside a Blender interpreter (``tests/conftest.py::run_blender``). Impo
   heads are one frame of joints (or of recovered 263-D features).
 * :func:`describe_armature` — the ``RigDescription.to_dict()`` shape (``backend/retarget/rig.py``).
 * :func:`exit_blender` — end a script with an exit code that survives Blender 4.2's module shutdown.
+* :func:`shared_file` — a file of the real test data; without it the script ends as a skipped test.
 """
 
 from __future__ import annotations
@@ -26,6 +27,25 @@ import numpy as np
 
 SHARED_DATA = Path(os.environ.get("MOMASK_SHARED_DATA",
                                   Path(__file__).resolve().parents[3] / "shared" / "data"))
+SKIP_EXIT = 75   # tests/conftest.py::run_blender turns this exit code into a skipped test
+
+
+def missing_shared_data(name: str) -> str | None:
+    """Why ``SHARED_DATA / name`` cannot be used (what is missing and where to put it), or None."""
+    if (SHARED_DATA / name).is_file():
+        return None
+    return (f"real test data missing: {name} not in {SHARED_DATA}. Put the HumanML3D clip 000612 "
+            "(humanml3d_000612.npy) and the official template.bvh there, or point MOMASK_SHARED_DATA at a "
+            "folder that holds them.")
+
+
+def shared_file(name: str) -> Path:
+    """``SHARED_DATA / name``; when it is absent the script ends with ``SKIP_EXIT`` and the reason."""
+    reason = missing_shared_data(name)
+    if reason is not None:
+        print("SKIP: " + reason)
+        exit_blender(SKIP_EXIT)
+    return SHARED_DATA / name
 
 
 def reset_scene() -> None:
@@ -89,7 +109,7 @@ def make_generated_rigify_rig() -> tuple[bpy.types.Object, bpy.types.Object]:
 def import_template_bvh(path: str | Path | None = None) -> bpy.types.Object:
     """The armature the bundled BVH importer makes from the official template (Y-up BVH → Z-up)."""
     enable_addon("io_anim_bvh")
-    path = Path(path) if path else SHARED_DATA / "template.bvh"
+    path = Path(path) if path else shared_file("template.bvh")
     bpy.ops.import_anim.bvh(filepath=str(path), axis_forward="-Z", axis_up="Y", rotate_mode="NATIVE")
     obj = bpy.context.active_object
     if obj is None or obj.type != "ARMATURE":

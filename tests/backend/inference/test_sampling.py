@@ -15,7 +15,7 @@ from backend.portable.errors import CancelledError
 CLIP_DIM = 512
 
 
-# --- the schedule and the small pieces (spec 3.4) ------------------------------------------------------
+# --- the schedule and the small pieces (docs/sampling.md §2) ------------------------------------------------
 
 SPEC_SCHEDULES = {
     (10, 49): [49, 48, 46, 42, 38, 31, 24, 17, 9, 1],
@@ -48,7 +48,7 @@ def test_lowest_score_mask_picks_the_least_confident() -> None:
     assert mask.tolist() == [[True, True, False, False], [False, False, False, True]]
 
 
-# --- the random draws (spec 10.1) ---------------------------------------------------------------------
+# --- the random draws (docs/sampling.md §7) -----------------------------------------------------------------
 
 
 @pytest.mark.parametrize("flow", [sampling.reference_flow(), sampling.fast_flow()], ids=lambda f: f.name)

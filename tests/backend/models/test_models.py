@@ -277,7 +277,7 @@ def test_residual_shared_codebook_variant_saves_no_projection():
     assert embed.shape == (5, 513, 32) and proj is embed
 
 
-# -- construction consumes the CPU RNG like the official code (spec §10.2) -------------------------
+# -- construction consumes the CPU RNG like the official code (docs/model.md §10) -------------------------
 
 
 def test_vq_construction_rng_order():

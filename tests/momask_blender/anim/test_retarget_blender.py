@@ -12,7 +12,7 @@ Round trip (documented tolerance): retarget onto the Rigify metarig (foot lockin
 joints re-proportioned to HumanML3D, encode as features: the joints decoded from those features are
 within 30 mm MPJPE of the original sample and 3° in mean bone direction. Not zero: the encoder alone
 (``features_from_joints`` then ``recover_from_ric`` on the source itself) already moves the sample by
-≈19 mm (smoothed facing, dropped last frame; spec §7.5), and foot locking bends the legs slightly.
+≈19 mm (smoothed facing, dropped last frame; docs/model.md §9.5), and foot locking bends the legs slightly.
 """
 
 from __future__ import annotations
