@@ -238,8 +238,16 @@ def quat_to_axis_angle(q: np.ndarray) -> np.ndarray:
 
 
 def axis_angle_to_quat(axis_angle: np.ndarray) -> np.ndarray:
-    """Unit quaternions from Blender ``rotation_axis_angle`` values (angle, x, y, z)."""
-    return qfrom_axis_angle(axis_angle[..., 1:], axis_angle[..., 0])
+    """Unit quaternions from Blender ``rotation_axis_angle`` values (angle, x, y, z).
+
+    A zero axis, which Blender accepts in a key, is taken as Blender's default axis (0, 1, 0) rather
+    than giving NaN.
+    """
+    axis_angle = _float(axis_angle)
+    axis = axis_angle[..., 1:]
+    zero = np.linalg.norm(axis, axis=-1, keepdims=True) <= 1e-12
+    axis = np.where(zero, np.array([0.0, 1.0, 0.0], dtype=axis.dtype), axis)
+    return qfrom_axis_angle(axis, axis_angle[..., 0])
 
 
 def qcontinuous(q: np.ndarray, axis: int = 0) -> np.ndarray:

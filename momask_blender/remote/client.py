@@ -71,7 +71,7 @@ def backend_root(package_dir: Path | None = None) -> Path | None:
 
 
 #: The backend's stdlib-only modules the add-on shares (loaded by file path, never as ``backend``).
-SHARED_BACKEND_MODULES = ("protocol", "errors", "logfile")
+SHARED_BACKEND_MODULES = ("protocol", "errors", "logfile", "quaternion")
 
 
 def load_backend_module(name: str, root: Path | None = None) -> types.ModuleType:
