@@ -20,8 +20,9 @@ bl_info = {
 
 #: The add-on's modules, each after the ones it imports: re-enabling reloads them in this order.
 MODULES = (
-    "remote.client", "ui.preferences", "anim.presets", "ui.properties", "anim.keys", "anim.rig_io",
-    "anim.takes", "anim.bake", "remote.jobs", "ui.operators", "ui.panel",
+    "remote.client", "user_folder", "anim.presets", "anim.armature", "anim.actions", "anim.rig_io",
+    "anim.takes", "anim.keys", "anim.bake", "remote.jobs", "ui.preferences", "ui.properties",
+    "ui.operators", "ui.panel",
 )
 
 if "bpy" in locals():  # re-enabling in the same session: pick up edited modules (those loaded so far)

@@ -59,6 +59,7 @@ import torch
 from torch import nn
 
 from backend.portable.errors import CheckpointError
+from backend.weights.torch_files import safe_load
 
 from .construction import meta_construction
 
@@ -167,8 +168,6 @@ def load_clip_state_dict(path: Path, text_only: bool = False) -> dict[str, torch
     ``text_only``: keep only the text tower's entries (the vision half is released right away; from a
     plain file it is never read, the file being memory-mapped).
     """
-    from backend.weights.checkpoints import safe_load  # late: checkpoints imports this module lazily too
-
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"CLIP file {path} does not exist.", _FETCH_FIX)

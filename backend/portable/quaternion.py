@@ -25,7 +25,8 @@ def as_f32(a: np.ndarray) -> np.ndarray:
     return np.asarray(a, dtype=np.float32)
 
 
-def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cross products of 3-vectors along the last axis; shapes broadcast, the inputs' dtype kept."""
     # Explicit components: np.cross is slow for small trailing axes and promotes mixed dtypes oddly.
     ax, ay, az = a[..., 0], a[..., 1], a[..., 2]
     bx, by, bz = b[..., 0], b[..., 1], b[..., 2]
@@ -66,8 +67,8 @@ def qrot(q: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Rotate vectors ``v (..., 3)`` by unit quaternions ``q (..., 4)``; shapes broadcast."""
     q, v = _float(q), _float(v)
     u = q[..., 1:]
-    uv = _cross(u, v)
-    uuv = _cross(u, uv)
+    uv = cross(u, v)
+    uuv = cross(u, uv)
     return v + 2 * (q[..., :1] * uv + uuv)
 
 
@@ -78,7 +79,7 @@ def qbetween(v0: np.ndarray, v1: np.ndarray) -> np.ndarray:
     perpendicular to ``v0`` instead (identical results everywhere else).
     """
     v0, v1 = _float(v0), _float(v1)
-    axis = _cross(v0, v1)
+    axis = cross(v0, v1)
     lengths = np.sqrt((v0 ** 2).sum(-1, keepdims=True) * (v1 ** 2).sum(-1, keepdims=True))
     q = np.concatenate([lengths + (v0 * v1).sum(-1, keepdims=True), axis], axis=-1)
     norm = np.linalg.norm(q, axis=-1, keepdims=True)
@@ -86,7 +87,7 @@ def qbetween(v0: np.ndarray, v1: np.ndarray) -> np.ndarray:
     if opposite.any():
         v0b = np.broadcast_to(v0, np.broadcast_shapes(v0.shape, v1.shape))
         least = np.eye(3, dtype=q.dtype)[np.argmin(np.abs(v0b), axis=-1)]   # the axis least along v0
-        half_turn = np.concatenate([np.zeros_like(norm), _cross(v0b, least)], axis=-1)
+        half_turn = np.concatenate([np.zeros_like(norm), cross(v0b, least)], axis=-1)
         q = np.where(opposite, half_turn, q)
         norm = np.linalg.norm(q, axis=-1, keepdims=True)
     return q / norm
@@ -149,9 +150,9 @@ def cont6d_to_matrix(d6: np.ndarray) -> np.ndarray:
     d6 = _float(d6)
     a, b = d6[..., :3], d6[..., 3:]
     x = a / np.linalg.norm(a, axis=-1, keepdims=True)
-    z = _cross(x, b)
+    z = cross(x, b)
     z = z / np.linalg.norm(z, axis=-1, keepdims=True)
-    y = _cross(z, x)
+    y = cross(z, x)
     return np.stack([x, y, z], axis=-1)
 
 
@@ -237,8 +238,16 @@ def quat_to_axis_angle(q: np.ndarray) -> np.ndarray:
 
 
 def axis_angle_to_quat(axis_angle: np.ndarray) -> np.ndarray:
-    """Unit quaternions from Blender ``rotation_axis_angle`` values (angle, x, y, z)."""
-    return qfrom_axis_angle(axis_angle[..., 1:], axis_angle[..., 0])
+    """Unit quaternions from Blender ``rotation_axis_angle`` values (angle, x, y, z).
+
+    A zero axis, which Blender accepts in a key, is taken as Blender's default axis (0, 1, 0) rather
+    than giving NaN.
+    """
+    axis_angle = _float(axis_angle)
+    axis = axis_angle[..., 1:]
+    zero = np.linalg.norm(axis, axis=-1, keepdims=True) <= 1e-12
+    axis = np.where(zero, np.array([0.0, 1.0, 0.0], dtype=axis.dtype), axis)
+    return qfrom_axis_angle(axis, axis_angle[..., 0])
 
 
 def qcontinuous(q: np.ndarray, axis: int = 0) -> np.ndarray:

@@ -17,18 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from backend.retarget.solver import (
-    J,
-    RigSetup,
-    SourceToRig,
-    dot,
-    fk_heads,
-    frame,
-    limb_frames,
-    rotate,
-    smoothstep,
-    unit,
-)
+from backend.motion.skeleton import T2M_JOINT_INDEX as J
+from backend.retarget.geometry import dot, frame, limb_frames, rotate, smoothstep, unit
+from backend.retarget.rig_setup import RigSetup, SourceToRig, fk_heads
 
 CONTACT_HEIGHT = 0.05      # m above the source floor
 CONTACT_SPEED = 0.5        # m/s horizontal

@@ -21,20 +21,10 @@ import numpy as np
 
 from backend.motion.skeleton import T2M_BONE_LENGTHS, T2M_PARENTS
 from backend.portable.errors import InputError
-from backend.retarget.solver import (
-    SOURCE_LEG_LENGTH,
-    SOURCE_SPINE,
-    J,
-    RetargetResult,
-    RigSetup,
-    SourceToRig,
-    _topological,
-    analyse_rig,
-    channel_to_matrices,
-    frame,
-    rotate,
-    unit,
-)
+from backend.retarget.channels import RetargetResult, channel_to_matrices
+from backend.retarget.geometry import frame, rotate, unit
+from backend.retarget.rig_setup import RigSetup, SourceToRig, topological_order
+from backend.retarget.solver import SOURCE_LEG_LENGTH, SOURCE_SPINE, J, analyse_rig
 
 
 def pose_matrices_from_basis(rig, result_or_basis) -> np.ndarray:
@@ -59,7 +49,7 @@ def pose_matrices_from_basis(rig, result_or_basis) -> np.ndarray:
         basis = np.asarray(result_or_basis, dtype=np.float64)
     pose = np.empty_like(basis)
     rest_inv = np.linalg.inv(rest)
-    for b in _topological(parents):
+    for b in topological_order(parents):
         p = parents[b]
         if p < 0:
             pose[:, b] = rest[b] @ basis[:, b]

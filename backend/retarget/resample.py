@@ -12,7 +12,7 @@ import numpy as np
 
 from backend.portable.errors import InputError
 from backend.portable.quaternion import qcontinuous, slerp
-from backend.retarget.solver import BoneChannel, RetargetResult, channel_to_quats, channel_values
+from backend.retarget.channels import BoneChannel, RetargetResult, channel_to_quats, channel_values
 
 
 def sample_times(frame_count: int, src_fps: float, dst_fps: float, count: int | None = None

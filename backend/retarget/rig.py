@@ -24,6 +24,7 @@ Bone ``i``'s rest head is ``rest_matrices[i, :3, 3]`` and it points along its lo
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,8 +132,6 @@ class RigDescription:
         try:
             return self._index[bone]
         except KeyError:
-            import difflib
-
             close = difflib.get_close_matches(bone, self.bone_names, n=3)
             hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             raise RigError(f"The armature has no bone named {bone!r}.{hint}",

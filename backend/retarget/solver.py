@@ -33,25 +33,23 @@ pronation — those bones keep their parent-relative rest rotation.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from backend.motion.skeleton import T2M_BONE_LENGTHS, T2M_JOINT_INDEX, T2M_JOINT_NAMES
+from backend.motion.skeleton import T2M_BONE_LENGTHS, T2M_JOINT_INDEX
 from backend.portable.errors import InputError, RigError
 from backend.portable.quaternion import (
     IDENTITY,
-    axis_angle_to_quat,
-    euler_to_matrix,
-    matrix_to_euler,
     matrix_to_quat,
     qcontinuous,
     qinv,
     qmul,
-    quat_to_axis_angle,
-    quat_to_matrix,
-    wrap_angle,
 )
+from backend.retarget.channels import BoneChannel, RetargetResult, channel_for, channel_values
+from backend.retarget.footlock import lock_feet
+from backend.retarget.geometry import cross, dot, frame, limb_frames, rotate, unit
+from backend.retarget.resample import resample_quaternions, resample_vectors, sample_times
+from backend.retarget.rig_setup import RigSetup, SourceToRig, chain_to, topological_order
 
 J = T2M_JOINT_INDEX
 #: Source spine polyline pelvis → spine1 → spine2 → spine3 → neck.
@@ -62,217 +60,9 @@ REQUIRED_ROLES = ("pelvis", "left_hip", "right_hip", "left_knee", "right_knee", 
 #: Canonical HumanML3D leg length (thigh + shin, mean of both sides), metres.
 SOURCE_LEG_LENGTH = float(np.mean([T2M_BONE_LENGTHS[4] + T2M_BONE_LENGTHS[7],
                                    T2M_BONE_LENGTHS[5] + T2M_BONE_LENGTHS[8]]))
-SOURCE_UP = np.array([0.0, 1.0, 0.0])
-
-
-# --- small vector helpers (vectorised over leading axes) ---------------------------------------------
-
-def unit(v: np.ndarray) -> np.ndarray:
-    return v / np.maximum(np.sqrt((v * v).sum(-1, keepdims=True)), 1e-12)
-
-
-def norm(v: np.ndarray) -> np.ndarray:
-    return np.sqrt((v * v).sum(-1))
-
-
-def cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    # Explicit components: np.cross is slow on small trailing axes.
-    a, b = np.broadcast_arrays(a, b)
-    out = np.empty(a.shape)
-    out[..., 0] = a[..., 1] * b[..., 2] - a[..., 2] * b[..., 1]
-    out[..., 1] = a[..., 2] * b[..., 0] - a[..., 0] * b[..., 2]
-    out[..., 2] = a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
-    return out
-
-
-def dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a * b).sum(-1)
-
-
-def smoothstep(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3.0 - 2.0 * x)
-
-
-def frame(primary: np.ndarray, secondary: np.ndarray) -> np.ndarray:
-    """Orthonormal frames ``[e1 e2 e3]`` (columns): e1 along ``primary``, e2 towards ``secondary``."""
-    e1 = unit(primary)
-    e2 = secondary - dot(secondary, e1)[..., None] * e1
-    degenerate = norm(e2)[..., None] < 1e-9                  # secondary along primary
-    if degenerate.any():
-        helper = np.where(np.abs(e1[..., :1]) < 0.9, np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]))
-        e2 = np.where(degenerate, cross(e1, helper), e2)
-    e2 = unit(e2)
-    out = np.empty(e1.shape + (3,))
-    out[..., 0], out[..., 1], out[..., 2] = e1, e2, cross(e1, e2)
-    return out
-
-
-def rotate(rot: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """``rot (..., 3, 3) · v (..., 3)``."""
-    return np.einsum("...ij,...j->...i", rot, v)
-
-
-#: Bend (degrees) from which a limb's plane is trusted outright: elbows and knees do not hyper-extend
-#: this far, so ``u × l`` then IS the hinge, whatever the anatomical fallback says.
-SURE_BEND_DEG = 20.0
-#: Bends below this (degrees) carry no usable plane (noise); the propagated twist is used alone.
-PLANE_FADE_DEG = (3.0, 15.0)
-
-
-def swing(v_from: np.ndarray, v_to: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """``x`` turned by the shortest rotation taking unit ``v_from`` to unit ``v_to`` (singular only when
-    they are opposite)."""
-    c = dot(v_from, v_to)[..., None]
-    k = cross(v_from, v_to)
-    return c * x + cross(k, x) + dot(k, x)[..., None] * k / np.maximum(1 + c, 1e-6)
-
-
-def twist_about(axis: np.ndarray, x: np.ndarray, angle: np.ndarray) -> np.ndarray:
-    """``x`` (perpendicular to unit ``axis``) turned by ``angle`` about ``axis``."""
-    return np.cos(angle)[..., None] * x + np.sin(angle)[..., None] * cross(axis, x)
-
-
-def propagate_twist(angle: np.ndarray, sure: np.ndarray) -> np.ndarray:
-    """``angle (T, ...)`` known where ``sure``: unwrapped across the sure frames (the shortest way) and
-    linearly interpolated through the others along time (held before the first / after the last).
-
-    Zero everywhere in a series without one sure frame. Loops over the trailing series (the limbs of
-    one solve), never over frames.
-    """
-    flat_angle = angle.reshape(len(angle), -1)
-    flat_sure = sure.reshape(len(sure), -1)
-    out = np.zeros_like(flat_angle)
-    time = np.arange(len(angle), dtype=np.float64)
-    for k in range(flat_angle.shape[1]):
-        at = flat_sure[:, k]
-        if at.any():
-            out[:, k] = np.interp(time, time[at], np.unwrap(flat_angle[at, k]))
-    return out.reshape(angle.shape)
-
-
-def limb_frames(a: np.ndarray, b: np.ndarray, c: np.ndarray, flex: np.ndarray, reference: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Upper and lower frames of a two-bone limb a→b→c sharing one hinge axis, and that hinge.
-
-    Arrays are (T, ..., 3) with time first. ``reference`` is a direction the upper bone can point to
-    whose hinge is ``reference × flex`` (``flex``: where the lower bone swings when the joint flexes,
-    e.g. body-forward for elbows with arms hanging, body-back for knees). Carried to the upper bone's
-    actual direction by the shortest swing, that gives the zero-twist hinge: smooth everywhere except
-    where the bone points exactly away from ``reference`` (chosen where a limb cannot point).
-
-    The hinge is then that zero-twist hinge turned about the upper bone by a twist angle:
-
-    * where the limb is clearly bent (≥ ``SURE_BEND_DEG``), the limb plane ``u × l`` fixes it — a joint
-      that bends this far is flexing, never hyper-extending, so its sign is trusted;
-    * through straight and slightly bent frames the twist is interpolated in time from the clearly
-      bent ones (held at the clip's ends, zero if the limb is never bent), so the upper bone never
-      spins about itself while the plane is unobservable;
-    * a slight bend (3°–15°) pulls towards its own plane, unless that plane is opposite the
-      propagated one: then it is a hyper-extension (or noise) and counts with its sign flipped.
-
-    Every step is continuous in time, so the upper bone never turns 180° about itself between frames.
-    """
-    u, low = b - a, c - b
-    u_hat, ref_hat = unit(u), unit(reference)
-    zero = swing(ref_hat, u_hat, unit(cross(ref_hat, flex)))
-    zero = unit(zero - dot(zero, u_hat)[..., None] * u_hat)
-    plane = cross(u_hat, low)
-    bend = np.degrees(np.arctan2(norm(plane), dot(u_hat, low)))
-    plane = unit(plane)
-    observed = np.arctan2(dot(u_hat, cross(zero, plane)), dot(zero, plane))
-    sure = bend >= SURE_BEND_DEG
-    propagated = propagate_twist(observed, sure)
-    offset = wrap_angle(observed - propagated)
-    offset = np.where(np.abs(offset) > np.pi / 2, wrap_angle(offset + np.pi), offset)   # hyper-extension
-    weight = smoothstep((bend - PLANE_FADE_DEG[0]) / (PLANE_FADE_DEG[1] - PLANE_FADE_DEG[0]))
-    weight = np.where(sure, 1.0, weight * np.cos(offset))      # fades out as the guard's choice turns over
-    hinge = twist_about(u_hat, zero, propagated + weight * offset)
-    return frame(u, hinge), frame(low, hinge), hinge
-
-
-# --- source space ↔ armature space -----------------------------------------------------------------
-
-@dataclass
-class SourceToRig:
-    """``P = scale · axes · (x − source_floor·ŷ) + rig_floor · up + offset`` (source metres → armature)."""
-
-    axes: np.ndarray                 # (3, 3) columns: the rig's left, up, forward in armature space
-    scale: float                     # armature units per source metre (leg-length ratio)
-    source_floor: float = 0.0        # source height (m) that lands on the rig's rest ball height
-    rig_floor: float = 0.0           # rig rest ball-head height along up, armature units
-    offset: np.ndarray = field(default_factory=lambda: np.zeros(3))
-
-    @property
-    def up(self) -> np.ndarray:
-        return self.axes[:, 1]
-
-    def to_rig(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, np.float64) - self.source_floor * SOURCE_UP
-        return self.scale * x @ self.axes.T + self.rig_floor * self.up + self.offset
-
-    def to_source(self, p: np.ndarray) -> np.ndarray:
-        p = np.asarray(p, np.float64) - self.rig_floor * self.up - self.offset
-        return (p @ self.axes) / self.scale + self.source_floor * SOURCE_UP
-
-    def to_dict(self) -> dict:
-        return {"axes": self.axes.tolist(), "scale": self.scale, "source_floor": self.source_floor,
-                "rig_floor": self.rig_floor, "offset": self.offset.tolist()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> SourceToRig:
-        return cls(np.asarray(d["axes"], float), float(d["scale"]), float(d["source_floor"]),
-                   float(d["rig_floor"]), np.asarray(d["offset"], float))
 
 
 # --- one-time rig analysis ---------------------------------------------------------------------------
-
-@dataclass
-class RigSetup:
-    """What the solver needs to know about a rig + mapping, computed once (no per-frame cost)."""
-
-    names: list[str]
-    parents: np.ndarray              # (n,)
-    rest_rot: np.ndarray             # (n, 3, 3) rotation of bone.matrix_local
-    rest_quats: np.ndarray           # (n, 4) the same as quaternions
-    rest_head: np.ndarray            # (n, 3) armature space
-    rotation_modes: list[str]
-    joint_bone: dict[int, int]       # source joint → bone whose head is that joint
-    rest_joints: np.ndarray          # (22, 3) armature space (mapped heads, spine samples, proxies)
-    joint_carrier: dict[int, int]    # unmapped joint → bone that carries it rigidly (proxies)
-    axes: np.ndarray                 # (3, 3) [left | up | fwd]
-    leg_length: float                # armature units
-    rig_floor: float                 # rest ball height along up
-    spine_bones: list[int]           # pelvis bone, then the spine chain up to (not incl.) the neck
-    spine_source_weights: np.ndarray  # (k+1, 5): rig spine points as mixes of the source spine joints
-    spine_rig_weights: np.ndarray    # (3, k+1): source spine1..3 as mixes of the rig spine points
-    spine_twist: np.ndarray          # (k,) hip-line → collar-line blend per spine bone
-    driven: list[int] = field(default_factory=list)
-    rest_frames: dict[int, np.ndarray] = field(default_factory=dict)
-    output_bones: list[int] = field(default_factory=list)
-    eff_driver: np.ndarray | None = None   # (n,) index into ``driven`` of the bone giving D, -1 = rest
-
-    @property
-    def up(self) -> np.ndarray:
-        return self.axes[:, 1]
-
-    @property
-    def forward(self) -> np.ndarray:
-        return self.axes[:, 2]
-
-    @property
-    def pelvis(self) -> int:
-        return self.joint_bone[J["pelvis"]]
-
-
-def _chain_to(parents: np.ndarray, ancestor: int, bone: int) -> list[int] | None:
-    """Bones from ``ancestor`` (excluded) down to ``bone`` (included), or None if not a descendant."""
-    path = []
-    while bone != -1 and bone != ancestor:
-        path.append(bone)
-        bone = int(parents[bone])
-    return path[::-1] if bone == ancestor else None
-
 
 def _interp_weights(params: np.ndarray, at: np.ndarray) -> np.ndarray:
     """Weights (len(at), len(params)) of piecewise-linear interpolation of a polyline at ``at``."""
@@ -320,8 +110,8 @@ def analyse_rig(rig, mapping) -> RigSetup:
     neck = joint_bone[J["neck"]]
     chain = [index[name] for name in getattr(mapping, "spine_chain", []) or [] if name in index]
     chain = [b for b in chain if b not in (pelvis, neck)]
-    if not chain or _chain_to(parents, pelvis, neck) is None:
-        chain = [b for b in (_chain_to(parents, pelvis, neck) or []) if b != neck]
+    if not chain or chain_to(parents, pelvis, neck) is None:
+        chain = [b for b in (chain_to(parents, pelvis, neck) or []) if b != neck]
     spine_bones = [pelvis] + chain
     points = rest_head[spine_bones + [neck]]
     seg = np.linalg.norm(np.diff(points, axis=0), axis=-1)
@@ -396,7 +186,7 @@ def analyse_rig(rig, mapping) -> RigSetup:
     setup.output_bones = sorted(mapped | set(setup.driven))
     eff = np.full(len(names), -1, dtype=np.int64)
     slot = {b: i for i, b in enumerate(setup.driven)}
-    for b in _topological(parents):
+    for b in topological_order(parents):
         eff[b] = slot[b] if b in slot else (eff[parents[b]] if parents[b] >= 0 else -1)
     setup.eff_driver = eff
     return setup
@@ -418,22 +208,6 @@ def cached_setup(rig, mapping) -> RigSetup:
             _SETUP_CACHE.clear()
         _SETUP_CACHE[key] = analyse_rig(rig, mapping)
     return _SETUP_CACHE[key]
-
-
-def _topological(parents: np.ndarray) -> list[int]:
-    order, seen = [], set()
-
-    def visit(b: int) -> None:
-        if b in seen:
-            return
-        if parents[b] >= 0:
-            visit(int(parents[b]))
-        seen.add(b)
-        order.append(b)
-
-    for b in range(len(parents)):
-        visit(b)
-    return order
 
 
 # --- per-frame frames --------------------------------------------------------------------------------
@@ -507,71 +281,6 @@ def bone_frames(setup: RigSetup, p: np.ndarray, rest_frames: dict[int, np.ndarra
     return frames
 
 
-# --- result -----------------------------------------------------------------------------------------
-
-@dataclass
-class BoneChannel:
-    name: str
-    channel: str          # "rotation_quaternion" | "rotation_euler" | "rotation_axis_angle"
-    values: np.ndarray    # (F, 4) | (F, 3) | (F, 4)
-    rotation_mode: str = "QUATERNION"
-
-
-@dataclass
-class RetargetResult:
-    fps: float
-    bones: list[BoneChannel]
-    root_name: str
-    root_location: np.ndarray                    # (F, 3)
-    transform: SourceToRig | None = None         # how source metres map to armature space
-
-    @property
-    def frame_count(self) -> int:
-        return int(len(self.root_location))
-
-    def to_dict(self) -> dict:
-        return {
-            "fps": float(self.fps),
-            "frame_count": self.frame_count,
-            "bones": [{"name": b.name, "channel": b.channel, "values": b.values} for b in self.bones],
-            "root": {"name": self.root_name, "location": self.root_location},
-        }
-
-
-CHANNELS = {"QUATERNION": "rotation_quaternion", "AXIS_ANGLE": "rotation_axis_angle"}
-
-
-def channel_for(mode: str) -> str:
-    return CHANNELS.get(mode, "rotation_euler")
-
-
-def channel_values(quats: np.ndarray, mode: str) -> np.ndarray:
-    """Keys of one bone (F, 3|4) in its rotation mode from sign-continuous quaternions (F, 4)."""
-    if mode == "QUATERNION":
-        return quats
-    if mode == "AXIS_ANGLE":
-        return quat_to_axis_angle(quats)
-    return np.unwrap(matrix_to_euler(quat_to_matrix(quats), mode), axis=0)
-
-
-def channel_to_quats(values: np.ndarray, mode: str) -> np.ndarray:
-    """Inverse of :func:`channel_values` (unit quaternions, sign-continuous along time)."""
-    values = np.asarray(values, np.float64)
-    if mode == "QUATERNION":
-        q = values / np.linalg.norm(values, axis=-1, keepdims=True)
-    elif mode == "AXIS_ANGLE":
-        q = axis_angle_to_quat(values)
-    else:
-        q = matrix_to_quat(euler_to_matrix(values, mode))
-    return qcontinuous(q)
-
-
-def channel_to_matrices(values: np.ndarray, mode: str) -> np.ndarray:
-    if mode not in CHANNELS:
-        return euler_to_matrix(np.asarray(values, np.float64), mode)
-    return quat_to_matrix(channel_to_quats(values, mode))
-
-
 # --- the solve -------------------------------------------------------------------------------------
 
 def source_transform(setup: RigSetup, joints: np.ndarray) -> SourceToRig:
@@ -603,21 +312,6 @@ def basis_quaternions(setup: RigSetup, d: np.ndarray) -> np.ndarray:
     rest = setup.rest_quats[bones][:, None]
     q = qmul(qinv(rest), qmul(qinv(d_quats[parent]), qmul(d_quats[own], rest)))
     return qcontinuous(q, axis=1)
-
-
-def fk_heads(setup: RigSetup, d: np.ndarray, root_head: np.ndarray, bones: list[int]
-             ) -> dict[int, np.ndarray]:
-    """Armature-space heads (T, 3) of ``bones`` (descendants of the pelvis bone) under deltas ``d``."""
-    identity = np.broadcast_to(np.eye(3), (1,) + d.shape[1:])
-    padded = np.concatenate([d, identity], axis=0)
-    heads = {setup.pelvis: root_head}
-    for bone in bones:
-        for b in _chain_to(setup.parents, setup.pelvis, bone) or []:
-            if b not in heads:
-                p = int(setup.parents[b])
-                offset = setup.rest_head[b] - setup.rest_head[p]
-                heads[b] = heads[p] + rotate(padded[setup.eff_driver[p]], offset)
-    return {b: heads[b] for b in bones}
 
 
 def check_joints(joints: np.ndarray) -> np.ndarray:
@@ -662,7 +356,6 @@ def retarget(joints: np.ndarray, rig, mapping, src_fps: float = 20.0, dst_fps: f
         horizontal = (root - rest_pelvis) - dot(root - rest_pelvis, setup.up)[:, None] * setup.up
         root = root - horizontal
     elif foot_lock and len(joints) > 2:
-        from backend.retarget.footlock import lock_feet
         # Contacts are found against the clip's own floor (the estimate), wherever the transform puts
         # that floor on the rig; the pins are horizontal, so the placement itself does not matter here.
         d = lock_feet(setup, joints, estimated, d, root, src_fps)
@@ -673,7 +366,6 @@ def retarget(joints: np.ndarray, rig, mapping, src_fps: float = 20.0, dst_fps: f
     fps = float(src_fps)
     out_fps = fps if dst_fps is None else float(dst_fps)
     if abs(out_fps - fps) > 1e-9 or frame_count not in (None, len(location)):
-        from backend.retarget.resample import resample_quaternions, resample_vectors, sample_times
         before, frac = sample_times(len(location), fps, out_fps, count=frame_count)
         quats = np.swapaxes(resample_quaternions(np.swapaxes(quats, 0, 1), before, frac), 0, 1)
         location, fps = resample_vectors(location, before, frac), out_fps
@@ -685,5 +377,4 @@ def retarget(joints: np.ndarray, rig, mapping, src_fps: float = 20.0, dst_fps: f
                           transform=transform)
 
 
-__all__ = ["BoneChannel", "RetargetResult", "RigSetup", "SourceToRig", "analyse_rig", "retarget",
-           "T2M_JOINT_NAMES"]
+__all__ = ["analyse_rig", "cached_setup", "retarget"]

@@ -24,8 +24,6 @@ tower. Loading therefore leaves torch's global RNG untouched; samplers seed thei
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,9 +37,10 @@ from torch import nn
 from backend.portable.errors import CheckpointError
 from backend.models import RVQVAE, LengthEstimator, MaskTransformer, ResidualTransformer
 from backend.models.construction import build_without_init, unset_tensors
+from backend.models.text_encoder import TextEncoder, find_clip_file
 from backend.weights.opt_file import read_opt
+from backend.weights.torch_files import FETCH_FIX, safe_load
 
-FETCH_FIX = "Run `python build.py weights` to download and install the official checkpoints."
 M = TypeVar("M", bound=nn.Module)
 
 MIXED_FIX = ("The opt.txt and the weights come from different models; re-install the checkpoints with "
@@ -131,41 +130,6 @@ class WeightsLayout:
 
     def missing_files(self) -> list[Path]:
         return [path for path in self.required_files() if not path.is_file()]
-
-
-# ------------------------------------------------------------------------------------------------
-# Reading files safely
-
-
-def safe_load(path: Path, mmap: bool = False) -> Any:
-    """``torch.load(path, map_location='cpu', weights_only=True)`` with user-facing errors.
-
-    Missing file, truncated/corrupt archive and pickled code (refused, never run) each raise a
-    :class:`CheckpointError` naming the file and the fix. ``mmap``: map the file instead of reading
-    it, so tensors that are never used are never read (zip-format files only; the legacy format is
-    read normally).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"Missing checkpoint file {path}.", FETCH_FIX)
-    try:
-        mmap = mmap and zipfile.is_zipfile(path)
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except pickle.UnpicklingError as exc:
-        text = str(exc)
-        # The safe unpickler names the callable it refused ("Unsupported GLOBAL ..."); other refusals
-        # (unknown opcodes) mean the bytes are not a torch pickle at all.
-        if "Weights only load failed" in text and "global" in text.lower():
-            raise CheckpointError(
-                f"Refusing to load {path}: it contains executable pickled code, which a checkpoint must "
-                "not have (it may have been tampered with).",
-                f"Delete it and re-download: {FETCH_FIX}") from None
-        raise CheckpointError(f"{path} is corrupt (unreadable pickle: {text.splitlines()[0][:120]}).",
-                              f"Delete it and re-download: {FETCH_FIX}") from None
-    except (RuntimeError, EOFError, OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
-        detail = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
-        raise CheckpointError(f"{path} is truncated or corrupt ({type(exc).__name__}: {detail}).",
-                              f"Delete it and re-download: {FETCH_FIX}") from None
 
 
 def state_dict_from(checkpoint: Any, keys: tuple[str, ...], path: Path) -> dict[str, torch.Tensor]:
@@ -364,8 +328,6 @@ def load_models(root: Path, dataset: str = "t2m", clip: Path | None = None,
     ``device`` is a concrete device ("auto" is resolved by ``pipeline.resolve_device``).
     ``official_fp16_clip``: on CUDA, run CLIP in fp16 as the official code does.
     """
-    from backend.models.text_encoder import TextEncoder, find_clip_file
-
     root = Path(root).expanduser()
     layout = WeightsLayout(root, dataset)
     if not layout.dataset_dir.is_dir():

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from backend.models.text_encoder import import_clip
 from backend.weights.checkpoints import (
     MODEL_FOLDERS,
     WeightsLayout,
@@ -70,8 +71,6 @@ def _save(payload: dict, path: Path) -> None:
 
 def write_test_clip(path: Path, size: str = "tiny") -> Path:
     """A random CLIP state_dict (fp16, like the real file) loadable by ``clip.model.build_model``."""
-    from backend.models.text_encoder import import_clip
-
     clip = import_clip()
     model = clip.model.CLIP(**CLIP_CONFIGS[size])
     state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}

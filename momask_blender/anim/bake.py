@@ -27,9 +27,15 @@ from __future__ import annotations
 
 import bpy
 import numpy as np
+from mathutils import Matrix
 
+from ..remote.client import load_backend_module
 from . import keys
-from .keys import RigError
+from .actions import Channels, assign_action, object_slot
+from .armature import RigError, require_armature, scene_of
+from .rig_io import describe_armature, read_pose
+
+quaternion = load_backend_module("quaternion")  # backend/portable/quaternion.py, loaded by path
 
 __all__ = ["bake_controls", "bake_inbetween", "bake_take", "control_plan", "describe_for_bake",
            "describe_target", "needs_bake", "read_source", "switch_values", "switched_controls",
@@ -185,8 +191,6 @@ def describe_for_bake(obj) -> dict:
     hierarchy with their real rests: the proxy :func:`bake_take` builds is exactly this skeleton, so the
     solved keys mean on it what the solver meant.
     """
-    from .rig_io import describe_armature
-
     names = _bake_bones(obj)
     if not names:
         raise RigError(f"'{obj.name}' has no deform bones to retarget onto.",
@@ -212,8 +216,6 @@ def _context_override(obj):
 def make_proxy(obj, description: dict, plan, scene):
     """A plain armature: the skeleton of ``description`` plus one helper bone per control (the control's
     rest, parented to the bone it follows). Linked to ``scene`` so it evaluates with it."""
-    from mathutils import Matrix
-
     data = bpy.data.armatures.new(f"{TAG} {obj.data.name}")
     proxy = bpy.data.objects.new(f"{TAG} {obj.name}", data)
     scene.collection.objects.link(proxy)
@@ -269,7 +271,7 @@ def _remove_proxy(proxy) -> None:
 def _visual_channels(obj, plan, frames) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per control: (rotation values in its own channel (F, 3|4), location (F, 3)) as Blender shows it.
     Euler and axis-angle values stay continuous from frame to frame (``keys``' conversions)."""
-    scene = keys._scene(obj)
+    scene = scene_of(obj)
     pose_bones = [obj.pose.bones[control] for control, _, _ in plan]
     quats: dict[str, list] = {pb.name: [] for pb in pose_bones}
     locations: dict[str, list] = {pb.name: [] for pb in pose_bones}
@@ -286,22 +288,22 @@ def _visual_channels(obj, plan, frames) -> dict[str, tuple[np.ndarray, np.ndarra
         q = np.array(quats[pb.name], np.float64).reshape(-1, 4)
         mode = pb.rotation_mode
         if mode == "QUATERNION":
-            rotation = keys._continuous_quaternions(q)
+            rotation = quaternion.qcontinuous(q)
         elif mode == "AXIS_ANGLE":
-            rotation = keys._quats_to_axis_angle(q, np.empty((0, 4)))
+            rotation = keys.quats_to_axis_angle(q, np.empty((0, 4)))
         else:
-            rotation = keys._quats_to_euler(q, np.empty((0, 3)), mode)
+            rotation = keys.quats_to_euler(q, np.empty((0, 3)), mode)
         out[pb.name] = (rotation, np.array(locations[pb.name], np.float64).reshape(-1, 3))
     return out
 
 
 def _key_switches(obj, action, switches, start_frame: float) -> None:
     """Key every IK/FK switch at FK on the take's first frame (constant)."""
-    channels = keys.Channels(action, keys.object_slot(action, obj), ensure=True)
+    channels = Channels(action, object_slot(action, obj), ensure=True)
     for pb in switches:
         path = _switch_path(pb.name)
         fcurve = channels.find(path, 0) or channels.new(path, 0, pb.name)
-        keys._write_curve(fcurve, np.array([float(start_frame)]), np.array([1.0]))
+        keys.write_curve(fcurve, np.array([float(start_frame)]), np.array([1.0]))
 
 
 def bake_controls(obj, result: dict, start_frame: float) -> dict:
@@ -313,9 +315,7 @@ def bake_controls(obj, result: dict, start_frame: float) -> dict:
     torso, so :func:`keys.write_take` and :func:`keys.write_inbetween` write it like any other
     result. The rig is left as it was: its action, IK/FK switches and pose; no proxy, no constraint.
     """
-    from .rig_io import _require_armature
-
-    _require_armature(obj)
+    require_armature(obj)
     keyed = {b["name"] for b in result.get("bones", [])}
     root = result.get("root") or {}
     if root.get("name"):
@@ -326,10 +326,10 @@ def bake_controls(obj, result: dict, start_frame: float) -> dict:
         raise RigError(f"'{obj.name}' is driven by a control rig MoMask does not know (no Rigify FK "
                        "controls found).", "Generate onto its deform armature (or a Rigify rig), or "
                        "map the controls as bones in the MoMask panel's Bone Mapping box.")
-    scene = keys._scene(obj)
+    scene = scene_of(obj)
     fps_now = keys.scene_fps(scene)
     frame_count = int(result["frame_count"])
-    frames = keys._key_frames(start_frame, frame_count, float(result["fps"]), fps_now)
+    frames = keys.key_frames(start_frame, frame_count, float(result["fps"]), fps_now)
     ad = obj.animation_data or obj.animation_data_create()
     previous = (ad.action, getattr(ad, "action_slot", None))
     current_frame, subframe = scene.frame_current, scene.frame_subframe
@@ -340,7 +340,7 @@ def bake_controls(obj, result: dict, start_frame: float) -> dict:
     try:
         proxy = make_proxy(obj, description, plan, scene)
         keys.write_take(proxy, result, start_frame, f"{TAG} proxy")
-        keys.assign_action(obj, None)              # the user's action must not fight the bake
+        assign_action(obj, None)              # the user's action must not fight the bake
         for pb, _ in saved_switches:
             pb[IK_FK] = 1.0
         for control, _, with_location in plan:
@@ -360,9 +360,9 @@ def bake_controls(obj, result: dict, start_frame: float) -> dict:
             pb[IK_FK] = value
         for pb, basis in saved_pose:
             pb.matrix_basis = basis
-        keys.assign_action(obj, *previous)
+        assign_action(obj, *previous)
         scene.frame_set(current_frame, subframe=subframe)
-    controls = [{"name": control, "channel": keys._channel_for_mode(obj.pose.bones[control].rotation_mode),
+    controls = [{"name": control, "channel": keys.channel_for_mode(obj.pose.bones[control].rotation_mode),
                  "values": baked[control][0]} for control, _, _ in plan]
     root_control = next((control for control, _, loc in plan if loc), None)
     return {"fps": float(result["fps"]), "frame_count": frame_count, "bones": controls,
@@ -386,7 +386,7 @@ def bake_take(obj, result: dict, start_frame: float, name: str, *, prompt: str |
 def switch_values(obj, action, frames: np.ndarray) -> dict[str, np.ndarray]:
     """Per IK/FK switch bone: what ``action`` sets the switch to on ``frames`` (1 = FK), or its
     current value where the action does not key it."""
-    channels = keys.Channels(action, keys.object_slot(action, obj))
+    channels = Channels(action, object_slot(action, obj))
     values = {}
     for pb in fk_switches(obj):
         fcurve = channels.find(_switch_path(pb.name), 0)
@@ -449,8 +449,6 @@ def describe_target(obj) -> dict:
     """The rig description the backend retargets onto: for a control rig the plain skeleton that
     :func:`bake_take` carries over to the controls, else the armature itself. The write must take the
     same branch (:func:`write_generated_take`, :func:`write_inbetween_take`)."""
-    from .rig_io import describe_armature
-
     return describe_for_bake(obj) if needs_bake(obj) else describe_armature(obj)
 
 
@@ -458,8 +456,6 @@ def read_source(obj, frame_start: int, frame_end: int) -> tuple[dict, np.ndarray
     """What an in-between is made from: (:func:`describe_target`, the posed matrices of its bones on
     scene frames ``[frame_start, frame_end)``, every pose bone's evaluated channels, as
     ``rig_io.read_pose`` gives them)."""
-    from .rig_io import describe_armature, read_pose
-
     control_rig = needs_bake(obj)
     rig = describe_for_bake(obj) if control_rig else describe_armature(obj)
     pose, channels = read_pose(obj, frame_start, frame_end)

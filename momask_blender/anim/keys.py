@@ -11,15 +11,7 @@ and replaces only the keys inside a frame range, blending into the existing moti
 Keys go in with ``keyframe_points.add`` + ``foreach_set`` (milliseconds for hundreds of curves)
 and are tagged GENERATED so animators can tell them from their own.
 
-Three generations of Blender's action API are handled here and nowhere else:
-
-* 4.2/4.3: classic actions, ``action.fcurves``;
-* 4.4/4.5: slotted (layered) actions, ``layer.strips[0].channelbag(slot)``, F-Curve groups made by
-  hand (``ActionChannelbagFCurves.new`` has no group argument yet);
-* 5.0+: ``Action.fcurves`` is gone; ``bpy_extras.anim_utils.action_ensure_channelbag_for_slot``.
-
-An object only animates from a slotted action when ``animation_data.action_slot`` is bound, so
-every assignment here binds the slot explicitly.
+Blender's action API (classic, slotted, 5.0) is handled in ``actions.py``.
 """
 
 from __future__ import annotations
@@ -28,141 +20,23 @@ import contextlib
 
 import bpy
 import numpy as np
+from mathutils import Euler, Quaternion
 
 from ..remote.client import load_backend_module
+from . import takes
+from .actions import Channels, assign_action, is_slotted, new_action, object_slot, unique_action_name
+from .armature import CHANNEL_SIZES, MoMaskError, RigError, require_armature, scene_of
 
-# The backend's own error types (backend/portable/errors.py, stdlib only, loaded by path like the protocol),
-# so a message reads the same in the panel whether the backend or the add-on found the problem.
-_errors = load_backend_module("errors")
-MoMaskError = _errors.MoMaskError
-RigError = _errors.RigError
+# The backend's quaternion math (backend/portable/quaternion.py, numpy only, loaded by path), so keys
+# blend and stay continuous exactly as the backend's resampling makes them.
+quaternion = load_backend_module("quaternion")
 
-__all__ = ["MoMaskError", "RigError", "write_take", "write_inbetween", "assign_action", "Channels"]
+__all__ = ["write_take", "write_inbetween", "write_curve", "key_frames", "channel_for_mode",
+           "quats_to_euler", "quats_to_axis_angle"]
 
-#: Blender stores key names in 64 bytes (63 + NUL) up to 4.5; keep take names portable.
-NAME_LIMIT = 63
-#: Components per keyed property.
-CHANNEL_SIZES = {"rotation_quaternion": 4, "rotation_euler": 3, "rotation_axis_angle": 4, "location": 3}
 #: DNA values of the keyframe enums, for foreach_set (checked on the first curve written).
 _KEY_GENERATED = 5
 _INTERP_LINEAR = 1
-
-
-# --------------------------------------------------------------------------------------------
-# Actions, slots and channels across Blender versions
-
-
-def is_slotted(action) -> bool:
-    """True on 4.4+ where actions carry slots and channelbags."""
-    return hasattr(action, "slots")
-
-
-def object_slot(action, obj):
-    """The slot of ``action`` that animates ``obj`` (None on classic actions or when it has none).
-
-    Prefers the slot the object is bound to, then one named after the object, then the first
-    object slot: a take has exactly one, made for the armature it was generated on.
-    """
-    if not is_slotted(action):
-        return None
-    ad = obj.animation_data
-    if ad is not None and ad.action == action and ad.action_slot is not None:
-        return ad.action_slot
-    object_slots = [slot for slot in action.slots if slot.target_id_type in {"OBJECT", "UNSPECIFIED"}]
-    for slot in object_slots:
-        if slot.identifier == "OB" + obj.name:
-            return slot
-    return object_slots[0] if object_slots else None
-
-
-def assign_action(obj, action, slot=None) -> None:
-    """Make ``action`` the object's active action, bound to ``slot`` (found when not given)."""
-    ad = obj.animation_data or obj.animation_data_create()
-    if slot is None and action is not None:
-        slot = object_slot(action, obj)
-    ad.action = action
-    if action is not None and is_slotted(action) and slot is not None:
-        ad.action_slot = slot
-
-
-class Channels:
-    """The F-Curves one action holds for one object, whichever action API this Blender has."""
-
-    def __init__(self, action, slot=None, ensure: bool = False) -> None:
-        self.action = action
-        self._groups: dict[str, object] = {}
-        if not is_slotted(action):  # 4.2/4.3
-            self.bag = None
-            self.fcurves = action.fcurves
-            return
-        if slot is None:
-            raise RigError(f"The action '{action.name}' has no slot for this armature.",
-                           "Assign the action to the armature once in the Action editor, then retry.")
-        from bpy_extras import anim_utils
-
-        if ensure and hasattr(anim_utils, "action_ensure_channelbag_for_slot"):  # 5.0+
-            bag = anim_utils.action_ensure_channelbag_for_slot(action, slot)
-        else:
-            bag = None
-            for layer in action.layers:
-                for strip in layer.strips:
-                    bag = bag or strip.channelbag(slot)
-            if bag is None and ensure:  # 4.4/4.5: build the layer and keyframe strip ourselves
-                layer = action.layers[0] if action.layers else action.layers.new("Layer")
-                strip = layer.strips[0] if layer.strips else layer.strips.new(type="KEYFRAME")
-                bag = strip.channelbag(slot, ensure=True)
-        self.bag = bag
-        self.fcurves = bag.fcurves if bag is not None else ()
-
-    def find(self, data_path: str, index: int):
-        if self.bag is None and is_slotted(self.action):
-            return None
-        return self.fcurves.find(data_path, index=index)
-
-    def new(self, data_path: str, index: int, group: str):
-        if self.bag is None:  # classic action
-            return self.action.fcurves.new(data_path, index=index, action_group=group)
-        try:  # 5.0: groups are made for us
-            return self.bag.fcurves.new(data_path, index=index, group_name=group)
-        except TypeError:  # 4.4/4.5
-            fcurve = self.bag.fcurves.new(data_path, index=index)
-            fcurve.group = self._group(group)
-            return fcurve
-
-    def _group(self, name: str):
-        group = self._groups.get(name)
-        if group is None:
-            group = self.bag.groups.get(name) or self.bag.groups.new(name)
-            self._groups[name] = group
-        return group
-
-
-def new_action(name: str, obj):
-    """A new empty action with a unique portable name, and its slot for ``obj`` (None on 4.2/4.3)."""
-    action = bpy.data.actions.new(unique_action_name(name))
-    slot = None
-    if is_slotted(action):
-        slot = action.slots.new(id_type="OBJECT", name=obj.name)
-    elif "id_root" in action.bl_rna.properties:  # not hasattr: reading the unset enum warns on 4.2
-        action.id_root = "OBJECT"  # type: ignore[attr-defined]  # 4.2/4.3 only, not in the 5.x stubs
-    return action, slot
-
-
-def _clip_utf8(text: str, limit: int) -> str:
-    data = text.encode("utf-8")[:limit]
-    return data.decode("utf-8", errors="ignore").rstrip()
-
-
-def unique_action_name(name: str) -> str:
-    """``name`` with whitespace collapsed, within 63 bytes, not used by another action."""
-    base = " ".join(str(name).split()) or "MoMask take"
-    candidate = _clip_utf8(base, NAME_LIMIT)
-    number = 1
-    while bpy.data.actions.get(candidate) is not None:
-        number += 1
-        suffix = f" ({number})"
-        candidate = _clip_utf8(base, NAME_LIMIT - len(suffix)) + suffix
-    return candidate
 
 
 # --------------------------------------------------------------------------------------------
@@ -186,7 +60,7 @@ def result_tracks(obj, result: dict) -> list[tuple[str, str, np.ndarray]]:
         raise RigError(f"The armature '{obj.name}' has no bone named {', '.join(sorted(set(missing)))}; "
                        "the rig changed while the motion was being made.", "Generate again.")
     changed = [name for name, prop, _ in entries
-               if prop != "location" and prop != _channel_for_mode(pose_bones[name].rotation_mode)]
+               if prop != "location" and prop != channel_for_mode(pose_bones[name].rotation_mode)]
     if changed:
         raise RigError(f"The rotation mode of {', '.join(changed)} changed while the motion was being made.",
                        "Generate again (or set the bones' rotation mode back).")
@@ -201,7 +75,7 @@ def result_tracks(obj, result: dict) -> list[tuple[str, str, np.ndarray]]:
     return tracks
 
 
-def _channel_for_mode(mode: str) -> str:
+def channel_for_mode(mode: str) -> str:
     """The keyed property that drives a pose bone in ``mode`` (every Euler order keys rotation_euler)."""
     special = {"QUATERNION": "rotation_quaternion", "AXIS_ANGLE": "rotation_axis_angle"}
     return special.get(mode, "rotation_euler")
@@ -209,10 +83,6 @@ def _channel_for_mode(mode: str) -> str:
 
 def scene_fps(scene) -> float:
     return scene.render.fps / scene.render.fps_base
-
-
-def _scene(obj):
-    return obj.users_scene[0] if obj.users_scene else bpy.context.scene
 
 
 # --------------------------------------------------------------------------------------------
@@ -231,7 +101,7 @@ def _set_key_type(points, count: int) -> None:
         point.type = "GENERATED"
 
 
-def _write_curve(fcurve, frames: np.ndarray, values: np.ndarray) -> None:
+def write_curve(fcurve, frames: np.ndarray, values: np.ndarray) -> None:
     """Append one key per frame to an empty F-Curve, linear, tagged GENERATED."""
     count = len(frames)
     co = np.empty((count, 2), dtype=np.float32)
@@ -249,19 +119,10 @@ def _write_track(channels: Channels, bone: str, prop: str, frames: np.ndarray, v
     path = bone_path(bone, prop)
     for index in range(values.shape[1]):
         fcurve = channels.find(path, index) or channels.new(path, index, bone)
-        _write_curve(fcurve, frames, values[:, index])
+        write_curve(fcurve, frames, values[:, index])
 
 
-def _continuous_quaternions(q: np.ndarray) -> np.ndarray:
-    """Flip signs so consecutive keys stay in one hemisphere (q and -q are the same rotation)."""
-    if len(q) < 2:
-        return q
-    flips = np.sum(q[1:] * q[:-1], axis=1) < 0
-    signs = np.concatenate([[1.0], np.where(np.cumsum(flips) % 2 == 1, -1.0, 1.0)])
-    return q * signs[:, None]
-
-
-def _key_frames(start_frame: float, count: int, result_fps: float, fps_now: float) -> np.ndarray:
+def key_frames(start_frame: float, count: int, result_fps: float, fps_now: float) -> np.ndarray:
     """Scene frames of the result's samples: one per frame, or by time if the scene fps changed."""
     step = 1.0 if abs(result_fps - fps_now) < 1e-6 * fps_now else fps_now / result_fps
     return float(start_frame) + np.arange(count, dtype=np.float64) * step
@@ -276,19 +137,17 @@ def write_take(obj, result: dict, start_frame: float, name: str, *, prompt: str 
     keyed. The action is filled first and assigned last; on any failure it is removed and the
     armature keeps its previous action.
     """
-    from .rig_io import _require_armature
-
-    _require_armature(obj)
+    require_armature(obj)
     tracks = result_tracks(obj, result)
-    fps_now = scene_fps(_scene(obj))
-    frames = _key_frames(start_frame, int(result["frame_count"]), float(result["fps"]), fps_now)
+    fps_now = scene_fps(scene_of(obj))
+    frames = key_frames(start_frame, int(result["frame_count"]), float(result["fps"]), fps_now)
     previous_action = obj.animation_data.action if obj.animation_data else None
     action, slot = new_action(name, obj)
     with _new_take(obj, action):
         channels = Channels(action, slot, ensure=True)
         for bone, prop, values in tracks:
             if prop == "rotation_quaternion":
-                values = _continuous_quaternions(values)
+                values = quaternion.qcontinuous(values)
             _write_track(channels, bone, prop, frames, values)
         _publish(obj, action, slot, kind=kind, prompt=prompt if prompt is not None else name, seed=seed,
                  frames=len(frames), fps=fps_now, source=previous_action)
@@ -312,8 +171,6 @@ def _new_take(obj, action):
 
 def _publish(obj, action, slot, **take_info) -> None:
     """Tag the filled action as a take, keep the user's own action, then (last) assign the take."""
-    from . import takes
-
     takes.record_take(obj, action, **take_info)
     takes.remember_original(obj)
     assign_action(obj, action, slot)
@@ -338,23 +195,6 @@ def blend_weights(range_start: int, range_end: int, blend_frames: int) -> np.nda
     return u * u * (3.0 - 2.0 * u)
 
 
-def slerp(q0: np.ndarray, q1: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Per-row shortest-path spherical interpolation of unit quaternions (w, x, y, z)."""
-    q0 = q0 / np.linalg.norm(q0, axis=1, keepdims=True)
-    q1 = q1 / np.linalg.norm(q1, axis=1, keepdims=True)
-    dot = np.sum(q0 * q1, axis=1)
-    q1 = np.where(dot[:, None] < 0, -q1, q1)
-    dot = np.clip(np.abs(dot), -1.0, 1.0)
-    angle = np.arccos(dot)
-    sin = np.sin(angle)
-    near = sin < 1e-6  # nearly equal rotations: linear is exact enough and avoids 0/0
-    safe = np.where(near, 1.0, sin)
-    w0 = np.where(near, 1.0 - t, np.sin((1.0 - t) * angle) / safe)
-    w1 = np.where(near, t, np.sin(t * angle) / safe)
-    out = w0[:, None] * q0 + w1[:, None] * q1
-    return out / np.linalg.norm(out, axis=1, keepdims=True)
-
-
 def _blend(prop: str, existing: np.ndarray, new: np.ndarray, weight: np.ndarray,
            mode: str = "QUATERNION") -> np.ndarray:
     """The keys of one channel inside the range: ``existing`` blended into ``new`` by ``weight``.
@@ -368,34 +208,37 @@ def _blend(prop: str, existing: np.ndarray, new: np.ndarray, weight: np.ndarray,
     if prop == "location":
         blended = existing + weight[:, None] * (new - existing)
     elif prop == "rotation_quaternion":
-        new = _continuous_quaternions(new)
-        blended = slerp(existing, new, weight)
+        new = quaternion.qcontinuous(new)
+        blended = _slerp_keys(existing, new, weight)
         if len(blended) and np.dot(blended[0], existing[0]) < 0:
             blended = -blended
-        blended = _continuous_quaternions(blended)
+        blended = quaternion.qcontinuous(blended)
     elif prop == "rotation_axis_angle":
-        quats = slerp(_axis_angle_to_quats(existing), _axis_angle_to_quats(new), weight)
-        blended = _quats_to_axis_angle(quats, existing)
+        to_quats = quaternion.axis_angle_to_quat
+        quats = _slerp_keys(to_quats(existing), to_quats(new), weight)
+        blended = quats_to_axis_angle(quats, existing)
     else:  # rotation_euler in the bone's order
-        quats = slerp(_euler_to_quats(existing, mode), _euler_to_quats(new, mode), weight)
-        blended = _quats_to_euler(quats, existing, mode)
+        quats = _slerp_keys(_euler_to_quats(existing, mode), _euler_to_quats(new, mode), weight)
+        blended = quats_to_euler(quats, existing, mode)
     untouched = weight == 0  # the seam frames keep the existing values exactly
     blended[untouched] = existing[untouched]
     return blended
 
 
+def _slerp_keys(q0: np.ndarray, q1: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Per-row slerp of quaternion keys (the backend's :func:`slerp`), normalised first: an animator's
+    F-Curves need not hold unit quaternions (Blender normalises them when it evaluates the pose)."""
+    return quaternion.slerp(quaternion.qnormalize(q0), quaternion.qnormalize(q1), t)
+
+
 def _euler_to_quats(values: np.ndarray, order: str) -> np.ndarray:
-    from mathutils import Euler
-
-    quats = [Euler(v, order).to_quaternion() for v in values]
-    return np.array([(q.w, q.x, q.y, q.z) for q in quats], dtype=np.float64).reshape(-1, 4)
+    """Quaternions (F, 4) of Euler keys (F, 3) in Blender's rotation ``order``."""
+    return quaternion.matrix_to_quat(quaternion.euler_to_matrix(np.asarray(values, np.float64), order))
 
 
-def _quats_to_euler(quats: np.ndarray, existing: np.ndarray, order: str) -> np.ndarray:
+def quats_to_euler(quats: np.ndarray, existing: np.ndarray, order: str) -> np.ndarray:
     """Euler keys of ``quats``, each compatible with the previous key (Blender's ``make_compatible``);
     the first with the existing key at the range start (if any)."""
-    from mathutils import Euler, Quaternion
-
     out = np.empty((len(quats), 3))
     previous = Euler(existing[0], order) if len(existing) else None
     for k, q in enumerate(quats):
@@ -408,14 +251,7 @@ def _quats_to_euler(quats: np.ndarray, existing: np.ndarray, order: str) -> np.n
     return out
 
 
-def _axis_angle_to_quats(values: np.ndarray) -> np.ndarray:
-    angle, axis = values[:, 0], values[:, 1:]
-    length = np.linalg.norm(axis, axis=1, keepdims=True)
-    axis = np.where(length > 1e-12, axis / np.where(length > 1e-12, length, 1.0), [0.0, 1.0, 0.0])
-    return np.concatenate([np.cos(angle / 2)[:, None], np.sin(angle / 2)[:, None] * axis], axis=1)
-
-
-def _quats_to_axis_angle(quats: np.ndarray, existing: np.ndarray) -> np.ndarray:
+def quats_to_axis_angle(quats: np.ndarray, existing: np.ndarray) -> np.ndarray:
     """Axis-angle keys of ``quats``, each the equivalent (angle ± 2πk, ±axis) nearest the previous key."""
     out = np.empty((len(quats), 4))
     previous = existing[0].astype(np.float64) if len(existing) else np.array([0.0, 0.0, 1.0, 0.0])
@@ -517,9 +353,7 @@ def write_inbetween(obj, result: dict, range_start: int, range_end: int, blend_f
     because something else blends them in (a control rig's IK/FK switch). ``extra_curves``: (data
     path, index, group, values on the range's frames) written as they are, e.g. that switch.
     """
-    from .rig_io import _require_armature
-
-    _require_armature(obj)
+    require_armature(obj)
     ad = obj.animation_data
     source = source_action if source_action is not None else (ad.action if ad is not None else None)
     if source is None:
@@ -537,7 +371,7 @@ def write_inbetween(obj, result: dict, range_start: int, range_end: int, blend_f
         raise MoMaskError(f"The in-between range {range_start}-{range_end} is outside the motion the "
                           f"backend returned (frames {result_start}-{result_start + frame_count}).",
                           "Pick a range inside the animation and generate the in-between again.")
-    fps_now = scene_fps(_scene(obj))
+    fps_now = scene_fps(scene_of(obj))
     if abs(float(result["fps"]) - fps_now) > 1e-6 * fps_now:
         raise MoMaskError(f"The scene frame rate changed to {fps_now:g} fps while the in-between was made "
                           f"at {float(result['fps']):g} fps.", "Generate the in-between again.")

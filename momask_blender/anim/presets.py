@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 
-from ..ui.preferences import user_dir
+from ..user_folder import user_dir
 
 FORMAT = "momask-bone-mapping"
 

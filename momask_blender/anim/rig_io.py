@@ -14,6 +14,8 @@ import hashlib
 import bpy
 import numpy as np
 
+from .armature import CHANNEL_SIZES, MoMaskError, require_armature, scene_of
+
 
 def _matrices(collection, prop: str) -> np.ndarray:
     """``collection.foreach_get(prop)`` of 4×4 matrices as (n, 4, 4) row-major arrays.
@@ -23,19 +25,6 @@ def _matrices(collection, prop: str) -> np.ndarray:
     flat = np.empty(len(collection) * 16, dtype=np.float32)
     collection.foreach_get(prop, flat)
     return flat.reshape(-1, 4, 4).transpose(0, 2, 1).astype(np.float64)
-
-
-def _require_armature(obj) -> None:
-    from .keys import MoMaskError  # one place decides where the add-on's error type comes from
-
-    try:
-        kind = getattr(obj, "type", None)
-    except ReferenceError:  # deleted (or undone) while a job ran
-        raise MoMaskError("The armature was deleted while the motion was being made.",
-                          "Select an armature and generate again.") from None
-    if kind != "ARMATURE":
-        name = getattr(obj, "name", "nothing")
-        raise MoMaskError(f"'{name}' is not an armature.", "Select the character's armature and try again.")
 
 
 def bone_parents(obj) -> tuple[list[str], list[int]]:
@@ -55,7 +44,7 @@ def describe_armature(obj) -> dict:
     object's name (for messages). Bones are listed in ``obj.data.bones`` order, which
     is also ``obj.pose.bones`` order.
     """
-    _require_armature(obj)
+    require_armature(obj)
     names, parents = bone_parents(obj)
     return {
         "bone_names": names,
@@ -76,7 +65,7 @@ def _lengths(bones) -> np.ndarray:
 
 def armature_fingerprint(obj) -> str:
     """A short hash of the bone names and hierarchy: a job compares it to notice the rig changed."""
-    _require_armature(obj)
+    require_armature(obj)
     names, parents = bone_parents(obj)
     text = "\n".join(f"{name}\t{parent}" for name, parent in zip(names, parents, strict=True))
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
@@ -116,21 +105,17 @@ def read_pose(obj, frame_start: int, frame_end: int, action_only: bool = True
               ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Posed matrices (as :func:`read_pose_matrices`) and the evaluated channel values per frame.
 
-    The channels are ``{prop: (T, n, k) float32}`` for every pose channel (``keys.CHANNEL_SIZES``), in
+    The channels are ``{prop: (T, n, k) float32}`` for every pose channel (``armature.CHANNEL_SIZES``), in
     pose-bone order: what each channel evaluates to on each frame, including channels the action does
     not key (an in-between blends those from these values, not from whatever pose the rig has later).
     ``action_only`` (default) evaluates the active action alone (:func:`active_action_only`).
     """
-    _require_armature(obj)
+    require_armature(obj)
     frame_start, frame_end = int(frame_start), int(frame_end)
     if frame_end <= frame_start:
-        from .keys import MoMaskError
-
         raise MoMaskError(f"The frame range {frame_start}-{frame_end} is empty.",
                           "Choose an end frame after the start frame.")
-    from .keys import CHANNEL_SIZES, _scene
-
-    scene = _scene(obj)
+    scene = scene_of(obj)
     current, subframe = scene.frame_current, scene.frame_subframe
     n, count = len(obj.pose.bones), frame_end - frame_start
     out = np.empty((count, n * 16), dtype=np.float32)

@@ -19,7 +19,8 @@ import datetime
 
 import bpy
 
-from . import keys
+from .actions import assign_action, object_slot
+from .armature import MoMaskError
 from .rig_io import armature_fingerprint
 
 PREFIX = "momask_"
@@ -93,9 +94,9 @@ def remember_original(obj) -> None:
 def apply_take(obj, action) -> None:
     """Play ``action`` on the armature (slot bound), remembering the user's own action first."""
     if not is_take(action) and action != original_action(obj):
-        raise keys.MoMaskError(f"'{action.name}' is not a MoMask take.", "Pick a take from the MoMask list.")
+        raise MoMaskError(f"'{action.name}' is not a MoMask take.", "Pick a take from the MoMask list.")
     remember_original(obj)
-    keys.assign_action(obj, action)
+    assign_action(obj, action)
 
 
 def _compare_track(obj):
@@ -114,7 +115,7 @@ def compare_takes(obj, a, b):
     track = ad.nla_tracks.new()
     track.name = COMPARE_TRACK
     strip = track.strips.new(b.name[:60], int(round(b.frame_range[0])), b)
-    slot = keys.object_slot(b, obj)
+    slot = object_slot(b, obj)
     if slot is not None and hasattr(strip, "action_slot"):
         strip.action_slot = slot
     track.mute = True
@@ -125,8 +126,8 @@ def show_compare(obj, which: str) -> None:
     """Play take ``"a"`` (the active action) or ``"b"`` (the compare track, soloed)."""
     track = _compare_track(obj)
     if track is None:
-        raise keys.MoMaskError("No comparison is set up on this armature.",
-                               "Choose two takes and press Compare.")
+        raise MoMaskError("No comparison is set up on this armature.",
+                          "Choose two takes and press Compare.")
     show_b = which == "b"
     track.mute = not show_b
     track.is_solo = show_b
@@ -142,8 +143,8 @@ def end_compare(obj) -> None:
 def delete_take(obj, action) -> None:
     """Delete a take. If it is playing, fall back to its source, the previous take, or the original."""
     if not is_take(action):
-        raise keys.MoMaskError(f"'{action.name}' is not a MoMask take; MoMask only deletes its own takes.",
-                               "Delete other actions in Blender's Action editor.")
+        raise MoMaskError(f"'{action.name}' is not a MoMask take; MoMask only deletes its own takes.",
+                          "Delete other actions in Blender's Action editor.")
     track = _compare_track(obj)
     if track is not None and any(strip.action == action for strip in track.strips):
         end_compare(obj)
@@ -158,5 +159,5 @@ def delete_take(obj, action) -> None:
         fallback = source or (earlier[-1] if earlier else None) or original_action(obj)
         if fallback == action:
             fallback = None
-        keys.assign_action(obj, fallback)
+        assign_action(obj, fallback)
     bpy.data.actions.remove(action)

@@ -96,7 +96,7 @@ def backend_root(package_dir: Path | None = None) -> Path | None:
 #: with the shared modules it imports: those are loaded first, under the same ``_momask_blender_backend_``
 #: names, where the module's own fallback import finds them (backend/portable/messages.py).
 SHARED_BACKEND_MODULES: dict[str, tuple[str, ...]] = {
-    "protocol": (), "messages": ("protocol",), "errors": (), "logfile": (),
+    "protocol": (), "messages": ("protocol",), "errors": (), "logfile": (), "quaternion": (),
 }
 
 

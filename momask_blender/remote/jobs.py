@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import enum
 import itertools
 import queue
 import threading
@@ -27,7 +28,11 @@ from typing import Any
 import bpy
 from bpy.app.handlers import persistent
 
+from ..anim.rig_io import armature_fingerprint
 from . import client as client_mod
+
+# The request types of docs/protocol.md (backend/portable/protocol.py, loaded by path): a job's kind is one.
+protocol = client_mod.load_backend_module("protocol")
 
 STAGES = {
     "connect": "Starting the backend",
@@ -41,7 +46,9 @@ STAGES = {
     "done": "Done",
 }
 
-MODEL_JOBS = ("generate", "inpaint")
+#: The jobs that occupy the models lane: one at a time, shown in the panel with progress and Cancel.
+#: (``load``, the warm-up, runs in the light lane here: it must never make Generate wait or refuse.)
+MODEL_LANE_JOBS = (protocol.GENERATE, protocol.INPAINT)
 
 
 @dataclasses.dataclass
@@ -54,14 +61,10 @@ class Target:
 
     @classmethod
     def of(cls, obj) -> Target:
-        from ..anim.rig_io import armature_fingerprint
-
         return cls(obj.name, int(obj.session_uid), armature_fingerprint(obj))
 
     def resolve(self) -> tuple[Any, str]:
         """(the object, "") if it is still the same armature, else (None, why not)."""
-        from ..anim.rig_io import armature_fingerprint
-
         obj = bpy.data.objects.get(self.name)
         if obj is None:
             renamed = next((o for o in bpy.data.objects if o.session_uid == self.uid), None)
@@ -137,14 +140,24 @@ _ids = itertools.count(1)
 _jobs: dict[int, Job] = {}
 _client: client_mod.BackendClient | None = None
 _client_lock = threading.Lock()
-_APPLIERS: dict[str, tuple[Callable[[Job, Any], str], bool]] = {}
 
 
-def applier(kind: str, undo: bool = True):
+class Outcome(enum.Enum):
+    """What an applier handles: a job's result, or its failure (for a kind that shows failures its
+    own way instead of in the panel's error box)."""
+
+    RESULT = "result"
+    FAILURE = "failure"
+
+
+_APPLIERS: dict[tuple[str, Outcome], tuple[Callable[[Job, Any], str], bool]] = {}
+
+
+def applier(kind: str, undo: bool = True, outcome: Outcome = Outcome.RESULT):
     """Register the main-thread function that applies a finished ``kind`` job (returns a message)."""
 
     def register(func: Callable[[Job, Any], str]):
-        _APPLIERS[kind] = (func, undo)
+        _APPLIERS[kind, outcome] = (func, undo)
         return func
 
     return register
@@ -154,13 +167,15 @@ def applier(kind: str, undo: bool = True):
 
 
 def get_client(config: client_mod.BackendConfig | None = None) -> client_mod.BackendClient:
+    """The backend client, made for (or switched to) ``config``, the settings a job carries; without
+    one, the client as it is (a job has made it)."""
     global _client
     with _client_lock:
         if _client is None:
             if config is None:
-                from ..ui.preferences import client_config
-
-                config = client_config()
+                raise client_mod.BackendError(
+                    client_mod.NOT_STARTED, "The backend has not been started in this session.",
+                    "Press Check Backend or Generate in the MoMask panel.")
             _client = client_mod.BackendClient(config)
         elif config is not None:
             _client.configure(config)
@@ -194,7 +209,7 @@ def _stop_at_exit() -> None:
 
 def submit(job: Job) -> Job:
     """Start ``job`` on a worker thread. Model jobs run one at a time."""
-    if job.kind in MODEL_JOBS:
+    if job.kind in MODEL_LANE_JOBS:
         if STATE.active is not None:
             raise client_mod.BackendError(
                 "busy",
@@ -224,11 +239,11 @@ def warm_up(prompts: list[str], config: client_mod.BackendConfig) -> Job | None:
         return None
     prompts = [p.strip() for p in prompts if p.strip()]
     fields = {"prompts": prompts, "prime": True}
-    return submit(Job(kind="load", fields=fields, config=config, label="warm-up", quiet=True))
+    return submit(Job(kind=protocol.LOAD, fields=fields, config=config, label="warm-up", quiet=True))
 
 
 def warming_up() -> bool:
-    return any(job.kind == "load" for job in STATE.light)
+    return any(job.kind == protocol.LOAD for job in STATE.light)
 
 
 def _client_for(job: Job) -> client_mod.BackendClient:
@@ -243,7 +258,7 @@ def _client_for(job: Job) -> client_mod.BackendClient:
     running = STATE.active
     if current is None or current.config == job.config or running is None or running is job:
         return get_client(job.config)
-    if job.kind == "diagnose":
+    if job.kind == protocol.DIAGNOSE:
         raise client_mod.BackendError(
             "busy",
             "The backend settings changed while MoMask is making a motion; checking them now would "
@@ -357,7 +372,7 @@ def _finish(job: Job) -> None:
 def _fail(job: Job, problem: str, fix: str) -> None:
     job.state = "failed" if job.state != "dropped" else "dropped"
     job.result_message = problem
-    handler = _APPLIERS.get(job.kind + ":failed")
+    handler = _APPLIERS.get((job.kind, Outcome.FAILURE))
     if handler is not None:
         handler[0](job, None)
         return
@@ -366,7 +381,7 @@ def _fail(job: Job, problem: str, fix: str) -> None:
 
 
 def _apply(job: Job) -> None:
-    entry = _APPLIERS.get(job.kind)
+    entry = _APPLIERS.get((job.kind, Outcome.RESULT))
     if entry is None:
         job.state = "applied"
         return
@@ -404,7 +419,7 @@ def applying(job_id: int) -> Job | None:
 
 def apply_now(job: Job) -> bool:
     """Check the target and apply ``job``'s result; False (and a message) when it was dropped or failed."""
-    func, _ = _APPLIERS[job.kind]
+    func, _ = _APPLIERS[job.kind, Outcome.RESULT]
     obj = None
     if job.target is not None:
         obj, why = job.target.resolve()

@@ -12,13 +12,17 @@ import math
 import random
 
 import bpy
+import numpy as np
 from bpy.props import EnumProperty, IntProperty, StringProperty
 
-from ..anim import presets
+from ..anim import presets, takes
+from ..anim.bake import describe_target, read_source, write_generated_take, write_inbetween_take
+from ..anim.keys import scene_fps
 from ..remote import client as client_mod
 from ..remote import jobs
+from ..user_folder import user_dir
 from . import properties
-from .preferences import client_config, user_dir
+from .preferences import client_config
 
 # Blender names hold 63 BYTES (UTF-8): the prompt gets 44, the rest is for " s<seed> v<n>" (≤ 15 bytes)
 # or an in-between's " f<start>-<end>", so a non-ASCII prompt never pushes the suffix out.
@@ -111,9 +115,6 @@ class MOMASK_OT_generate(bpy.types.Operator):
         return _busy_poll(cls, context)
 
     def execute(self, context):
-        from ..anim.bake import describe_target
-        from ..anim.keys import scene_fps
-
         obj = active_armature(context)
         scene = context.scene
         s = scene.momask
@@ -169,12 +170,6 @@ class MOMASK_OT_generate_inbetween(bpy.types.Operator):
         return True
 
     def execute(self, context):
-        import numpy as np
-
-        from ..anim import takes
-        from ..anim.bake import read_source
-        from ..anim.keys import scene_fps
-
         obj = active_armature(context)
         scene = context.scene
         s = scene.momask
@@ -302,9 +297,6 @@ class MOMASK_OT_dismiss_error(bpy.types.Operator):
 
 @jobs.applier("generate")
 def apply_generate(job: jobs.Job, obj) -> str:
-    from ..anim import takes
-    from ..anim.bake import write_generated_take
-
     assert job.data is not None, "appliers only see finished jobs, which carry the backend's reply"
     made = []
     variations = int(job.context.get("variations", 1))
@@ -342,9 +334,6 @@ def apply_generate(job: jobs.Job, obj) -> str:
 
 @jobs.applier("inpaint")
 def apply_inpaint(job: jobs.Job, obj) -> str:
-    from ..anim import takes
-    from ..anim.bake import write_inbetween_take
-
     ctx = job.context
     source = bpy.data.actions.get(ctx["source_action"])
     if source is None:
@@ -388,8 +377,6 @@ def apply_inpaint(job: jobs.Job, obj) -> str:
 
 def regenerated_note(action) -> str:
     """" (widened to whole tokens)" when a take's regenerated frames differ from the range asked for."""
-    from ..anim import takes
-
     done, asked = action.get(takes.PREFIX + "range"), action.get(takes.PREFIX + "requested_range")
     if done is None or asked is None or (int(done[0]), int(done[1]) - 1) == (int(asked[0]), int(asked[1])):
         return ""
@@ -413,7 +400,7 @@ def apply_diagnose(job: jobs.Job, obj) -> str:
     return "Backend OK" if job.data.get("ok") else "The backend has problems; see the checks"
 
 
-@jobs.applier("diagnose:failed", undo=False)
+@jobs.applier("diagnose", undo=False, outcome=jobs.Outcome.FAILURE)
 def diagnose_failed(job: jobs.Job, obj) -> str:
     _, problem, fix = job.error or ("", "The backend did not answer.", "")
     jobs.STATE.diagnosis = [{"name": "Backend process", "ok": False, "detail": problem, "fix": fix}]
@@ -469,8 +456,6 @@ class MOMASK_OT_open_log(bpy.types.Operator):
 
 
 def selected_take(context):
-    from ..anim import takes
-
     obj = active_armature(context)
     return (None, None) if obj is None else (obj, takes.selected_take(obj))
 
@@ -492,8 +477,6 @@ class MOMASK_OT_take_apply(_TakeOperator):
     bl_label = "Apply Take"
 
     def execute(self, context):
-        from ..anim import takes
-
         obj, action = selected_take(context)
         try:
             takes.end_compare(obj)
@@ -510,8 +493,6 @@ class MOMASK_OT_take_compare(_TakeOperator):
     bl_label = "Compare"
 
     def execute(self, context):
-        from ..anim import takes
-
         obj, b = selected_take(context)
         a = obj.animation_data.action if obj.animation_data else None
         if a is None or a == b:
@@ -537,8 +518,6 @@ class MOMASK_OT_take_show(bpy.types.Operator):
     )
 
     def execute(self, context):
-        from ..anim import takes
-
         obj = active_armature(context)
         try:
             takes.show_compare(obj, self.which)
@@ -555,8 +534,6 @@ class MOMASK_OT_take_compare_end(bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
 
     def execute(self, context):
-        from ..anim import takes
-
         obj = active_armature(context)
         if obj is not None:
             takes.end_compare(obj)
@@ -570,8 +547,6 @@ class MOMASK_OT_take_delete(_TakeOperator):
     bl_label = "Delete Take"
 
     def execute(self, context):
-        from ..anim import takes
-
         obj, action = selected_take(context)
         name = action.name
         try:
@@ -597,8 +572,6 @@ class MOMASK_OT_detect_mapping(bpy.types.Operator):
         return active_armature(context) is not None
 
     def execute(self, context):
-        from ..anim.bake import describe_target
-
         obj = active_armature(context)
         try:
             jobs.submit(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bpy
 
+from ..anim import takes
 from ..remote import jobs
 from . import properties
 from .operators import active_armature, regenerated_note
@@ -34,8 +35,6 @@ class MOMASK_UL_takes(bpy.types.UIList):
 
     def filter_items(self, context, data, propname):
         """This rig's takes (``takes.list_takes``: which and in what order), the other actions hidden."""
-        from ..anim import takes
-
         actions = getattr(data, propname)
         obj = active_armature(context)
         position = {action.name: i for i, action in enumerate(takes.list_takes(obj))} if obj else {}
@@ -177,8 +176,6 @@ class MOMASK_PT_inbetween(_SubPanel):
 def regenerated_take(obj):
     """The in-between take whose regenerated frames the panel shows: the selected take if it is one,
     else the playing action if it is one, else None."""
-    from ..anim import takes
-
     if obj is None:
         return None
     selected = takes.selected_take(obj)
@@ -193,8 +190,6 @@ class MOMASK_PT_takes(_ArmaturePanel):
     bl_label = "Takes"
 
     def draw(self, context):
-        from ..anim import takes
-
         layout = self.layout
         obj = active_armature(context)
         layout.template_list("MOMASK_UL_takes", "", bpy.data, "actions", obj, "momask_take_index", rows=4)

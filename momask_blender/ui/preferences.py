@@ -1,23 +1,18 @@
 """Add-on preferences: which Python runs the backend, where the weights are, which device.
 
-Also where the add-on keeps its own files: ``bpy.utils.extension_path_user`` when installed as an
-extension (never next to the add-on), a folder in Blender's user config when run as a legacy add-on
-from the repository, or ``$MOMASK_USER_DIR`` (tests).
+The defaults live in the add-on's own folder (``user_folder.user_dir``) when nothing is set.
 """
 
 from __future__ import annotations
 
-import os
+import textwrap
 from pathlib import Path
 
 import bpy
 from bpy.props import BoolProperty, EnumProperty, StringProperty
 
-from ..remote import client
-
-#: The add-on's own package (``momask_blender``, or ``bl_ext.<repo>.momask_blender`` as an extension):
-#: preferences and the user folder are keyed by it, not by this sub-package.
-PACKAGE = __package__.rpartition(".")[0]
+from ..remote import client, jobs
+from ..user_folder import PACKAGE, user_dir
 
 DEVICES = [
     ("auto", "Auto", "CUDA if available, then Apple MPS, else CPU"),
@@ -25,21 +20,6 @@ DEVICES = [
     ("cuda", "CUDA", "An NVIDIA GPU"),
     ("mps", "MPS", "Apple silicon GPU"),
 ]
-
-
-def user_dir(*parts: str) -> Path:
-    """The add-on's writable folder (created), optionally a sub-folder of it."""
-    base: Path | None = None
-    if os.environ.get("MOMASK_USER_DIR"):
-        base = Path(os.environ["MOMASK_USER_DIR"])
-    else:
-        try:
-            base = Path(bpy.utils.extension_path_user(PACKAGE, create=True))
-        except (ValueError, AttributeError):  # a legacy add-on (development), not an extension
-            base = Path(bpy.utils.user_resource("CONFIG", path="momask_blender", create=True))
-    path = base.joinpath(*parts)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def get_prefs(context=None):
@@ -107,8 +87,6 @@ class MOMASK_AP_preferences(bpy.types.AddonPreferences):
     )
 
     def draw(self, context):
-        from ..remote import jobs
-
         layout = self.layout
         # the defaults are looked up on disk: only when a field is empty and they are shown
         cfg = client_config(context) if not (self.backend_python and self.weights_dir) else None
@@ -150,8 +128,6 @@ def draw_diagnosis(layout, state) -> None:
 
 def wrap(text: str, width: int) -> list[str]:
     """Split a long message into label-sized lines (labels do not wrap)."""
-    import textwrap
-
     lines: list[str] = []
     for paragraph in text.splitlines() or [""]:
         lines += textwrap.wrap(paragraph, width) or [""]

@@ -33,7 +33,7 @@ WEIGHTS = sys.argv[sys.argv.index("--") + 1] if "--" in sys.argv else sys.argv[1
 
 rigs.reset_scene()
 addon_utils.enable("momask_blender", default_set=True, handle_error=None)
-from momask_blender.anim import keys, takes
+from momask_blender.anim import actions, keys, takes
 from momask_blender.remote import client, jobs  # noqa: E402
 
 PREFS = bpy.context.preferences.addons["momask_blender"].preferences
@@ -65,7 +65,7 @@ def generate(obj, **settings) -> jobs.Job:
 
 
 def fcurves(obj, action):
-    return list(keys.Channels(action, keys.object_slot(action, obj)).fcurves)
+    return list(actions.Channels(action, actions.object_slot(action, obj)).fcurves)
 
 
 def key_frames(obj, action) -> tuple[float, float]:
@@ -223,7 +223,7 @@ def case_takes_apply_compare_delete():
 def case_inbetween_keeps_keys_outside_range():
     activate(METARIG)
     source = takes.list_takes(METARIG)[0]
-    keys.assign_action(METARIG, source)
+    actions.assign_action(METARIG, source)
     S.inbetween_prompt = "the person jumps"
     before = key_snapshot(METARIG, source)
     new, a, b = run_inbetween(METARIG, 17, 34)
@@ -236,7 +236,7 @@ def evaluated_pose(obj, action, first: int, last: int):
     """pose_bone.matrix of every bone on frames first..last with ``action`` playing (T, n, 4, 4)."""
     from momask_blender.anim import rig_io
 
-    keys.assign_action(obj, action)
+    actions.assign_action(obj, action)
     return rig_io.read_pose_matrices(obj, first, last + 1)
 
 
@@ -304,7 +304,7 @@ def case_inbetween_hand_keyed_euler_bvh_rig_30fps():
     natural = float(largest_step(source_poses).max())
     euler_y = (keys.bone_path("Hips", "rotation_euler"), 1)
     for lo, hi in ((40, 70), (100, last_frame)):
-        keys.assign_action(obj, source)
+        actions.assign_action(obj, source)
         take, a, b = run_inbetween(obj, lo, hi)
         check(a <= lo and lo - a <= 5 and (b == hi if hi == last_frame else hi <= b <= hi + 5),
               f"regenerated {a}-{b} for {lo}-{hi}")
@@ -400,16 +400,17 @@ def case_generate_onto_a_generated_rigify_control_rig():
 
     from momask_blender.anim import rig_io
 
-    keys.assign_action(rig, source)
+    actions.assign_action(rig, source)
     ik_source = source.copy()
-    keys.assign_action(rig, ik_source)
+    actions.assign_action(rig, ik_source)
     rig.pose.bones["thigh_parent.L"]["IK_FK"] = 0.0
     for frame in (1, 20):      # (the take keys the switch at FK on its first frame)
         rig.keyframe_insert('pose.bones["thigh_parent.L"]["IK_FK"]', frame=frame)
     before = key_snapshot(rig, ik_source)
     new, a, b = run_inbetween(rig, 12, 30)
     changed_inside_only(before, key_snapshot(rig, new), a, b)
-    switch = keys.Channels(new, keys.object_slot(new, rig)).find('pose.bones["thigh_parent.L"]["IK_FK"]', 0)
+    channels = actions.Channels(new, actions.object_slot(new, rig))
+    switch = channels.find('pose.bones["thigh_parent.L"]["IK_FK"]', 0)
     mid = (a + b) // 2
     ramp = [switch.evaluate(f) for f in (a - 1, a, mid, b, b + 1)]
     check(np.allclose(ramp, [0, 0, 1, 0, 0]), f"the switch does not ramp IK → FK → IK: {ramp}")

@@ -32,7 +32,7 @@ from backend.retarget.inverse import joints_from_pose  # noqa: E402
 from backend.retarget.mapping import auto_map  # noqa: E402
 from backend.retarget.rig import RigDescription  # noqa: E402
 from backend.retarget.solver import retarget  # noqa: E402
-from momask_blender.anim import bake, keys, rig_io  # noqa: E402
+from momask_blender.anim import actions, bake, keys, rig_io  # noqa: E402
 
 
 def generate_rigify() -> tuple[bpy.types.Object, bpy.types.Object]:
@@ -78,14 +78,14 @@ def main() -> None:
 
     # The user's own action, which a take must keep.
     user = bpy.data.actions.new("user animation")
-    keys.assign_action(rig, user)
-    if keys.is_slotted(user):
-        keys.assign_action(rig, user, user.slots.new(id_type="OBJECT", name=rig.name))
+    actions.assign_action(rig, user)
+    if actions.is_slotted(user):
+        actions.assign_action(rig, user, user.slots.new(id_type="OBJECT", name=rig.name))
 
     # Direct keys on the mapped (constraint-driven) bones: what happens without the bake.
     direct = keys.write_take(rig, result.to_dict(), start, "direct keys")
     out["direct"] = measure(rig, result, source, start)
-    keys.assign_action(rig, user)
+    actions.assign_action(rig, user)
     bpy.data.actions.remove(direct)
 
     before = census()
@@ -94,7 +94,7 @@ def main() -> None:
     out["bake_s"] = time.perf_counter() - t0
     after = census()
     switches = bake.fk_switches(rig)
-    channels = keys.Channels(take, keys.object_slot(take, rig))
+    channels = actions.Channels(take, actions.object_slot(take, rig))
     out["leftovers"] = {
         "objects": after["objects"] - before["objects"],
         "armatures": after["armatures"] - before["armatures"],
@@ -110,7 +110,7 @@ def main() -> None:
     out["baked"] = measure(rig, result, source, start)
 
     # A bake that fails half-way leaves the rig as it was.
-    keys.assign_action(rig, user)
+    actions.assign_action(rig, user)
     for pb in switches:
         pb["IK_FK"] = 0.0
     before = census()

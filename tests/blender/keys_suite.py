@@ -16,7 +16,7 @@ import traceback
 import bpy
 import numpy as np
 
-from momask_blender.anim import keys, rig_io, takes
+from momask_blender.anim import actions, armature, keys, rig_io, takes
 
 RESULTS: dict[str, str] = {}
 BONE_MODES = {"hips": "QUATERNION", "spine": "XYZ", 'upper arm.L "x"': "AXIS_ANGLE",
@@ -106,7 +106,7 @@ def tracks(result):
 
 def channels_of(obj, action=None):
     action = action or obj.animation_data.action
-    return keys.Channels(action, keys.object_slot(action, obj))
+    return actions.Channels(action, actions.object_slot(action, obj))
 
 
 def all_fcurves(obj, action):
@@ -233,7 +233,7 @@ def write_take_keys_at_scene_fps():
         action = keys.write_take(RIG, result, 10, f"walk at {fps}")
         ad = RIG.animation_data
         assert ad.action == action, "take not assigned"
-        if keys.is_slotted(action):
+        if actions.is_slotted(action):
             assert ad.action_slot is not None and ad.action_slot == action.slots[0], "slot not bound"
             assert not hasattr(action, "fcurves") or bpy.app.version < (5, 0, 0)
         check_written(RIG, action, result, 10 + np.arange(40))
@@ -282,7 +282,7 @@ def read_pose_matrices_matches_numpy_fk():
 @check
 def failure_mid_write_keeps_previous_action():
     before_action = RIG.animation_data.action
-    before_slot = RIG.animation_data.action_slot if keys.is_slotted(before_action) else None
+    before_slot = RIG.animation_data.action_slot if actions.is_slotted(before_action) else None
     names = {a.name for a in bpy.data.actions}
     real = keys._write_track
     calls = []
@@ -311,14 +311,14 @@ def failure_mid_write_keeps_previous_action():
     try:
         keys.write_take(RIG, bad, 1, "bad rig")
         raise AssertionError("a missing bone was not reported")
-    except keys.RigError as err:
+    except armature.RigError as err:
         assert "no such bone" in str(err) and "Fix:" in str(err)
     assert {a.name for a in bpy.data.actions} == names
     RIG.pose.bones["spine"].rotation_mode = "QUATERNION"  # the user changed the rig during the job
     try:
         keys.write_take(RIG, synthetic_result(20, 24.0), 1, "stale rig")
         raise AssertionError("a changed rotation mode was not reported")
-    except keys.RigError as err:
+    except armature.RigError as err:
         assert "spine" in str(err)
     finally:
         RIG.pose.bones["spine"].rotation_mode = "XYZ"
@@ -329,7 +329,7 @@ def failure_mid_write_keeps_previous_action():
     try:
         keys.write_take(gone, synthetic_result(20, 24.0), 1, "orphan")
         raise AssertionError("writing onto a deleted armature did not raise")
-    except keys.MoMaskError as err:
+    except armature.MoMaskError as err:
         assert "deleted" in str(err)
     assert {a.name for a in bpy.data.actions} == names
 
@@ -502,7 +502,7 @@ def takes_apply_compare_delete():
     try:
         takes.delete_take(RIG, mine)
         raise AssertionError("deleted the user's own action")
-    except keys.MoMaskError:
+    except armature.MoMaskError:
         pass
     assert bpy.data.actions.get(mine.name) == mine
 

@@ -10,11 +10,12 @@ from backend.motion.skeleton import T2M_PARENTS
 from backend.portable.quaternion import quat_to_matrix
 from backend.retarget import metrics
 from backend.retarget.footlock import source_contacts
+from backend.retarget.geometry import limb_frames
 from backend.retarget.inverse import joints_from_pose, pose_matrices_from_basis
 from backend.retarget.mapping import auto_map
 from backend.retarget.resample import resample_positions, resample_result
 from backend.retarget.rig import RigDescription
-from backend.retarget.solver import limb_frames, retarget
+from backend.retarget.solver import retarget
 
 # --- rigs built in numpy ----------------------------------------------------------------------------
 

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from backend.weights.checkpoints import WeightsLayout, find_weights_root, load_models, safe_load
 from backend.portable.errors import CheckpointError
+from backend.weights.checkpoints import WeightsLayout, find_weights_root, load_models
 from backend.weights.opt_file import parse_value, read_opt
 from backend.weights.random_weights import OFFICIAL_OPT_DIR, make_test_weights
+from backend.weights.torch_files import safe_load
 
 
 @pytest.fixture
