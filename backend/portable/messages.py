@@ -520,9 +520,12 @@ class Request:
         """The wire fields (without id and type); ``None`` means "not sent"."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "id"}
 
+    def wire_fields(self) -> dict[str, Any]:
+        """The fields that are sent: those not ``None``."""
+        return {k: v for k, v in self.fields().items() if v is not None}
+
     def to_message(self, request_id: protocol.RequestId) -> dict[str, Any]:
-        fields = {k: v for k, v in self.fields().items() if v is not None}
-        return {"id": request_id, "type": self.TYPE, **fields}
+        return {"id": request_id, "type": self.TYPE, **self.wire_fields()}
 
 
 @_SCHEMA

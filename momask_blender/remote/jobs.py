@@ -31,8 +31,10 @@ from bpy.app.handlers import persistent
 from ..anim.rig_io import armature_fingerprint
 from . import client as client_mod
 
-# The request types of docs/protocol.md (backend/portable/protocol.py, loaded by path): a job's kind is one.
+# The wire schema of docs/protocol.md, loaded by path: a job carries one typed request
+# (backend/portable/messages.py) and its kind is that request's type (backend/portable/protocol.py).
 protocol = client_mod.load_backend_module("protocol")
+messages = client_mod.load_backend_module("messages")
 
 STAGES = {
     "connect": "Starting the backend",
@@ -86,12 +88,13 @@ class Target:
 
 @dataclasses.dataclass
 class Job:
-    kind: str  # generate | inpaint | map_rig | diagnose
-    fields: dict[str, Any]  # the request's fields (without id and type)
+    request: Any  # the typed request sent (a backend/portable/messages.py Request: GenerateRequest...)
     config: client_mod.BackendConfig
     label: str = ""
     target: Target | None = None
-    context: dict[str, Any] = dataclasses.field(default_factory=dict)  # what applying needs
+    #: What applying needs besides the reply, typed by the operator that made the job (e.g.
+    #: ``operators.GenerateContext``); None for jobs whose appliers need nothing more.
+    context: Any = None
     id: int = 0
     request_id: int | None = None
     state: str = "queued"  # queued running done failed cancelled applied dropped
@@ -103,6 +106,17 @@ class Job:
     result_message: str = ""
     stale: str = ""  # why the result is no longer wanted (another file was opened); set on the main thread
     quiet: bool = False  # a background job (the warm-up): its outcome changes nothing the panel shows
+    # What applying did, for the panel and the tests: the operator that wrote the keys (one undo
+    # step only when it is momask.apply_result), the actions made, and whether the backend settings
+    # changed during a generation were left for the next request.
+    applied_by: str = ""
+    made_actions: list[str] = dataclasses.field(default_factory=list)
+    settings_deferred: bool = False
+
+    @property
+    def kind(self) -> str:
+        """The request's type (``generate``, ``inpaint``, ``map_rig``, ``diagnose``, ``load``)."""
+        return str(self.request.TYPE)
 
     @property
     def finished(self) -> bool:
@@ -238,8 +252,8 @@ def warm_up(prompts: list[str], config: client_mod.BackendConfig) -> Job | None:
     if STATE.active is not None or warming_up():
         return None
     prompts = [p.strip() for p in prompts if p.strip()]
-    fields = {"prompts": prompts, "prime": True}
-    return submit(Job(kind=protocol.LOAD, fields=fields, config=config, label="warm-up", quiet=True))
+    request = messages.LoadRequest(prompts=tuple(prompts), prime=True)
+    return submit(Job(request, config, label="warm-up", quiet=True))
 
 
 def warming_up() -> bool:
@@ -265,7 +279,7 @@ def _client_for(job: Job) -> client_mod.BackendClient:
             "restart the backend and stop that motion.",
             "Press Check Backend again when the motion is done.",
         )
-    job.context["settings_deferred"] = True
+    job.settings_deferred = True
     return current
 
 
@@ -288,7 +302,8 @@ def _work(job: Job) -> None:
         client = _client_for(job)
         if job.cancel_requested:
             raise client_mod.BackendError("cancelled", "Cancelled by the user.")
-        job.data = client.call(job.kind, on_progress=on_progress, on_submit=on_submit, **job.fields)
+        job.data = client.call(job.kind, on_progress=on_progress, on_submit=on_submit,
+                               **job.request.wire_fields())
         job.state = "done"
         job.fraction = 1.0
     except Exception as exc:  # noqa: BLE001 (every failure becomes a message in the panel)
@@ -355,7 +370,7 @@ def _finish(job: Job) -> None:
     try:
         if job.state == "done":
             _apply(job)
-            if job.context.get("settings_deferred") and job.state == "applied":
+            if job.settings_deferred and job.state == "applied":
                 STATE.message = (
                     f"{STATE.message} The new backend settings take effect after the motion in progress."
                 ).strip()

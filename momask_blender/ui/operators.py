@@ -8,6 +8,7 @@ the same from the panel, from a script and headless (``headless.py`` calls these
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 
@@ -44,8 +45,42 @@ def _report_error(op, exc: BaseException) -> set[str]:
     return {"CANCELLED"}
 
 
-def sampling_fields(settings) -> dict:
-    return {"steps": settings.steps, "cond_scale": settings.cond_scale, "temperature": settings.temperature}
+def sampling_options(settings):
+    """The panel's sampler settings as the request's ``SamplingOptions`` (the rest: the backend's)."""
+    return jobs.messages.SamplingOptions(steps=settings.steps, cond_scale=settings.cond_scale,
+                                         temperature=settings.temperature)
+
+
+def rig_spec(rig: dict):
+    """A rig description (``rig_io.describe_armature`` / ``bake.describe_target``) as the request's
+    ``RigSpec``."""
+    return jobs.messages.RigSpec(**rig)
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerateContext:
+    """What applying a generation needs besides the reply: where its takes start and how to name them."""
+
+    start_frame: int
+    prompt: str
+    seed: int
+    variations: int
+
+
+@dataclasses.dataclass(frozen=True)
+class InbetweenContext:
+    """What applying an in-between needs: the scene frames read (``[span_start, span_end)``), the range
+    asked for (``first``..``last``), the source action and its channels as read, the blend length."""
+
+    span_start: int
+    span_end: int
+    first: int
+    last: int
+    source_action: str
+    source_channels: tuple[int, dict]
+    prompt: str
+    seed: int
+    blend_frames: int
 
 
 def next_seed(settings) -> int:
@@ -71,13 +106,12 @@ def take_name(prompt: str, seed: int, index: int, variations: int) -> str:
     return name + (f" v{index + 1}" if variations > 1 else "")
 
 
-def _submit(op, context, kind: str, fields: dict, label: str, job_context: dict, started: str) -> set[str]:
+def _submit(op, context, request, label: str, job_context, started: str) -> set[str]:
     """Submit a model job for the active armature (Generate and Generate In-between share this)."""
     try:
         jobs.submit(
             jobs.Job(
-                kind,
-                fields,
+                request,
                 client_config(context),
                 label=label,
                 target=jobs.Target.of(active_armature(context)),
@@ -124,29 +158,24 @@ class MOMASK_OT_generate(bpy.types.Operator):
             return {"CANCELLED"}
         try:
             seed = next_seed(s)
-            fields = {
-                "prompts": [prompt],
-                "seconds": None if s.auto_length else [round(s.seconds, 3)],
-                "seed": seed,
-                "variations": s.variations,
-                **sampling_fields(s),
-                "retarget": {
-                    "rig": describe_target(obj),
-                    "overrides": properties.mapping_overrides(obj),
-                    "dst_fps": scene_fps(scene),
-                    "foot_lock": s.foot_lock,
-                    "in_place": s.in_place,
-                },
-            }
+            request = jobs.messages.GenerateRequest(
+                prompts=(prompt,),
+                seconds=None if s.auto_length else (round(s.seconds, 3),),
+                seed=seed,
+                variations=s.variations,
+                sampling=sampling_options(s),
+                retarget=jobs.messages.RetargetSpec(
+                    rig=rig_spec(describe_target(obj)),
+                    overrides=properties.mapping_overrides(obj),
+                    dst_fps=scene_fps(scene),
+                    foot_lock=s.foot_lock,
+                    in_place=s.in_place,
+                ),
+            )
         except Exception as exc:  # noqa: BLE001
             return _report_error(self, exc)
-        job_context = {
-            "start_frame": scene.frame_current,
-            "prompt": prompt,
-            "seed": seed,
-            "variations": s.variations,
-        }
-        return _submit(self, context, "generate", fields, f"Generate '{prompt}'", job_context,
+        job_context = GenerateContext(scene.frame_current, prompt, seed, s.variations)
+        return _submit(self, context, request, f"Generate '{prompt}'", job_context,
                        f"MoMask: generating '{prompt}' (seed {seed})")
 
 
@@ -206,36 +235,26 @@ class MOMASK_OT_generate_inbetween(bpy.types.Operator):
         try:
             seed = next_seed(s)
             rig, pose, channels = read_source(obj, span_start, span_end)
-            fields = {
-                "prompt": prompt,
-                "start": first - span_start,
-                "end": last + 1 - span_start,
-                "seed": seed,
-                **sampling_fields(s),
-                "source": {
-                    "kind": "pose",
-                    "fps": fps,
-                    "rig": rig,
-                    "overrides": properties.mapping_overrides(obj),
-                    "pose_matrices": pose.astype(np.float32),
-                },
-                # no "in_place": the root follows the source around the range (the backend ignores it)
-                "retarget": {"dst_fps": fps, "foot_lock": s.foot_lock},
-            }
+            request = jobs.messages.InpaintRequest(
+                prompt=prompt,
+                start=first - span_start,
+                end=last + 1 - span_start,
+                seed=seed,
+                sampling=sampling_options(s),
+                source=jobs.messages.PoseSource(
+                    rig=rig_spec(rig),
+                    pose_matrices=pose.astype(np.float32),
+                    fps=fps,
+                    overrides=properties.mapping_overrides(obj),
+                ),
+                # no in_place: the root follows the source around the range (the backend ignores it)
+                retarget=jobs.messages.RetargetSpec(dst_fps=fps, foot_lock=s.foot_lock),
+            )
         except Exception as exc:  # noqa: BLE001
             return _report_error(self, exc)
-        job_context = {
-            "span_start": span_start,
-            "span_end": span_end,
-            "first": first,
-            "last": last,
-            "source_action": action.name,
-            "source_channels": (span_start, channels),
-            "prompt": prompt,
-            "seed": seed,
-            "blend_frames": s.blend_frames,
-        }
-        return _submit(self, context, "inpaint", fields, f"In-between '{prompt}'", job_context,
+        job_context = InbetweenContext(span_start, span_end, first, last, action.name, (span_start, channels),
+                                       prompt, seed, s.blend_frames)
+        return _submit(self, context, request, f"In-between '{prompt}'", job_context,
                        f"MoMask: regenerating frames {first}-{last} with '{prompt}'")
 
 
@@ -271,7 +290,7 @@ class MOMASK_OT_apply_result(bpy.types.Operator):
         job = jobs.applying(self.job_id)
         if job is None:
             return {"CANCELLED"}
-        job.context["applied_by"] = "momask.apply_result"
+        job.applied_by = self.bl_idname
         ok = jobs.apply_now(job)
         if not ok:
             self.report({"WARNING"}, jobs.STATE.error[0] if jobs.STATE.error else "The result was dropped.")
@@ -298,21 +317,20 @@ class MOMASK_OT_dismiss_error(bpy.types.Operator):
 @jobs.applier("generate")
 def apply_generate(job: jobs.Job, obj) -> str:
     assert job.data is not None, "appliers only see finished jobs, which carry the backend's reply"
+    ctx: GenerateContext = job.context
     made = []
-    variations = int(job.context.get("variations", 1))
     try:
         for take in job.data["takes"]:
-            name = take_name(
-                take.get("prompt", job.context["prompt"]), int(take["seed"]), int(take["index"]), variations
-            )
+            seed, index = int(take["seed"]), int(take["index"])
+            name = take_name(take.get("prompt", ctx.prompt), seed, index, ctx.variations)
             made.append(
                 write_generated_take(
                     obj,
                     take["retarget"],
-                    job.context["start_frame"],
+                    ctx.start_frame,
                     name,
                     prompt=take.get("prompt"),
-                    seed=int(take["seed"]),
+                    seed=seed,
                 )
             )
     except BaseException:
@@ -325,7 +343,7 @@ def apply_generate(job: jobs.Job, obj) -> str:
     if mapping:
         properties.store_mapping(obj, mapping)
     obj.momask_take_index = bpy.data.actions.find(made[0].name) if made else -1
-    job.context["actions"] = [a.name for a in made]
+    job.made_actions = [a.name for a in made]
     if len(made) == 1:
         length = made[0].frame_range[1] - made[0].frame_range[0] + 1
         return f"MoMask: made take '{made[0].name}' ({length:g} frames)"
@@ -334,44 +352,40 @@ def apply_generate(job: jobs.Job, obj) -> str:
 
 @jobs.applier("inpaint")
 def apply_inpaint(job: jobs.Job, obj) -> str:
-    ctx = job.context
-    source = bpy.data.actions.get(ctx["source_action"])
+    ctx: InbetweenContext = job.context
+    source = bpy.data.actions.get(ctx.source_action)
     if source is None:
         raise client_mod.BackendError(
             "dropped",
-            f"The action '{ctx['source_action']}' was deleted while the "
-            "in-between was made; the result was dropped.",
+            f"The action '{ctx.source_action}' was deleted while the in-between was made; the result was "
+            "dropped.",
             "Generate it again.",
         )
     take = job.data["takes"][0]
-    span_start = int(ctx["span_start"])
     frame_count = int(take["retarget"]["frame_count"])
-    regen = take.get("source_range") or {
-        "start": ctx["first"] - span_start,
-        "end": ctx["last"] + 1 - span_start,
-    }
-    start = span_start + max(0, int(regen["start"]))
+    asked = {"start": ctx.first - ctx.span_start, "end": ctx.last + 1 - ctx.span_start}
+    regen = take.get("source_range") or asked
+    start = ctx.span_start + max(0, int(regen["start"]))
     # The backend keys exactly the source's frames, so this only guards a malformed reply.
-    end = span_start + min(frame_count, int(regen["end"]))
+    end = ctx.span_start + min(frame_count, int(regen["end"]))
     action = write_inbetween_take(
         obj,
         take["retarget"],
         start,
         end,
-        int(ctx["blend_frames"]),
+        ctx.blend_frames,
         source_action=source,
-        result_start=span_start,
-        name=f"{_short(ctx['prompt'])} f{start}-{end - 1}",
-        prompt=ctx["prompt"],
-        seed=int(take.get("seed", ctx["seed"])),
-        source_channels=ctx.get("source_channels"),
+        result_start=ctx.span_start,
+        name=f"{_short(ctx.prompt)} f{start}-{end - 1}",
+        prompt=ctx.prompt,
+        seed=int(take.get("seed", ctx.seed)),
+        source_channels=ctx.source_channels,
     )
     # The panel shows a take's regenerated frames from the take itself (momask_range), next to the
     # range the user asked for, so the note never goes stale when another take is selected.
-    action[takes.PREFIX + "requested_range"] = [int(ctx["first"]), int(ctx["last"])]
+    action[takes.PREFIX + "requested_range"] = [ctx.first, ctx.last]
     obj.momask_take_index = bpy.data.actions.find(action.name)
-    ctx["actions"] = [action.name]
-    ctx["regenerated"] = (start, end - 1)
+    job.made_actions = [action.name]
     return f"MoMask: regenerated frames {start}-{end - 1}{regenerated_note(action)} into '{action.name}'"
 
 
@@ -420,7 +434,7 @@ class MOMASK_OT_check_backend(bpy.types.Operator):
     def execute(self, context):
         jobs.STATE.diagnosis = []
         jobs.STATE.checking = True
-        jobs.submit(jobs.Job("diagnose", {}, client_config(context), label="Check backend"))
+        jobs.submit(jobs.Job(jobs.messages.DiagnoseRequest(), client_config(context), label="Check backend"))
         return {"FINISHED"}
 
 
@@ -576,8 +590,7 @@ class MOMASK_OT_detect_mapping(bpy.types.Operator):
         try:
             jobs.submit(
                 jobs.Job(
-                    "map_rig",
-                    {"rig": describe_target(obj), "overrides": {}},
+                    jobs.messages.MapRigRequest(rig=rig_spec(describe_target(obj))),
                     client_config(context),
                     label="Detect mapping",
                     target=jobs.Target.of(obj),
