@@ -22,7 +22,8 @@ bl_info = {
 MODULES = (
     "remote.client", "user_folder", "anim.presets", "anim.armature", "anim.actions", "anim.rig_io",
     "anim.takes", "anim.keys", "anim.bake", "remote.jobs", "ui.preferences", "ui.properties",
-    "ui.operators", "ui.panel",
+    "ui.operators.common", "ui.operators.generate", "ui.operators.results", "ui.operators.backend",
+    "ui.operators.takes", "ui.operators.mapping", "ui.operators", "ui.panel",
 )
 
 if "bpy" in locals():  # re-enabling in the same session: pick up edited modules (those loaded so far)

@@ -13,7 +13,8 @@ import bpy
 from ..anim import takes
 from ..remote import jobs
 from . import properties
-from .operators import active_armature, regenerated_note
+from .operators.common import active_armature
+from .operators.generate import regenerated_note
 from .preferences import wrap
 
 WRAP = 46
