@@ -171,7 +171,7 @@ def case_one_undo_step_per_generation():
     # "Adjust Last Operation" would undo the keys and re-run it after its job is gone.
     job = jobs.STATE.last
     check(
-        job.context.get("applied_by") == "momask.apply_result", f"applied by {job.context.get('applied_by')}"
+        job.applied_by == "momask.apply_result", f"applied by {job.applied_by}"
     )
     op_type = bpy.types.MOMASK_OT_apply_result
     check("UNDO" in op_type.bl_options and "REGISTER" not in op_type.bl_options, f"{op_type.bl_options}")

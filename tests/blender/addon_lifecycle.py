@@ -213,7 +213,7 @@ def case_settings_change_during_generation_is_deferred():
     check(job.state == "running", f"the generation was interrupted: {job.state} {job.error}")
     check(jobs.get_client().pid == pid, "the backend restarted under the running generation")
     mapping = next(j for j in light if j.kind == "map_rig")
-    check(mapping.state == "applied" and mapping.context.get("settings_deferred"), f"Detect: {mapping.state}")
+    check(mapping.state == "applied" and mapping.settings_deferred, f"Detect: {mapping.state}")
     fixes = " ".join(str(line.get("fix", "")) for line in jobs.STATE.diagnosis)
     check("Check Backend again" in fixes, f"Check Backend was not refused with a fix: {jobs.STATE.diagnosis}")
     job = jobs.wait(300)

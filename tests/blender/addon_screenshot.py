@@ -99,7 +99,8 @@ def build_scene():
         prefs.warm_up = False
     addon_utils.enable("rigify", default_set=True, handle_error=None)
     from momask_blender.anim import keys, rig_io, takes
-    from momask_blender.ui import operators, properties
+    from momask_blender.ui import properties
+    from momask_blender.ui.operators.common import take_name
 
     for obj in list(bpy.data.objects):
         bpy.data.objects.remove(obj)
@@ -127,7 +128,7 @@ def build_scene():
     variation_clips = [joints, joints[30:]]
     first = None
     for i, clip in enumerate(variation_clips):
-        name = operators.take_name(PROMPT_TAKES, SEED + i, i, len(variation_clips))
+        name = take_name(PROMPT_TAKES, SEED + i, i, len(variation_clips))
         action = keys.write_take(obj, solve(clip), 1, name, prompt=PROMPT_TAKES, seed=SEED + i)
         first = first or action
     takes.apply_take(obj, first)
@@ -165,7 +166,7 @@ def stage_running_job():
     """A generation in flight, as the panel sees one; no backend process runs (staged)."""
     from momask_blender.remote import jobs
 
-    job = jobs.Job("generate", {}, None, label="Generate")
+    job = jobs.Job(jobs.messages.GenerateRequest(prompts=("a person walks",)), None, label="Generate")
     job.state, job.stage, job.fraction = "running", "base", 0.62
     jobs.STATE.active = job
     jobs.backend_running = lambda: True

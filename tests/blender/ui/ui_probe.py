@@ -273,7 +273,7 @@ def generate(label: str, timeout: float = 600.0):
             raise TimeoutError(f"{label}: no result after {timeout} s (stage {job.stage})")
         yield POLL
     seconds = time.perf_counter() - start
-    made = job.context.get("actions") or []
+    made = job.made_actions
     begin, end = APPLIED.get(job.id, (None, None))
     record = {
         "keys_written_s": round(end - start, 4) if end else None,  # click -> apply_result returned
