@@ -1,38 +1,40 @@
 """Inside real Blender: a GENERATED Rigify rig gets the real sample through the bake path.
 
-Run by tests/momask_blender/anim/test_bake_blender.py. Generates a Rigify rig from the human metarig,
-describes it,
-maps and retargets the real sample (the solver is numpy-only, foot locking on), then:
+Run by tests/momask_blender/anim/test_bake_blender.py. Its cases (``tests/blender/cases.py``, in order,
+each needing the one before) generate a Rigify rig from the human metarig, describe, map and retarget
+the real sample (the solver is numpy-only, foot locking on), then:
 
-* writes the keys straight onto the mapped bones (what a plain rig gets) — the DEF bones do not move;
-* bakes with ``momask_blender.anim.bake.bake_take`` and reads the DEF bones back as Blender evaluates them;
-* checks that the bake leaves nothing behind, and that a failing bake restores the rig.
+* ``direct_keys``: write the keys straight onto the mapped bones (what a plain rig gets) — the DEF
+  bones do not move;
+* ``bake``: bake with ``momask_blender.anim.bake.bake_take``, read the DEF bones back as Blender
+  evaluates them, and count what the bake left behind;
+* ``failed_bake_restores_rig``: a bake that fails half-way leaves the rig as it was.
 
-``argv[1]``: frames of the sample to use. The last stdout line is ``CONTROL_RIG_RESULTS <json>``.
+The cases' values are the measurements; the wrapper asserts the bounds. The first argument: frames of
+the sample to use.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
-import traceback
 from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bpy
 import numpy as np
+import rigs
+from cases import ARGS, case, check, finish
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import rigs  # noqa: E402  (tests/blender/rigs.py)
-
-from backend.motion.features import recover_from_ric  # noqa: E402
-from backend.retarget import metrics  # noqa: E402
-from backend.retarget.inverse import joints_from_pose  # noqa: E402
-from backend.retarget.mapping import auto_map  # noqa: E402
-from backend.retarget.rig import RigDescription  # noqa: E402
-from backend.retarget.solver import retarget  # noqa: E402
-from momask_blender.anim import bake, keys, rig_io  # noqa: E402
+from backend.motion.features import recover_from_ric
+from backend.retarget import metrics
+from backend.retarget.inverse import joints_from_pose
+from backend.retarget.mapping import auto_map
+from backend.retarget.rig import RigDescription
+from backend.retarget.solver import retarget
+from momask_blender.anim import bake, keys, rig_io
 
 DATA = Path(os.environ["MOMASK_SHARED_DATA"])
 
@@ -62,56 +64,78 @@ def measure(rig, result, source, start) -> dict:
             "source_skating_ratio": metrics.foot_skating_ratio(source)}
 
 
-def main() -> None:
-    frames = int(sys.argv[1]) if len(sys.argv) > 1 else 60
-    source = recover_from_ric(np.load(DATA / "humanml3d_000612.npy")).astype(np.float64)[:frames]
-    out: dict = {"blender": bpy.app.version_string, "frames": frames}
+FRAMES = int(ARGS[0]) if ARGS else 60
+SOURCE = recover_from_ric(np.load(DATA / "humanml3d_000612.npy")).astype(np.float64)[:FRAMES]
+START = 1
+MADE: dict = {}   # what a case made for the next ones: rig, metarig, result, user action, switches
+
+
+def made(*names: str) -> list:
+    missing = [n for n in names if n not in MADE]
+    check(not missing, f"nothing to work on ({missing}): an earlier case of this script failed")
+    return [MADE[n] for n in names]
+
+
+@case
+def case_generate_and_map():
     t0 = time.perf_counter()
     metarig, rig = generate_rigify()
-    out["generate_s"] = time.perf_counter() - t0
+    generate_s = time.perf_counter() - t0
     bpy.context.scene.render.fps = 20
-    out["needs_bake"] = {"rig": bake.needs_bake(rig), "metarig": bake.needs_bake(metarig)}
+    needs_bake = {"rig": bake.needs_bake(rig), "metarig": bake.needs_bake(metarig)}
     desc = RigDescription.from_dict(bake.describe_for_bake(rig))
     mapping = auto_map(desc)
-    out["mapping"] = {"convention": mapping.convention, "missing": mapping.missing,
-                      "bones": mapping.bones}
-    result = retarget(source, desc, mapping, foot_lock=True)
-    start = 1
+    MADE.update(rig=rig, result=retarget(SOURCE, desc, mapping, foot_lock=True))
+    return {"frames": FRAMES, "generate_s": generate_s, "needs_bake": needs_bake,
+            "mapping": {"convention": mapping.convention, "missing": mapping.missing, "bones": mapping.bones}}
 
-    # The user's own action, which a take must keep.
-    user = bpy.data.actions.new("user animation")
+
+@case
+def case_direct_keys():
+    """Direct keys on the mapped (constraint-driven) bones: what happens without the bake."""
+    rig, result = made("rig", "result")
+    user = bpy.data.actions.new("user animation")     # the user's own action, which a take must keep
     keys.assign_action(rig, user)
     if keys.is_slotted(user):
         keys.assign_action(rig, user, user.slots.new(id_type="OBJECT", name=rig.name))
-
-    # Direct keys on the mapped (constraint-driven) bones: what happens without the bake.
-    direct = keys.write_take(rig, result.to_dict(), start, "direct keys")
-    out["direct"] = measure(rig, result, source, start)
+    MADE["user"] = user
+    direct = keys.write_take(rig, result.to_dict(), START, "direct keys")
+    measured = measure(rig, result, SOURCE, START)
     keys.assign_action(rig, user)
     bpy.data.actions.remove(direct)
+    return measured
 
+
+@case
+def case_bake():
+    rig, result, user = made("rig", "result", "user")
     before = census()
     t0 = time.perf_counter()
-    take = bake.bake_take(rig, result.to_dict(), start, "walk baked", prompt="a person walks", seed=7)
-    out["bake_s"] = time.perf_counter() - t0
+    take = bake.bake_take(rig, result.to_dict(), START, "walk baked", prompt="a person walks", seed=7)
+    bake_s = time.perf_counter() - t0
     after = census()
-    switches = bake.fk_switches(rig)
+    switches = MADE["switches"] = bake.fk_switches(rig)
     channels = keys.Channels(take, keys.object_slot(take, rig))
-    out["leftovers"] = {
+    leftovers = {
         "objects": after["objects"] - before["objects"],
         "armatures": after["armatures"] - before["armatures"],
         "constraints": after["constraints"],
         "new_actions": sorted(set(after["actions"]) - set(before["actions"])),
     }
-    out["take"] = {"assigned": rig.animation_data.action == take, "name": take.name,
-                   "original_kept": rig.get("momask_original_action") == user,
-                   "switches": len(switches), "switches_fk": all(pb["IK_FK"] == 1.0 for pb in switches),
-                   "switches_keyed": all(channels.find(f'pose.bones["{pb.name}"]["IK_FK"]', 0) is not None
-                                         for pb in switches),
-                   "keyed_bones": sorted({fc.data_path.split('"')[1] for fc in channels.fcurves})}
-    out["baked"] = measure(rig, result, source, start)
+    take_info = {"assigned": rig.animation_data.action == take, "name": take.name,
+                 "original_kept": rig.get("momask_original_action") == user,
+                 "switches": len(switches), "switches_fk": all(pb["IK_FK"] == 1.0 for pb in switches),
+                 "switches_keyed": all(channels.find(f'pose.bones["{pb.name}"]["IK_FK"]', 0) is not None
+                                       for pb in switches),
+                 "keyed_bones": sorted({fc.data_path.split('"')[1] for fc in channels.fcurves})}
+    return {"bake_s": bake_s, "leftovers": leftovers, "take": take_info,
+            "baked": measure(rig, result, SOURCE, START)}
 
-    # A bake that fails half-way leaves the rig as it was.
+
+@case
+def case_failed_bake_restores_rig():
+    """A bake that fails half-way leaves the rig as it was."""
+    rig, result, user, switches = made("rig", "result", "user", "switches")
     keys.assign_action(rig, user)
     for pb in switches:
         pb["IK_FK"] = 0.0
@@ -123,26 +147,14 @@ def main() -> None:
 
     bake._visual_channels = broken
     try:
-        bake.bake_take(rig, result.to_dict(), start, "never")
-        out["failure"] = {"raised": False}
+        bake.bake_take(rig, result.to_dict(), START, "never")
+        return {"raised": False}
     except RuntimeError:
-        after = census()
-        out["failure"] = {"raised": True, "same_data": before == after,
-                          "action_restored": rig.animation_data.action == user,
-                          "switches_restored": all(pb["IK_FK"] == 0.0 for pb in switches)}
+        return {"raised": True, "same_data": before == census(),
+                "action_restored": rig.animation_data.action == user,
+                "switches_restored": all(pb["IK_FK"] == 0.0 for pb in switches)}
     finally:
         bake._visual_channels = real
-    print("CONTROL_RIG_RESULTS " + json.dumps(out))
 
 
-if __name__ == "__main__":
-    # os._exit: the bpy module can crash tearing down after Rigify generated a rig (seen on 4.2).
-    status = 0
-    try:
-        main()
-    except Exception:
-        traceback.print_exc()
-        status = 1
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
+finish()

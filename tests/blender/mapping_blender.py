@@ -1,8 +1,10 @@
 """In real Blender: the Rigify metarig, the BVH template armature and a Mixamo A-pose rig (and
 an SMPL rig posed from the real sample) map completely.
 
-Usage (via tests/conftest.py::run_blender): ``python check_mapping.py``. Prints each mapping's report
-and exits non-zero when a rig misses a role or a description does not match Blender's own numbers.
+Run by tests/momask_blender/anim/test_mapping_blender.py. One case per rig (``tests/blender/cases.py``):
+the add-on's description agrees with Blender's own heads, ``auto_map`` detects the rig's convention,
+maps every role with no warning and picks the expected bones; the values are the mapping's counts,
+its missing roles and its report.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
-import rigs  # noqa: E402
+import numpy as np
+import rigs
+from cases import case, check, finish
 
-from backend.retarget.mapping import auto_map  # noqa: E402
-from backend.retarget.rig import RigDescription  # noqa: E402
-from momask_blender.anim import rig_io  # noqa: E402  (the add-on's own description)
+from backend.retarget.mapping import ROLES, auto_map
+from backend.retarget.rig import RigDescription
+from momask_blender.anim import rig_io  # (the add-on's own description)
 
 EXPECTED = {
     "rigify": {"pelvis": "spine", "left_hip": "thigh.L", "left_foot": "toe.L", "neck": "spine.004",
@@ -35,52 +38,54 @@ EXPECTED = {
 }
 
 
-def check(label: str, obj) -> list[str]:
+def mapped(label: str, obj) -> dict:
+    """Map ``obj``, check it as the module says; the mapping's numbers (RigDescription, mapping)."""
     rig = RigDescription.from_dict(rig_io.describe_armature(obj))
     mapping = auto_map(rig)
-    print(f"=== {label}: {obj.name}, {len(rig)} bones ===")
     print(mapping.report())
-    errors = []
-    # The description must agree with Blender: heads and world matrix.
-    for bone in obj.data.bones:
-        head = np.array(bone.head_local)
-        if not np.allclose(rig.heads[rig.index(bone.name)], head, atol=1e-5):
-            errors.append(f"{label}: head of {bone.name} differs from bone.head_local")
-    if mapping.missing or mapping.optional_missing:
-        errors.append(f"{label}: unmapped roles {mapping.missing + mapping.optional_missing}")
-    if mapping.convention != label:
-        errors.append(f"{label}: detected convention {mapping.convention!r}")
-    for role, bone in EXPECTED[label].items():
-        if mapping.bones.get(role) != bone:
-            errors.append(f"{label}: {role} -> {mapping.bones.get(role)!r}, expected {bone!r}")
-    if mapping.warnings:
-        errors.append(f"{label}: warnings {mapping.warnings}")
-    return errors
+    for bone in obj.data.bones:  # the description must agree with Blender
+        check(np.allclose(rig.heads[rig.index(bone.name)], np.array(bone.head_local), atol=1e-5),
+              f"{label}: head of {bone.name} differs from bone.head_local")
+    check(not mapping.missing and not mapping.optional_missing,
+          f"{label}: unmapped roles {mapping.missing + mapping.optional_missing}")
+    check(mapping.convention == label, f"{label}: detected convention {mapping.convention!r}")
+    wrong = {role: (mapping.bones.get(role), bone) for role, bone in EXPECTED[label].items()
+             if mapping.bones.get(role) != bone}
+    check(not wrong, f"{label}: roles mapped to other bones than expected (got, expected): {wrong}")
+    check(not mapping.warnings, f"{label}: warnings {mapping.warnings}")
+    values = {"object": obj.name, "bones": len(rig), "convention": mapping.convention,
+              "mapped": len(mapping.bones), "roles": len(ROLES), "missing": list(mapping.missing),
+              "report": mapping.report()}
+    return {"rig": rig, "values": values}
 
 
-def main() -> int:
-    import bpy
+@case
+def case_rigify():
+    rigs.reset_scene()
+    return mapped("rigify", rigs.make_rigify_metarig())["values"]
 
-    print("Blender", bpy.app.version_string)
-    errors: list[str] = []
+
+@case
+def case_humanml3d_bvh():
     rigs.reset_scene()
-    errors += check("rigify", rigs.make_rigify_metarig())
+    return mapped("humanml3d_bvh", rigs.import_template_bvh())["values"]
+
+
+@case
+def case_mixamo():
     rigs.reset_scene()
-    errors += check("humanml3d_bvh", rigs.import_template_bvh())
-    rigs.reset_scene()
-    mixamo = rigs.make_mixamo_rig()
-    errors += check("mixamo", mixamo)
-    up = RigDescription.from_dict(rig_io.describe_armature(mixamo)).up_axis
-    if not np.allclose(up, [0, 1, 0], atol=1e-6):        # FBX-style rotation: world Z is armature Y
-        errors.append(f"mixamo: up axis in armature space {up}, expected +Y")
+    result = mapped("mixamo", rigs.make_mixamo_rig())
+    up = result["rig"].up_axis
+    check(np.allclose(up, [0, 1, 0], atol=1e-6),     # FBX-style rotation: world Z is armature Y
+          f"mixamo: up axis in armature space {up}, expected +Y")
+    return {**result["values"], "up_axis": up}
+
+
+@case
+def case_smpl():
     rigs.reset_scene()
     sample = np.load(rigs.SHARED_DATA / "humanml3d_000612.npy")
-    errors += check("smpl", rigs.make_smpl_rig_from_sample(sample))
-    for e in errors:
-        print("FAIL:", e)
-    print("OK" if not errors else f"{len(errors)} failure(s)")
-    return 1 if errors else 0
+    return mapped("smpl", rigs.make_smpl_rig_from_sample(sample))["values"]
 
 
-if __name__ == "__main__":
-    rigs.exit_blender(main())
+finish()
