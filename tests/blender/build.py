@@ -1,12 +1,10 @@
 """Install the built extension zip into real Blender (the bpy module), check it registers, uninstall it.
 
-Usage (from tests/test_build.py through ``run_blender``)::
-
-    <bpy python> tests/blender/install_extension.py dist/momask-X.Y.Z.zip
-
-The caller points BLENDER_USER_RESOURCES at a temporary folder, so the extension lands in a throwaway
-"User Default" repository and the real user configuration is never touched. Exits non-zero with a
-message on the first failed check.
+Run by tests/test_build.py (``run_blender(version, "build.py", ZIP)``): the Blender side of the build's
+tests, not a build script. The caller points BLENDER_USER_RESOURCES at a temporary folder, so the
+extension lands in a throwaway "User Default" repository and the real user configuration is never
+touched. Its cases (``tests/blender/cases.py``) run in order, each needing the one before:
+``install_enables_the_addon``, ``registers_operators_and_a_momask_panel``, ``uninstall_leaves_nothing``.
 """
 
 import os
@@ -15,12 +13,10 @@ import tomllib
 import zipfile
 from pathlib import Path
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
 import bpy
-
-
-def fail(message: str) -> None:
-    print(f"FAIL: {message}", flush=True)
-    sys.exit(1)
+from cases import ARGS, case, check, finish
 
 
 def classes_from(module: str, base: type) -> list[type]:
@@ -34,60 +30,68 @@ def classes_from(module: str, base: type) -> list[type]:
     return found
 
 
-def main() -> None:
-    zip_path = Path(sys.argv[1]).resolve()
+MADE: dict = {}   # what a case made for the next ones
+
+
+def made(*names: str) -> list:
+    missing = [n for n in names if n not in MADE]
+    check(not missing, f"nothing to work on ({missing}): an earlier case of this script failed")
+    return [MADE[n] for n in names]
+
+
+@case
+def case_install_enables_the_addon():
+    zip_path = Path(ARGS[0]).resolve()
     with zipfile.ZipFile(zip_path) as zf:
         manifest = tomllib.loads(zf.read("blender_manifest.toml").decode())
     pkg_id = manifest["id"]
-
     user_dir = Path(bpy.utils.resource_path("USER")).resolve()
     sandbox = Path(os.environ.get("BLENDER_USER_RESOURCES", "/nonexistent")).resolve()
-    if user_dir != sandbox:
-        fail(f"user resources are {user_dir}, not the sandbox {sandbox}: refusing to touch a real config")
-
+    check(user_dir == sandbox, f"user resources are {user_dir}, not the sandbox {sandbox}: refusing to touch "
+          "a real config. Fix: set BLENDER_USER_RESOURCES to a temporary folder")
     repos = bpy.context.preferences.extensions.repos
     repo_index = next((i for i, r in enumerate(repos) if r.module == "user_default"), None)
-    if repo_index is None:
-        fail("no 'user_default' extension repository")
+    check(repo_index is not None, "no 'user_default' extension repository")
     repo_dir = Path(repos[repo_index].directory)
-
     result = bpy.ops.extensions.package_install_files(
         filepath=str(zip_path), repo="user_default", enable_on_install=True)
-    if result != {"FINISHED"}:
-        fail(f"package_install_files returned {result}")
+    check(result == {"FINISHED"}, f"package_install_files returned {result}")
     module = f"bl_ext.user_default.{pkg_id}"
-    if module not in bpy.context.preferences.addons:
-        fail(f"{module} is not enabled after install; enabled: {list(bpy.context.preferences.addons.keys())}")
-    if not (repo_dir / pkg_id / "__init__.py").is_file() or not (repo_dir / pkg_id / "backend").is_dir():
-        fail(f"the package was not unpacked into {repo_dir / pkg_id}")
+    enabled = list(bpy.context.preferences.addons.keys())
+    check(module in enabled, f"{module} is not enabled after install; enabled: {enabled}")
+    check((repo_dir / pkg_id / "__init__.py").is_file() and (repo_dir / pkg_id / "backend").is_dir(),
+          f"the package was not unpacked into {repo_dir / pkg_id}")
+    MADE.update(pkg_id=pkg_id, module=module, repo_index=repo_index, repo_dir=repo_dir)
+    return {"module": module, "package": str(repo_dir / pkg_id)}
 
-    operators = classes_from(module, bpy.types.Operator)
-    panels = classes_from(module, bpy.types.Panel)
-    registered_ops = [c.bl_idname for c in operators if c.is_registered]
+
+@case
+def case_registers_operators_and_a_momask_panel():
+    (module,) = made("module")
+    operators = MADE["operators"] = classes_from(module, bpy.types.Operator)
+    panels = MADE["panels"] = classes_from(module, bpy.types.Panel)
+    registered_ops = sorted(c.bl_idname for c in operators if c.is_registered)
     registered_panels = [c for c in panels if c.is_registered]
-    print(f"operators: {sorted(registered_ops)}")
-    print(f"panels: {sorted(c.__name__ for c in registered_panels)}")
-    if not registered_ops:
-        fail("the add-on registered no operators")
-    if not any(getattr(c, "bl_category", "") == "MoMask" for c in registered_panels):
-        fail("no registered panel in the 'MoMask' tab of the 3D viewport sidebar")
+    check(registered_ops, "the add-on registered no operators")
+    check(any(getattr(c, "bl_category", "") == "MoMask" for c in registered_panels),
+          "no registered panel in the 'MoMask' tab of the 3D viewport sidebar")
     for idname in registered_ops:
         category, _, name = idname.partition(".")
-        if not hasattr(getattr(bpy.ops, category), name):
-            fail(f"operator {idname} is not reachable as bpy.ops.{idname}")
+        check(hasattr(getattr(bpy.ops, category), name),
+              f"operator {idname} is not reachable as bpy.ops.{idname}")
+    return {"operators": registered_ops, "panels": sorted(c.__name__ for c in registered_panels)}
 
+
+@case
+def case_uninstall_leaves_nothing():
+    pkg_id, module, repo_index, repo_dir, operators, panels = made(
+        "pkg_id", "module", "repo_index", "repo_dir", "operators", "panels")
     result = bpy.ops.extensions.package_uninstall(repo_index=repo_index, pkg_id=pkg_id)
-    if result != {"FINISHED"}:
-        fail(f"package_uninstall returned {result}")
-    if module in bpy.context.preferences.addons:
-        fail(f"{module} is still enabled after uninstall")
+    check(result == {"FINISHED"}, f"package_uninstall returned {result}")
+    check(module not in bpy.context.preferences.addons, f"{module} is still enabled after uninstall")
     still = [c.__name__ for c in operators + panels if c.is_registered]
-    if still:
-        fail(f"classes still registered after uninstall: {still}")
-    if (repo_dir / pkg_id).exists():
-        fail(f"{repo_dir / pkg_id} is still on disk after uninstall")
-    print(f"OK: installed, registered {len(registered_ops)} operators and {len(registered_panels)} panels, "
-          "uninstalled cleanly")
+    check(not still, f"classes still registered after uninstall: {still}")
+    check(not (repo_dir / pkg_id).exists(), f"{repo_dir / pkg_id} is still on disk after uninstall")
 
 
-main()
+finish()
