@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bpy
 import numpy as np
 import rigs
-from cases import ARGS, case, check, finish
+from cases import ARGS, MADE, case, finish, made
 
 from backend.motion.features import recover_from_ric
 from backend.retarget import metrics
@@ -67,15 +67,6 @@ def measure(rig, result, source, start) -> dict:
 FRAMES = int(ARGS[0]) if ARGS else 60
 SOURCE = recover_from_ric(np.load(DATA / "humanml3d_000612.npy")).astype(np.float64)[:FRAMES]
 START = 1
-MADE: dict = {}   # what a case made for the next ones: rig, metarig, result, user action, switches
-
-
-def made(*names: str) -> list:
-    missing = [n for n in names if n not in MADE]
-    check(not missing, f"nothing to work on ({missing}): an earlier case of this script failed")
-    return [MADE[n] for n in names]
-
-
 @case
 def case_generate_and_map():
     t0 = time.perf_counter()

@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bpy
-from cases import ARGS, case, check, finish
+from cases import ARGS, MADE, case, check, finish, made
 
 
 def classes_from(module: str, base: type) -> list[type]:
@@ -28,15 +28,6 @@ def classes_from(module: str, base: type) -> list[type]:
         if cls.__module__ == module or cls.__module__.startswith(module + "."):
             found.append(cls)
     return found
-
-
-MADE: dict = {}   # what a case made for the next ones
-
-
-def made(*names: str) -> list:
-    missing = [n for n in names if n not in MADE]
-    check(not missing, f"nothing to work on ({missing}): an earlier case of this script failed")
-    return [MADE[n] for n in names]
 
 
 @case

@@ -7,6 +7,8 @@ process, because each start costs seconds:
   traceback, seconds}``; the name is the function's without ``case_``; the function returns its
   measured values (a JSON-able dict: numpy scalars and arrays are converted) or None.
 * :func:`check` raises with a message that says what a user would notice.
+* :data:`MADE` holds what a case made for the later ones; :func:`made` fetches it, or fails the case
+  saying that an earlier case failed.
 * :func:`finish` writes ``{"script", "blender", "cases": [...], **extra}`` to the path given as the
   script's last argument (``tests/conftest.py::run_blender`` appends it) and leaves Blender.
 
@@ -52,6 +54,16 @@ def case(func):
 def check(condition, message: str) -> None:
     if not condition:
         raise AssertionError(message)
+
+
+MADE: dict = {}
+
+
+def made(*names: str) -> list:
+    """The things earlier cases stored in :data:`MADE` under ``names``, in that order."""
+    missing = [n for n in names if n not in MADE]
+    check(not missing, f"nothing to work on ({missing}): an earlier case of this script failed")
+    return [MADE[n] for n in names]
 
 
 def _plain(value):
