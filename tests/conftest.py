@@ -3,15 +3,17 @@
 Blender tests run in real Blender from PyPI (the ``bpy`` module) in their own virtual environments
 (``.venv-bpy42`` for 4.2 LTS, the oldest the manifest allows and the only one with classic actions;
 ``.venv-bpy45`` for 4.5 LTS; ``.venv-bpy50`` for 5.0), made by ``python build.py setup``. A test
-that needs one calls :func:`run_blender` with a script under ``tests/blender/``; the script exits
-non-zero (with a message) when an assertion fails.
+that needs one calls :func:`run_blender` with a script under ``tests/blender/`` (the same name as the
+test file without ``test_``) and asserts on the JSON document the script writes (tests/blender/README.md).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -36,10 +38,16 @@ def blender_python(version: str) -> Path:
 
 
 def run_blender(version: str, script: str | Path, *args: str, timeout: float = 600,
-                env: dict[str, str] | None = None) -> str:
-    """Run ``tests/blender/<script>`` inside real Blender ``version``; return its stdout.
+                env: dict[str, str] | None = None, result_json: bool = True) -> dict | str:
+    """Run ``tests/blender/<script>`` inside real Blender ``version`` with ``args`` and return the JSON
+    document it wrote (``tests/blender/cases.py``; tests/blender/README.md has the convention).
 
-    Fails the calling test with the script's output when it exits non-zero.
+    The path for that document is appended as the script's last argument. A script that exits without
+    writing it (a crash, an exception outside a case) fails the calling test with the tail of its
+    stderr and stdout; so does a non-zero exit when the document reports no failed case (the wrapper
+    reports failed cases itself, with their messages: :func:`passed_case`, :func:`assert_cases_passed`).
+    ``result_json=False`` runs a script that writes no document and returns its stdout (fails on a
+    non-zero exit).
     """
     script = Path(script)
     if not script.is_absolute():
@@ -50,19 +58,32 @@ def run_blender(version: str, script: str | Path, *args: str, timeout: float = 6
     full_env["MOMASK_SHARED_DATA"] = str(SHARED_DATA)
     full_env["MOMASK_BACKEND_PYTHON"] = sys.executable
     full_env.update(env or {})
-    proc = subprocess.run(
-        [str(blender_python(version)), str(script), *args],
-        cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout,
-    )
-    if proc.returncode == SKIP_EXIT:
-        pytest.skip(next((ln[len("SKIP: "):] for ln in proc.stdout.splitlines() if ln.startswith("SKIP: ")),
-                         f"{script.name} found no real test data in {SHARED_DATA}"))
-    if proc.returncode != 0:
-        pytest.fail(
-            f"Blender {version} script {script.name} failed (exit {proc.returncode}):\n"
-            f"--- stdout ---\n{proc.stdout[-6000:]}\n--- stderr ---\n{proc.stderr[-6000:]}"
-        )
-    return proc.stdout
+    with tempfile.TemporaryDirectory(prefix="momask_blender_result_") as folder:
+        result_path = Path(folder) / f"{script.stem}.json"
+        argv = [str(blender_python(version)), str(script), *args]
+        if result_json:
+            argv.append(str(result_path))
+        proc = subprocess.run(argv, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
+        if proc.returncode == SKIP_EXIT:
+            reasons = [ln[len("SKIP: "):] for ln in proc.stdout.splitlines() if ln.startswith("SKIP: ")]
+            pytest.skip(reasons[0] if reasons else f"{script.name} found no real test data in {SHARED_DATA}")
+
+        def failure(problem: str) -> str:
+            return (f"Blender {version} script {script.name} {problem} (exit {proc.returncode}):\n"
+                    f"--- stderr (tail) ---\n{proc.stderr[-6000:]}\n"
+                    f"--- stdout (tail) ---\n{proc.stdout[-3000:]}")
+
+        if not result_json:
+            if proc.returncode != 0:
+                pytest.fail(failure("failed"))
+            return proc.stdout
+        if not result_path.exists():
+            pytest.fail(failure("wrote no results"))
+        doc = json.loads(result_path.read_text())
+    cases = doc.get("cases", []) if isinstance(doc, dict) else []
+    if proc.returncode != 0 and all(c.get("passed") for c in cases):
+        pytest.fail(failure("exited with an error although no case failed"))
+    return doc
 
 
 @pytest.fixture(scope="session")
@@ -164,3 +185,31 @@ class DrawRecorder:
 
         monkeypatch.setattr(torch, "multinomial", record_multinomial)
         monkeypatch.setattr(torch.Tensor, "uniform_", record_uniform)
+
+
+def _case_failure(doc: dict, case: dict) -> str:
+    return (f"Blender {doc.get('blender')}, {doc.get('script')}, case {case['name']}: {case['message']}\n"
+            f"{case.get('traceback', '')}")
+
+
+def passed_case(doc: dict, name: str) -> dict:
+    """The case ``name`` of a Blender script's results (:func:`run_blender`), which must have run and
+    passed (else the test fails with the case's message); its measured values are ``["values"]``."""
+    found = {c["name"]: c for c in doc["cases"]}
+    assert name in found, f"case {name} did not run in Blender {doc.get('blender')}; ran: {sorted(found)}"
+    if "skipped" in found[name]:
+        pytest.skip(found[name]["skipped"])
+    assert found[name]["passed"], _case_failure(doc, found[name])
+    return found[name]
+
+
+def assert_cases_passed(doc: dict, expected: set[str]) -> dict[str, dict]:
+    """Exactly the ``expected`` cases ran and every one passed (the failing ones' messages otherwise);
+    returns them by name."""
+    found = {c["name"]: c for c in doc["cases"]}
+    missing, unexpected = sorted(expected - found.keys()), sorted(found.keys() - expected)
+    assert not missing and not unexpected, (f"Blender {doc.get('blender')}, {doc.get('script')}: cases "
+                                            f"missing {missing}, unexpected {unexpected}")
+    failed = [_case_failure(doc, c) for c in found.values() if not c["passed"]]
+    assert not failed, "\n".join(failed)
+    return found

@@ -1,5 +1,5 @@
-"""`build.py`: the extension zip (contents, manifest validation, real install in Blender) and `demo`'s
-refusal without weights."""
+"""`build.py`: the extension zip (contents, manifest validation, real install in Blender:
+tests/blender/build.py) and `demo`'s refusal without weights."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BLENDER_VERSIONS, REPO, run_blender
+from tests.conftest import BLENDER_VERSIONS, REPO, assert_cases_passed, run_blender
 
 
 def load_build_module():
@@ -112,9 +112,13 @@ def test_blender_validator_rejects_a_bad_tagline(tmp_path):
 @pytest.mark.parametrize("version", BLENDER_VERSIONS)
 def test_zip_installs_registers_and_uninstalls_in_blender(built, version, tmp_path):
     zip_path, _ = built
-    out = run_blender(version, "install_extension.py", str(zip_path),
-                      env={"BLENDER_USER_RESOURCES": str(tmp_path / "blender_user")})
-    assert "uninstalled cleanly" in out
+    results = run_blender(version, "build.py", str(zip_path),
+                          env={"BLENDER_USER_RESOURCES": str(tmp_path / "blender_user")})
+    cases = assert_cases_passed(results, {
+        "install_enables_the_addon", "registers_operators_and_a_momask_panel", "uninstall_leaves_nothing"})
+    registered = cases["registers_operators_and_a_momask_panel"]["values"]
+    assert "momask.generate" in registered["operators"], registered
+    assert "MOMASK_PT_main" in registered["panels"], registered
 
 
 def test_demo_without_weights_says_how_to_get_them(tmp_path):

@@ -1,9 +1,8 @@
 """The add-on end to end in real Blender against a real backend process with tiny random weights.
 
-Run by tests/momask_blender/test_addon_blender.py: ``<bpy python> addon_backend.py WEIGHTS_DIR``. Each case
-prints
-``CASE <name> ok`` or ``CASE <name> FAIL <why>``; the script exits 1 if any case failed. The cases
-share one Blender and (mostly) one backend process, because each start costs seconds.
+Run by tests/momask_blender/test_addon_backend.py: ``<bpy python> addon_backend.py WEIGHTS_DIR OUT.json``.
+Every case (``tests/blender/cases.py``) is recorded in OUT.json with its message when it fails. The
+cases share one Blender and (mostly) one backend process, because each start costs seconds.
 """
 
 from __future__ import annotations
@@ -24,9 +23,9 @@ import bpy  # noqa: E402  (bpy first: it puts addon_utils on the path)
 # isort: split
 import addon_utils  # noqa: E402
 import rigs  # noqa: E402
-from cases import case, check, finish  # noqa: E402
+from cases import ARGS, case, check, finish  # noqa: E402
 
-WEIGHTS = sys.argv[sys.argv.index("--") + 1] if "--" in sys.argv else sys.argv[1]
+WEIGHTS = ARGS[0]
 
 
 # --- setup -------------------------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """The add-on's job and process lifecycle in real Blender, against a real backend with tiny weights.
 
-Run by tests/momask_blender/test_addon_blender.py: ``<bpy python> addon_lifecycle.py WEIGHTS_DIR``. Each
-case prints
-``CASE <name> ok`` or ``CASE <name> FAIL <why>``; the script exits 1 if any case failed.
+Run by tests/momask_blender/test_addon_lifecycle.py: ``<bpy python> addon_lifecycle.py WEIGHTS_DIR
+OUT.json``. Every case (``tests/blender/cases.py``) is recorded in OUT.json with its message when it
+fails.
 
 What a user would notice: Ctrl+Z after a generation must not also take back their previous edit;
 opening another file during a job must not leave the panel busy forever; changing preferences and
@@ -32,9 +32,9 @@ import bpy  # noqa: E402  (bpy first: it puts addon_utils on the path)
 # isort: split
 import addon_utils  # noqa: E402
 import rigs  # noqa: E402
-from cases import case, check, finish  # noqa: E402
+from cases import ARGS, case, check, finish  # noqa: E402
 
-WEIGHTS = sys.argv[sys.argv.index("--") + 1] if "--" in sys.argv else sys.argv[1]
+WEIGHTS = ARGS[0]
 TMP = Path(tempfile.mkdtemp(prefix="momask_lifecycle_"))
 
 

@@ -232,7 +232,7 @@ def make_smpl_rig_from_sample(features_or_joints: np.ndarray, frame: int = 0,
 
 def describe_armature(obj: bpy.types.Object) -> dict:
     """The armature as ``RigDescription.to_dict()``, written independently of the add-on's
-    ``momask_blender/rig_io.describe_armature`` so that keys_suite.py can cross-check the two; every
+    ``momask_blender/rig_io.describe_armature`` so that keys_blender.py can cross-check the two; every
     other test uses the add-on's."""
     bones = obj.data.bones
     n = len(bones)

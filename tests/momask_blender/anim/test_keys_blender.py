@@ -1,16 +1,15 @@
-"""Keys, takes and rig reading in real Blender 4.2 (classic actions), 4.5 and 5.0 (keys_suite.py).
+"""Keys, takes and rig reading in real Blender 4.2 (classic actions), 4.5 and 5.0
+(tests/blender/keys_blender.py).
 
-The suite runs once per Blender version (one process each); every check it makes is its own test
+The script runs once per Blender version (one process each); every case it records is its own test
 here, so a failure names the behaviour that broke.
 """
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from tests.conftest import BLENDER_VERSIONS, run_blender
+from tests.conftest import BLENDER_VERSIONS, passed_case, run_blender
 
 CHECKS = [
     "describe_armature_matches_blender",        # RigDescription dict: names, parents, rest, world, modes
@@ -26,22 +25,24 @@ CHECKS = [
 
 
 @pytest.fixture(scope="module", params=BLENDER_VERSIONS)
-def suite(request) -> tuple[str, dict[str, str]]:
-    """(version, the suite's results): one Blender run per version, a failed run not repeated."""
-    out = run_blender(request.param, "keys_suite.py", timeout=600)
-    line = next((ln for ln in out.splitlines() if ln.startswith("KEYS_RESULTS ")), None)
-    assert line is not None, f"keys_suite.py printed no results:\n{out[-4000:]}"
-    return request.param, json.loads(line[len("KEYS_RESULTS "):])
+def results(request) -> dict:
+    """The script's results in one Blender version: one run per version, a failed run not repeated."""
+    return run_blender(request.param, "keys_blender.py", timeout=600)
 
 
 @pytest.mark.parametrize("check", CHECKS)
-def test_keys_in_blender(suite, check: str) -> None:
-    version, results = suite
-    assert check in results, f"check {check} did not run in Blender {version}"
-    if results[check].startswith("SKIP: "):
-        pytest.skip(results[check][len("SKIP: "):])
-    assert results[check] == "ok", f"Blender {version}, {check}:\n{results[check]}"
+def test_keys_in_blender(results, check: str) -> None:
+    passed_case(results, check)
 
 
-def test_every_blender_check_is_listed(suite) -> None:
-    assert sorted(suite[1]) == sorted(CHECKS)
+def test_measured_errors_are_within_float32(results) -> None:
+    """The evaluated pose matrices equal numpy's FK of the keys, on the synthetic rig and on real rigs
+    (errors relative to the rig's size: Mixamo is in centimetres)."""
+    assert passed_case(results, "read_pose_matrices_matches_numpy_fk")["values"]["max_error"] < 1e-5
+    relative = passed_case(results, "real_retarget_result_on_real_rigs")["values"]["relative_error"]
+    assert relative.keys() == {"rigify_metarig", "template_bvh", "mixamo"}
+    assert max(relative.values()) < 1e-5, relative
+
+
+def test_every_blender_check_is_listed(results) -> None:
+    assert sorted(c["name"] for c in results["cases"]) == sorted(CHECKS)

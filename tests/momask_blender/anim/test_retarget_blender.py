@@ -1,6 +1,6 @@
 """The solver on real rigs in real Blender (4.2 LTS, 4.5 LTS, 5.0): what Blender evaluates matches the source.
 
-Runs tests/blender/check_retarget.py once per Blender version (module-scoped) and checks, per rig
+Runs tests/blender/retarget_blender.py once per Blender version (module-scoped) and checks, per rig
 (Rigify human metarig, template.bvh through Blender's BVH importer, a Mixamo-named A-pose rig):
 
 * the mapping is found with no user input;
@@ -24,7 +24,7 @@ import pytest
 
 from backend.motion.features import features_from_joints, recover_from_ric
 from backend.retarget import metrics
-from tests.conftest import BLENDER_VERSIONS, run_blender
+from tests.conftest import BLENDER_VERSIONS, passed_case, run_blender
 
 MAX_DIRECTION_DEG = 2.0
 ROUNDTRIP_MPJPE_MM = 30.0
@@ -34,9 +34,7 @@ ROUNDTRIP_DIRECTION_DEG = 3.0
 @pytest.fixture(scope="module", params=BLENDER_VERSIONS)
 def report(request, tmp_path_factory) -> dict:
     out_dir = tmp_path_factory.mktemp(f"retarget_{request.param}")
-    out = run_blender(request.param, "check_retarget.py", str(out_dir), timeout=900)
-    line = [ln for ln in out.splitlines() if ln.startswith("RETARGET_RESULTS ")][-1]
-    data = json.loads(line.split(" ", 1)[1])
+    data = run_blender(request.param, "retarget_blender.py", str(out_dir), timeout=900)
     print(json.dumps(data, indent=1))
     return data
 
@@ -45,11 +43,12 @@ RIGS = ("rigify_metarig", "template_bvh", "mixamo_a_pose")
 
 
 def rig_report(report: dict, name: str) -> dict:
-    found = {r["rig"]: r for r in report["rigs"]}
-    assert name in found, f"{name} was not measured"
-    rig = found[name]
-    assert "error" not in rig, f"{name} failed in Blender {report['blender']}:\n{rig['error']}"
-    return rig
+    """What the script measured on rig ``name`` (the case must have passed)."""
+    return passed_case(report, name)["values"]
+
+
+def test_every_rig_was_measured(report):
+    assert sorted(c["name"] for c in report["cases"]) == sorted(RIGS)
 
 
 @pytest.mark.parametrize("name", RIGS)

@@ -1,45 +1,28 @@
 """Inside real Blender: write takes and in-betweens onto a small armature and check every key.
 
-Run by tests/momask_blender/anim/test_keys_blender.py (one Blender process per version). Each check prints its
-outcome; the last line is ``KEYS_RESULTS <json>`` mapping check name → "ok" or the failure. The
-script exits non-zero only if it could not run at all.
+Run by tests/momask_blender/anim/test_keys_blender.py (one Blender process per version): every check
+is a case of ``tests/blender/cases.py`` (its JSON results are the wrapper's tests; the numeric checks
+also record what they measured).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
-import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bpy
 import numpy as np
+import rigs  # tests/blender/rigs.py
+from cases import Skip, case, finish
 
 from momask_blender.anim import actions, armature, keys, rig_io, takes
 
-RESULTS: dict[str, str] = {}
 BONE_MODES = {"hips": "QUATERNION", "spine": "XYZ", 'upper arm.L "x"': "AXIS_ANGLE",
               "forearm.L": "ZXY", "thigh": "QUATERNION"}
 
-
-class SkipCheck(Exception):
-    """Raised by a check that cannot run here (the message says why and what to do)."""
-
-
-def check(fn):
-    try:
-        fn()
-        RESULTS[fn.__name__] = "ok"
-        print("PASS", fn.__name__)
-    except SkipCheck as skip:  # its real test data is absent: the pytest wrapper skips this check
-        RESULTS[fn.__name__] = f"SKIP: {skip}"
-        print("SKIP", fn.__name__, skip)
-        return fn
-    except Exception:  # report and carry on with the other checks
-        RESULTS[fn.__name__] = traceback.format_exc()[-3000:]
-        print("FAIL", fn.__name__, RESULTS[fn.__name__])
-    return fn
 
 
 # ----------------------------------------------------------------------------------------------
@@ -176,7 +159,7 @@ scene = bpy.context.scene
 RIG = make_rig()
 
 
-@check
+@case
 def describe_armature_matches_blender():
     rig = rig_io.describe_armature(RIG)
     assert rig["bone_names"] == [b.name for b in RIG.data.bones]
@@ -225,7 +208,7 @@ def check_written(obj, action, result, frames):
     assert not any('"thigh"' in p for p in keyed), "a bone outside the result was keyed"
 
 
-@check
+@case
 def write_take_keys_at_scene_fps():
     for fps in (24, 30):
         scene.render.fps, scene.render.fps_base = fps, 1.0
@@ -247,7 +230,7 @@ def write_take_keys_at_scene_fps():
     check_written(RIG, action, synthetic_result(10, 30.0), np.arange(10) * 0.8)
 
 
-@check
+@case
 def take_names_are_unique_and_short():
     prompt = "a person walks forward slowly, then turns around and waves with both hands — très énergique "
     prompt *= 2
@@ -260,7 +243,7 @@ def take_names_are_unique_and_short():
     assert takes.take_info(first)["prompt"] == prompt
 
 
-@check
+@case
 def read_pose_matrices_matches_numpy_fk():
     scene.render.fps = 24
     result = synthetic_result(30, 24.0)
@@ -271,15 +254,17 @@ def read_pose_matrices_matches_numpy_fk():
     assert scene.frame_current == 3, "current frame not restored"
     rig = rig_io.describe_armature(RIG)
     by_bone = {name: values for name, _, values in tracks(result) if name}
+    errors = []
     for t in range(30):
         pose = {name: (np.zeros(3), by_bone[name][t]) for name in by_bone if name != "hips"}
         pose["hips"] = (result["root"]["location"][t], result["bones"][0]["values"][t])
         expected = numpy_fk(rig, pose)
-        err = np.abs(matrices[t] - expected).max()
-        assert err < 1e-5, f"frame {t}: {err}"
+        errors.append(float(np.abs(matrices[t] - expected).max()))
+        assert errors[-1] < 1e-5, f"frame {t}: {errors[-1]}"
+    return {"max_error": max(errors)}
 
 
-@check
+@case
 def failure_mid_write_keeps_previous_action():
     before_action = RIG.animation_data.action
     before_slot = RIG.animation_data.action_slot if actions.is_slotted(before_action) else None
@@ -379,7 +364,7 @@ def angle_between(q0, q1):
     return 2 * math.acos(min(1.0, abs(float(np.dot(unit(q0), unit(q1))))))
 
 
-@check
+@case
 def inbetween_keeps_outside_keys_and_blends():
     scene.render.fps = 24
     source = user_action(RIG)
@@ -442,7 +427,7 @@ def inbetween_keeps_outside_keys_and_blends():
     assert RIG.animation_data.action == source
 
 
-@check
+@case
 def inbetween_on_a_generated_take():
     """The usual flow: generate, then regenerate a middle range of that take."""
     scene.render.fps = 30
@@ -463,7 +448,7 @@ def inbetween_on_a_generated_take():
     assert RIG.animation_data.action == base
 
 
-@check
+@case
 def takes_apply_compare_delete():
     scene.render.fps = 24
     for action in list(bpy.data.actions):
@@ -507,13 +492,9 @@ def takes_apply_compare_delete():
     assert bpy.data.actions.get(mine.name) == mine
 
 
-@check
+@case
 def real_retarget_result_on_real_rigs():
     """The backend's own RetargetResult (real clip, 30 fps) written onto the rigs users have."""
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import rigs  # tests/blender/rigs.py
 
     from backend.motion.features import recover_from_ric
     from backend.retarget.inverse import pose_matrices_from_basis
@@ -523,11 +504,12 @@ def real_retarget_result_on_real_rigs():
 
     for name in ("humanml3d_000612.npy", "template.bvh"):
         if (reason := rigs.missing_shared_data(name)) is not None:
-            raise SkipCheck(reason)
+            raise Skip(reason)
     joints = recover_from_ric(np.load(rigs.shared_file("humanml3d_000612.npy"))).astype(np.float64)[:60]
     builders = {"rigify_metarig": rigs.make_rigify_metarig,
                 "template_bvh": rigs.import_template_bvh,
                 "mixamo": lambda: rigs.make_mixamo_rig(a_pose=True)}
+    errors = {}
     for name, build in builders.items():
         bpy.ops.wm.read_factory_settings(use_empty=True)
         bpy.context.scene.render.fps = 30
@@ -543,12 +525,9 @@ def real_retarget_result_on_real_rigs():
         posed = rig_io.read_pose_matrices(obj, 1, 1 + result.frame_count)
         expected = pose_matrices_from_basis(rig, result)
         size = np.abs(rig.rest_matrices[:, :3, 3]).max() + 1.0  # armature units (cm on Mixamo)
-        err = np.abs(posed - expected).max() / size
-        assert err < 1e-5, (name, err)
+        errors[name] = float(np.abs(posed - expected).max() / size)
+        assert errors[name] < 1e-5, (name, errors[name])
+    return {"relative_error": errors}
 
 
-print("KEYS_RESULTS " + json.dumps(RESULTS))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import rigs  # noqa: E402  (tests/blender/rigs.py)
-
-rigs.exit_blender(0)
+finish()

@@ -1,7 +1,8 @@
 """The add-on in a real, windowed Blender 4.x (not the ``bpy`` module, not --background): a probe.
 
-Not part of the pytest suite (no ``test_`` prefix). It drives the scenario from ``bpy.app.timers``
-while the add-on's own persistent timer (``jobs._timer``) applies results, exactly as in real use:
+A manual probe (tests/blender/README.md): no wrapper, pytest never runs it. It drives the scenario
+from ``bpy.app.timers`` while the add-on's own persistent timer (``jobs._timer``) applies results,
+exactly as in real use:
 
 a. Rigify human metarig, active; the MoMask panel's Generate operator called with a 3D-viewport
    context. Click-to-keys = from the operator call until the probe (polling every 2 ms) sees the
@@ -45,8 +46,9 @@ trixie in a chroot; the host's packages are untouched)::
     python3 build.py build --out $T/tmp/momask_dist
     # the runs (inside the chroot those are /tmp/momask_w and /tmp/momask_dist/...)
     E="env BLENDER_USER_RESOURCES=/tmp/momask_ui/user HOME=/root"
-    chroot $T $E blender -b -P /work/main/tests/blender/ui/ui_probe.py
-    chroot $T $E xvfb-run -a -s "-screen 0 1920x1080x24" blender -P /work/main/tests/blender/ui/ui_probe.py
+    chroot $T $E blender -b -P /work/main/tests/blender/manual/ui_probe.py
+    chroot $T $E xvfb-run -a -s "-screen 0 1920x1080x24" \\
+        blender -P /work/main/tests/blender/manual/ui_probe.py
     # results: $T/tmp/momask_ui/. Afterwards unmount (umount $T/work/main $T/root/.pyenv $T/dev/shm
     # $T/dev/pts $T/dev $T/sys $T/proc) and check that `mount | grep trixie` prints nothing before
     # ever deleting anything under $T.

@@ -1,36 +1,37 @@
 """Inside real Blender: retarget the real sample onto real rigs and measure what Blender shows.
 
-Run by tests/momask_blender/anim/test_retarget_blender.py. For each rig (Rigify human metarig, the armature
-Blender's
-BVH importer makes from template.bvh, a Mixamo-named A-pose rig with an FBX-style object transform):
-describe it, map it with no user input, solve, set the solved channels on the pose bones frame by
-frame, let Blender evaluate, read ``pose.bones[...].matrix`` back and measure against the source.
-For the inpainting round trip, the Rigify metarig's read-back (22 joints re-proportioned to
-HumanML3D) is saved as ``<out_dir>/rigify_metarig_joints.npy`` (argv[1]); the test encodes it as
-features outside Blender (feature extraction needs scipy, which Blender's Python lacks). The last
-stdout line is ``RETARGET_RESULTS <json>``; the script exits non-zero only if it could not run.
+Run by tests/momask_blender/anim/test_retarget_blender.py. One case per rig (``tests/blender/cases.py``;
+Rigify human metarig, the armature Blender's BVH importer makes from template.bvh, a Mixamo-named
+A-pose rig with an FBX-style object transform): describe it, map it with no user input, solve, set
+the solved channels on the pose bones frame by frame, let Blender evaluate, read
+``pose.bones[...].matrix`` back and measure against the source; the measurements are the case's
+values, the wrapper asserts the bounds. For the inpainting round trip, the Rigify metarig's read-back
+(22 joints re-proportioned to HumanML3D) is saved as ``<out_dir>/rigify_metarig_joints.npy`` (the
+first argument); the test encodes it as features outside Blender (feature extraction needs scipy,
+which Blender's Python lacks).
 """
 
 from __future__ import annotations
 
-import json
+import os
 import sys
 from pathlib import Path
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
 import bpy
 import numpy as np
+import rigs
+from cases import ARGS, case, finish
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import rigs  # noqa: E402  (tests/blender/rigs.py)
-
-from backend.motion.features import recover_from_ric  # noqa: E402
-from backend.retarget import metrics  # noqa: E402
-from backend.retarget.footlock import source_contacts  # noqa: E402
-from backend.retarget.inverse import joints_from_pose, pose_matrices_from_basis  # noqa: E402
-from backend.retarget.mapping import auto_map  # noqa: E402
-from backend.retarget.rig import RigDescription  # noqa: E402
-from backend.retarget.solver import retarget  # noqa: E402
-from momask_blender.anim import rig_io  # noqa: E402  (the add-on's own description)
+from backend.motion.features import recover_from_ric
+from backend.retarget import metrics
+from backend.retarget.footlock import source_contacts
+from backend.retarget.inverse import joints_from_pose, pose_matrices_from_basis
+from backend.retarget.mapping import auto_map
+from backend.retarget.rig import RigDescription
+from backend.retarget.solver import retarget
+from momask_blender.anim import rig_io  # (the add-on's own description)
 
 
 def clear_scene() -> None:
@@ -91,31 +92,32 @@ def measure(name: str, obj, source: np.ndarray, out_dir: Path, save_to: Path | N
     return report
 
 
-def main() -> None:
-    out_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else Path.cwd()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    source = recover_from_ric(np.load(rigs.shared_file("humanml3d_000612.npy"))).astype(np.float64)
-    results = {"blender": bpy.app.version_string, "rigs": []}
-    builders = [
-        ("rigify_metarig", lambda: rigs.make_rigify_metarig(), True),
-        ("template_bvh", lambda: rigs.import_template_bvh(str(rigs.shared_file("template.bvh"))), False),
-        ("mixamo_a_pose", lambda: rigs.make_mixamo_rig(a_pose=True), False),
-    ]
-    for name, build, round_trip in builders:
-        clear_scene()
-        bpy.context.scene.render.fps = 20
-        obj = build()
-        obj.animation_data_clear()          # the BVH import carries the template's own motion
-        try:
-            save_to = out_dir / f"{name}_joints.npy" if round_trip else None
-            results["rigs"].append(measure(name, obj, source, out_dir, save_to))
-        except Exception as err:  # report and carry on
-            import traceback
-            results["rigs"].append({"rig": name, "error": traceback.format_exc()[-3000:]})
-            print(f"FAILED {name}: {err}")
-    print("RETARGET_RESULTS " + json.dumps(results))
+OUT_DIR = Path(ARGS[0]) if ARGS else Path.cwd()
+OUT_DIR.mkdir(parents=True, exist_ok=True)
+SOURCE = recover_from_ric(np.load(rigs.shared_file("humanml3d_000612.npy"))).astype(np.float64)
 
 
-if __name__ == "__main__":
-    main()
-    rigs.exit_blender(0)
+def measured_on(name: str, build, round_trip: bool = False) -> dict:
+    clear_scene()
+    bpy.context.scene.render.fps = 20
+    obj = build()
+    obj.animation_data_clear()          # the BVH import carries the template's own motion
+    return measure(name, obj, SOURCE, OUT_DIR, OUT_DIR / f"{name}_joints.npy" if round_trip else None)
+
+
+@case
+def case_rigify_metarig():
+    return measured_on("rigify_metarig", rigs.make_rigify_metarig, round_trip=True)
+
+
+@case
+def case_template_bvh():
+    return measured_on("template_bvh", rigs.import_template_bvh)
+
+
+@case
+def case_mixamo_a_pose():
+    return measured_on("mixamo_a_pose", lambda: rigs.make_mixamo_rig(a_pose=True))
+
+
+finish()

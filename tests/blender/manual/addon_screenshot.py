@@ -1,10 +1,10 @@
 # ruff: noqa: E402  (a screenshot tool, not a test: imports follow the sys.path set-up)
 """docs/panel.png: the MoMask sidebar tab as an animator sees it mid-use (real Blender 4.x UI, headless).
 
-Not part of the pytest suite (no ``test_`` prefix). It runs in a windowed Blender 4.2+ under Xvfb:
-``xdotool`` drives the mouse, ImageMagick's ``import -window root`` grabs the screen
+A manual probe (tests/blender/README.md): no wrapper, pytest never runs it. It runs in a windowed
+Blender 4.2+ under Xvfb: ``xdotool`` drives the mouse, ImageMagick's ``import -window root`` grabs the screen
 (``bpy.ops.screen.screenshot`` saves an all-black image under Xvfb + llvmpipe). docs/panel.png was
-made with Blender 4.3.2 from Debian trixie, in the chroot set up as ``tests/blender/ui/ui_probe.py``'s
+made with Blender 4.3.2 from Debian trixie, in the chroot set up as ``tests/blender/manual/ui_probe.py``'s
 docstring says (its mounts of proc, dev, sys, /root/.pyenv and /work/main; this script needs no
 extension zip, weights or background run), plus ``/work/shared`` read-only for the HumanML3D sample::
 
@@ -12,12 +12,12 @@ extension zip, weights or background run), plus ``/work/shared`` read-only for t
     mount -o remount,bind,ro $T/work/shared
     chroot $T env HOME=/root BLENDER_USER_RESOURCES=/tmp/momask_shot/user \\
         SHOT_OUT=/tmp/momask_shot/panel.png xvfb-run -a -s "-screen 0 1400x1440x24" \\
-        blender --factory-startup --python /work/main/tests/blender/addon_screenshot.py
+        blender --factory-startup --python /work/main/tests/blender/manual/addon_screenshot.py
     cp $T/tmp/momask_shot/panel.png /work/main/docs/panel.png   # after looking at it
     # then unmount as ui_probe.py says, and $T/work/shared; `mount | grep trixie` must print nothing
 
 (about 20 s). Elsewhere, run the same ``xvfb-run ... blender --factory-startup --python
-tests/blender/addon_screenshot.py`` from the repository root: without ``SHOT_OUT`` it writes
+tests/blender/manual/addon_screenshot.py`` from the repository root: without ``SHOT_OUT`` it writes
 docs/panel.png. ``SHOT_DEBUG=1`` also saves a grab before each UI step next to it, ``SHOT_FRAME``
 picks the frame shown (default 12: mid-stride); ``SHOT ...`` lines on stdout tell what happened. The
 image is cropped to the window's left part: top bar, 3D viewport and sidebar, timeline, status bar
@@ -56,7 +56,7 @@ import time
 import traceback
 from pathlib import Path
 
-REPO = Path(os.environ.get("MOMASK_REPO", Path(__file__).resolve().parents[2]))
+REPO = Path(os.environ.get("MOMASK_REPO", Path(__file__).resolve().parents[3]))
 SHARED_DATA = Path(os.environ.get("MOMASK_SHARED_DATA", REPO.parent / "shared" / "data"))
 OUT = Path(os.environ.get("SHOT_OUT", REPO / "docs" / "panel.png"))
 DEBUG = bool(os.environ.get("SHOT_DEBUG"))

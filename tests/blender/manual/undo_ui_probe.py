@@ -1,4 +1,5 @@
-"""Probe of the undo mechanism in Blender with a UI (not part of the pytest suite).
+"""Probe of the undo mechanism in Blender with a UI (a manual probe, tests/blender/README.md: no
+wrapper, pytest never runs it).
 
 ``jobs._apply`` calls ``bpy.ops.momask.apply_result("EXEC_DEFAULT", True, job_id=...)`` from a timer.
 This checks, in a real windowed Blender, that an UNDO operator called from a timer pushes its undo
@@ -7,7 +8,7 @@ the user's previous edit. (The bpy module has no UI; tests/blender/addon_lifecyc
 there after making an undo stack with ``ed.undo_push``.) It registers a dummy operator, not the
 add-on, so it runs on any Blender with ``temp_override`` (3.2+), e.g. Debian's 3.4:
 
-    xvfb-run -a blender --factory-startup -P tests/blender/undo_ui_probe.py -- OUT.json
+    xvfb-run -a blender --factory-startup -P tests/blender/manual/undo_ui_probe.py -- OUT.json
 
 OUT.json gets the frame numbers seen; expected: A_after_bump 11, A_after_one_undo 1 (no undo
 argument: the user's edit A is lost too), B_after_bump 21, B_after_one_undo 20, B_after_redo 21.
