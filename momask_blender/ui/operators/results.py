@@ -40,7 +40,7 @@ class MOMASK_OT_apply_result(bpy.types.Operator):
         job = jobs.applying(self.job_id)
         if job is None:
             return {"CANCELLED"}
-        job.applied_by = self.bl_idname
+        job.applied_by = "momask.apply_result"
         ok = jobs.apply_now(job)
         if not ok:
             self.report({"WARNING"}, jobs.STATE.error[0] if jobs.STATE.error else "The result was dropped.")

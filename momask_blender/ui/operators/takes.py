@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bpy
+from bpy.props import EnumProperty
 
 from ...anim import takes
 from .common import active_armature, report_error
