@@ -20,10 +20,11 @@ bl_info = {
 
 #: The add-on's modules, each after the ones it imports: re-enabling reloads them in this order.
 MODULES = (
-    "remote.client", "user_folder", "anim.presets", "anim.armature", "anim.actions", "anim.rig_io",
+    "remote.client", "user_folder", "install.weights", "anim.presets", "anim.armature", "anim.actions",
+    "anim.rig_io",
     "anim.takes", "anim.keys", "anim.bake", "remote.jobs", "ui.preferences", "ui.properties",
     "ui.operators.common", "ui.operators.generate", "ui.operators.results", "ui.operators.backend",
-    "ui.operators.takes", "ui.operators.mapping", "ui.operators", "ui.panel",
+    "ui.operators.takes", "ui.operators.mapping", "ui.operators.install_weights", "ui.operators", "ui.panel",
 )
 
 if "bpy" in locals():  # re-enabling in the same session: pick up edited modules (those loaded so far)
