@@ -38,6 +38,7 @@ if "bpy" in locals():  # re-enabling in the same session: pick up edited modules
 import bpy  # noqa: E402
 
 from .anim import presets  # noqa: E402,F401
+from .install import weights as install_weights  # noqa: E402
 from .remote import client, jobs  # noqa: E402,F401
 from .ui import operators, panel, preferences, properties  # noqa: E402
 
@@ -53,6 +54,7 @@ def register() -> None:
 
 def unregister() -> None:
     jobs.unregister()  # cancel jobs, stop the backend process, remove the timer and the handler
+    install_weights.cancel()  # stop a weights download (its partial file stays for resuming)
     properties.unregister_properties()
     for cls in reversed(_CLASSES):
         bpy.utils.unregister_class(cls)
