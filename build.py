@@ -9,7 +9,7 @@
     python build.py lint
 
 Runs with any Python >= 3.11 and imports only the standard library (and, for `weights`, the project's
-stdlib-only ``backend/weights/installer.py``), so it works before anything is installed.
+stdlib-only ``backend/portable/weights_installer.py``), so it works before anything is installed.
 """
 
 from __future__ import annotations
@@ -581,10 +581,10 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def installer():
-    """``backend/weights/installer.py`` (stdlib only), imported from this checkout."""
+    """``backend/portable/weights_installer.py`` (stdlib only), imported from this checkout."""
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
-    from backend.weights import installer as weights_installer
+    from backend.portable import weights_installer
 
     return weights_installer
 

@@ -141,7 +141,8 @@ def _clip_package() -> dict[str, Any]:
 
 
 def _weights(weights: Path | str | None, dataset: str) -> list[dict[str, Any]]:
-    fix = "Set the weights folder in the add-on preferences, or install them with `python build.py weights`."
+    fix = ("Press Install Weights (or From File...) in the add-on preferences, or set the weights folder "
+           "there, or install them with `python build.py weights`.")
     if weights is None:
         return [check("Weights folder", False, "No weights folder is configured.", fix)]
     root = Path(weights).expanduser()
@@ -152,8 +153,8 @@ def _weights(weights: Path | str | None, dataset: str) -> list[dict[str, Any]]:
     for path, present in status["files"].items():
         rel = Path(path).relative_to(root)
         out.append(check(f"Weights: {rel}", present, "found" if present else "missing",
-                         f"The file {path} is missing; re-install the official checkpoints with "
-                         "`python build.py weights`."))
+                         f"The file {path} is missing; re-install the official checkpoints with Install "
+                         "Weights in the add-on preferences, or `python build.py weights`."))
     out.append(check("Length estimator", status["length_estimator"],
                      "found" if status["length_estimator"] else
                      "not found: durations must be given (no 'auto' length)",

@@ -42,9 +42,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("backend.doctor",),  # the checks that `serve` (diagnose) and the `doctor` command both run
     ("backend.service.*",),
     ("backend.cli", "backend.__main__"),
-    # add-on: stdlib-only process control and the add-on's user folder, then writing animation,
+    # add-on: stdlib-only process control, the add-on's user folder and the installs, then writing animation,
     # then jobs (which check and write armatures), then the UI, then registration and headless runs
-    ("momask_blender.remote.client", "momask_blender.user_folder"),
+    ("momask_blender.remote.client", "momask_blender.user_folder", "momask_blender.install.*"),
     ("momask_blender.anim.*",),
     ("momask_blender.remote.*",),
     ("momask_blender.ui.*",),

@@ -1,1 +1,2 @@
-"""Checkpoints on disk: the official layout, opt.txt, the installer and random test weights."""
+"""Checkpoints on disk: the official layout, opt.txt and random test weights (the installer is
+backend/portable/weights_installer.py)."""

@@ -97,6 +97,7 @@ def backend_root(package_dir: Path | None = None) -> Path | None:
 #: names, where the module's own fallback import finds them (backend/portable/messages.py).
 SHARED_BACKEND_MODULES: dict[str, tuple[str, ...]] = {
     "protocol": (), "messages": ("protocol",), "errors": (), "logfile": (), "quaternion": (),
+    "weights_installer": ("errors",),
 }
 
 

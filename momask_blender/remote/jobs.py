@@ -328,14 +328,33 @@ def cancel_active() -> bool:
 
 
 def pump() -> bool:
-    """Apply every finished job (main thread only). Returns True while jobs are still running."""
+    """Apply every finished job and poll the work being followed (main thread only). Returns True
+    while jobs are still running or work is followed."""
     while True:
         try:
             job = _finished.get_nowait()
         except queue.Empty:
             break
         _finish(job)
-    return STATE.active is not None or bool(STATE.light)
+    for follow in list(_followed):
+        shown = follow()
+        if shown is None:
+            del _followed[follow]
+        else:
+            _followed[follow] = shown
+    return STATE.active is not None or bool(STATE.light) or bool(_followed)
+
+
+#: Work other than backend jobs that the timer follows (the installs in the preferences), each with
+#: what the UI showed of it at the last poll.
+_followed: dict[Callable[[], Any], Any] = {}
+
+
+def follow(shown: Callable[[], Any]) -> None:
+    """Have the timer poll ``shown()`` (on the main thread, where it may finish its work) and redraw the
+    UI when its value changes, until it returns None. One timer for everything the UI waits on."""
+    _followed.setdefault(shown, ())
+    _ensure_timer()
 
 
 def wait(timeout: float = 600.0, interval: float | None = None) -> Job | None:
@@ -473,7 +492,7 @@ def _progress_shown() -> tuple:
     redraw of the 3D viewport, at 50 Hz, would cost more than the polling)."""
     job = STATE.active
     active = () if job is None else (job.id, job.stage, round(job.fraction, 2))
-    return active, tuple(j.id for j in STATE.light), STATE.checking
+    return active, tuple(j.id for j in STATE.light), STATE.checking, tuple(_followed.values())
 
 
 def _timer() -> float | None:
@@ -559,4 +578,5 @@ def unregister() -> None:
     while not _finished.empty():
         _finished.get_nowait()
     _jobs.clear()
+    _followed.clear()
     STATE.reset()

@@ -11,6 +11,7 @@ from pathlib import Path
 import bpy
 from bpy.props import BoolProperty, EnumProperty, StringProperty
 
+from ..install import weights as install_weights
 from ..remote import client, jobs
 from ..user_folder import PACKAGE, user_dir
 
@@ -30,11 +31,12 @@ def get_prefs(context=None):
 
 
 def default_weights(root: Path | None) -> str:
-    """The weights folder ``python build.py weights`` fills: next to the backend, else the user dir."""
-    for base in (root, user_dir()):
-        if base is not None and (base / "weights" / "t2m").is_dir():
-            return str(base / "weights")
-    return str((root or user_dir()) / "weights")
+    """The weights folder when none is set: the one ``python build.py weights`` fills next to the
+    backend (a development checkout), else ``weights`` in the add-on's user folder, where Install
+    Weights puts them (never inside the extension, which an update replaces)."""
+    if root is not None and (root / "weights" / "t2m").is_dir():
+        return str(root / "weights")
+    return str(user_dir() / "weights")
 
 
 def client_config(context=None) -> client.BackendConfig:
@@ -68,7 +70,7 @@ class MOMASK_AP_preferences(bpy.types.AddonPreferences):
         name="Weights Folder",
         subtype="DIR_PATH",
         description="Folder with the MoMask checkpoints (t2m/...). "
-        "Empty: the one `python build.py weights` fills",
+        "Empty: the add-on's own folder, where Install Weights puts them",
     )
     clip_file: StringProperty(  # type: ignore[valid-type]
         name="CLIP File",
@@ -105,6 +107,40 @@ class MOMASK_AP_preferences(bpy.types.AddonPreferences):
         row.operator("momask.free_memory", icon="X")
         row.operator("momask.open_log", icon="TEXT")
         draw_diagnosis(layout, jobs.STATE)
+        draw_weights(layout, (cfg or client_config(context)).weights, self.clip_file)
+
+
+def draw_weights(layout, root: str, clip_file: str = "") -> None:
+    """The Weights box: what is installed in ``root`` (per piece, the installer's own check), the
+    install in progress or its outcome, and Install / From File... / Cancel / Open Folder."""
+    box = layout.box()
+    box.label(text="Weights", icon="FILE_BLEND")
+    box.label(text=f"Folder: {root}")
+    clip = bpy.path.abspath(clip_file) if clip_file else None
+    for piece, missing in install_weights.missing(root, clip).items():
+        if not missing:
+            box.label(text=f"{piece}: installed", icon="CHECKMARK")
+            continue
+        shown = ", ".join(missing[:2]) + (f" and {len(missing) - 2} more" if len(missing) > 2 else "")
+        box.label(text=f"{piece}: missing {shown}", icon="ERROR")
+    job = install_weights.CURRENT
+    if job is not None:
+        if job.running:
+            box.progress(factor=job.fraction, type="BAR", text=job.text)
+        elif job.error is None:
+            box.label(text=job.text, icon="CHECKMARK" if job.state == "done" else "INFO")
+        else:
+            box.label(text=f"{job.text} {job.error[0]}"[:300], icon="ERROR")
+            for line in wrap(f"Fix: {job.error[1]}", 90):
+                box.label(text=line)
+    if not getattr(bpy.app, "online_access", True):
+        box.label(text="Online access is off: Install Weights will not download; From File... works.",
+                  icon="INFO")
+    row = box.row()
+    row.operator("momask.install_weights", icon="IMPORT")
+    row.operator("momask.install_weights_from_file", icon="FILEBROWSER")
+    row.operator("momask.cancel_weights_install", icon="CANCEL")
+    row.operator("momask.open_weights_folder", icon="FILE_FOLDER")
 
 
 def draw_diagnosis(layout, state) -> None:

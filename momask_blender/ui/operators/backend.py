@@ -7,6 +7,7 @@ import bpy
 from ...remote import jobs
 from ...user_folder import user_dir
 from ..preferences import client_config
+from .common import open_path
 
 
 @jobs.applier("diagnose", undo=False)
@@ -58,11 +59,7 @@ class MOMASK_OT_open_log(bpy.types.Operator):
 
     def execute(self, context):
         path = user_dir("logs") / "backend.log"
-        if not path.exists():
-            self.report({"WARNING"}, f"No backend log yet ({path}).")
-            return {"CANCELLED"}
-        bpy.ops.wm.path_open(filepath=str(path))
-        return {"FINISHED"}
+        return open_path(self, path, f"No backend log yet ({path}).")
 
 
 classes = (

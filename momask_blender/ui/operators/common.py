@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import random
 
+import bpy
+
 from ...remote import client as client_mod
 from ...remote import jobs
 from .. import properties
@@ -77,6 +79,15 @@ def submit_model_job(op, context, request, label: str, job_context, started: str
     except Exception as exc:  # noqa: BLE001
         return report_error(op, exc)
     op.report({"INFO"}, started)
+    return {"FINISHED"}
+
+
+def open_path(op, path, missing: str) -> set[str]:
+    """Open a file or folder in the system's viewer, or warn with ``missing`` when it is not there."""
+    if not path.exists():
+        op.report({"WARNING"}, missing)
+        return {"CANCELLED"}
+    bpy.ops.wm.path_open(filepath=str(path))
     return {"FINISHED"}
 
 

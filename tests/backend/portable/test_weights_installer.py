@@ -1,133 +1,29 @@
-"""The weights installer against a loopback HTTP server serving a synthetic official-layout zip.
-
-The server supports Range requests, can drop a connection halfway, can ignore Range, can answer with
-a Google-Drive-style confirmation page, and records every request so the tests can see resumes.
-A test-only manifest (small random files with known sizes) stands in for the official one.
-"""
+"""The weights installer against a loopback HTTP server serving a synthetic official-layout zip
+(``weights_server.py``: the server, its faults, and the test-only manifest that stands in for the
+official one)."""
 
 from __future__ import annotations
 
-import hashlib
-import http.server
 import io
 import os
-import random
 import socket
-import threading
-import urllib.parse
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from backend.weights import installer as wi
+from backend.portable import weights_installer as wi
 from backend.portable.errors import CheckpointError
+from tests.backend.portable.weights_server import (
+    CLIP_BYTES,
+    MEMBERS,
+    FileServer,
+    make_zip,
+    member_bytes,
+    test_manifest,
+)
 
-MEMBERS = {
-    "rvq_test/model/net_best_fid.tar": 30_000,
-    "rvq_test/meta/mean.npy": 200,
-    "rvq_test/opt.txt": None,
-    "trans_test/model/latest.tar": 50_000,
-}
-def member_bytes(rel: str, seed: int = 0) -> bytes:
-    size = MEMBERS[rel] or 57
-    return random.Random(f"{rel}-{seed}").randbytes(size)
-
-
-#: Like the official archives: sizes for every model file, sha256 digests where they are known.
-TEST_ARCHIVE = wi.CheckpointArchive(
-    dataset="t2m", filename="humanml3d_models.zip", drive_id="test-drive-id", members=MEMBERS,
-    description="test HumanML3D models",
-    checksums={rel: hashlib.sha256(member_bytes(rel)).hexdigest()
-               for rel in ("rvq_test/model/net_best_fid.tar", "trans_test/model/latest.tar")})
-
-
-def make_zip(prefix: str = "checkpoints/t2m/", seed: int = 0,
-             override: dict[str, bytes] | None = None) -> bytes:
-    """An official-layout zip; stored (not deflated) so the payload is large enough to interrupt."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
-        zf.writestr("README.txt", "a file next to the dataset folder")
-        for rel in MEMBERS:
-            zf.writestr(prefix + rel, (override or {}).get(rel, member_bytes(rel, seed)))
-    return buf.getvalue()
-
-
-CLIP_BYTES = random.Random("clip").randbytes(40_000)
-TEST_CLIP = wi.ClipFile(filename="ViT-B-32.pt", url="http://unused.invalid/ViT-B-32.pt",
-                        sha256=hashlib.sha256(CLIP_BYTES).hexdigest())
-
-
-class FileServer:
-    """A threaded http.server on 127.0.0.1 with Range support and fault injection."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.drop_once: dict[str, int] = {}     # path -> bytes sent before the connection is cut (once)
-        self.drop_always: dict[str, int] = {}   # the same, on every request
-        self.confirm_page: set[str] = set()     # paths answered first with a Drive confirmation page
-        self.ignore_range = False
-        self.requests: list[tuple[str, str | None]] = []   # (path, Range header)
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                url = urllib.parse.urlsplit(self.path)
-                path, query = url.path, urllib.parse.parse_qs(url.query)
-                server.requests.append((path, self.headers.get("Range")))
-                if path not in server.files:
-                    self.send_error(404)
-                    return
-                if path in server.confirm_page and "confirm" not in query:
-                    page = (f'<html><body>Google Drive can\'t scan this file for viruses.'
-                            f'<form id="download-form" action="{path}" method="get">'
-                            f'<input type="hidden" name="confirm" value="t">'
-                            f'<input type="hidden" name="uuid" value="1234"></form></body></html>').encode()
-                    self.send_response(200)
-                    self.send_header("Content-Type", "text/html; charset=utf-8")
-                    self.send_header("Content-Length", str(len(page)))
-                    self.end_headers()
-                    self.wfile.write(page)
-                    return
-                data = server.files[path]
-                start = 0
-                range_header = self.headers.get("Range")
-                if range_header and not server.ignore_range:
-                    start = int(range_header.removeprefix("bytes=").split("-")[0])
-                    if start >= len(data):
-                        self.send_response(416)
-                        self.send_header("Content-Range", f"bytes */{len(data)}")
-                        self.send_header("Content-Length", "0")
-                        self.end_headers()
-                        return
-                    self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-                else:
-                    self.send_response(200)
-                body = data[start:]
-                self.send_header("Content-Type", "application/octet-stream")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                cut = server.drop_once.pop(path, None) or server.drop_always.get(path)
-                if cut is not None:
-                    self.wfile.write(body[:cut])
-                    self.wfile.flush()
-                    self.close_connection = True
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                    return
-                self.wfile.write(body)
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+TEST_ARCHIVE, TEST_CLIP = test_manifest(wi)
 
 
 @pytest.fixture
@@ -377,14 +273,21 @@ def test_missing_files_lists_what_the_backend_needs(tmp_path):
 
 
 def test_installer_imports_by_file_path_without_the_package(tmp_path):
-    """build.py and the add-on load it by path; it must not need `backend` on sys.path."""
+    """The add-on loads it by path (errors.py first, as client.load_backend_module does): it must not
+    need `backend` on sys.path, nor pull in torch."""
     import subprocess
     import sys
 
-    code = ("import importlib.util, sys; sys.path = [p for p in sys.path if p not in ('', '.')];"
-            f"spec = importlib.util.spec_from_file_location('wi', {str(Path(wi.__file__))!r});"
-            "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m);"
-            "assert 'torch' not in sys.modules; print(m.HUMANML3D.filename)")
+    portable = Path(wi.__file__).parent
+    code = ("import importlib.util, sys; sys.path = [p for p in sys.path if p not in ('', '.')]\n"
+            "def load(name, file):\n"
+            "    spec = importlib.util.spec_from_file_location(name, file)\n"
+            "    m = importlib.util.module_from_spec(spec); sys.modules[name] = m\n"
+            "    spec.loader.exec_module(m)\n"
+            "    return m\n"
+            f"load('_momask_blender_backend_errors', {str(portable / 'errors.py')!r})\n"
+            f"m = load('wi', {str(portable / 'weights_installer.py')!r})\n"
+            "assert 'torch' not in sys.modules and 'backend' not in sys.modules; print(m.HUMANML3D.filename)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, check=True)
     assert out.stdout.strip() == "humanml3d_models.zip"
@@ -417,3 +320,67 @@ def test_official_digests_belong_to_official_members():
     for archive in wi.ARCHIVES.values():
         assert set(archive.checksums) <= {rel for rel, size in archive.members.items() if size}
         assert all(len(digest) == 64 and int(digest, 16) >= 0 for digest in archive.checksums.values())
+
+
+def test_progress_steps_count_files_and_bytes_up_to_the_whole(tmp_path, server):
+    """What the add-on's preferences draw: each file downloaded byte by byte up to its size, then
+    verified, then installed, and the file count reaching the total."""
+    steps: list[wi.Step] = []
+    install(tmp_path, server, on_step=steps.append)
+    zip_size = len(server.files["/humanml3d_models.zip"])
+    assert (steps[0].filename, steps[0].files_done, steps[0].files_total) == ("humanml3d_models.zip", 0, 2)
+    downloads = [s.done for s in steps if s.phase == "download" and s.filename == "humanml3d_models.zip"]
+    assert downloads == sorted(downloads) and downloads[-1] == zip_size
+    phases = [(s.filename, s.phase, s.files_done) for s in steps if s.phase != "download"]
+    assert phases == [("humanml3d_models.zip", "verify", 0), ("humanml3d_models.zip", "installed", 1),
+                      ("ViT-B-32.pt", "verify", 1), ("ViT-B-32.pt", "installed", 2)]
+    assert steps[-1].files_done == steps[-1].files_total == 2
+
+
+def test_cancel_mid_download_keeps_the_partial_and_the_next_run_resumes(tmp_path, server):
+    server.slow = (4096, 0.005)
+    seen: list[int] = []
+    with pytest.raises(wi.Cancelled, match="Nothing was half-installed"):
+        install(tmp_path, server, on_step=lambda s: seen.append(s.done),
+                cancelled=lambda: bool(seen) and seen[-1] >= 20_000)
+    part = tmp_path / ".downloads" / "humanml3d_models.zip.part"
+    kept = part.stat().st_size
+    assert 20_000 <= kept < len(server.files["/humanml3d_models.zip"])
+    assert not (tmp_path / "t2m").exists() and not (tmp_path / "clip").exists()
+
+    server.slow = None
+    install(tmp_path, server)
+    assert ("/humanml3d_models.zip", f"bytes={kept}-") in server.requests
+    assert_installed(tmp_path)
+    assert leftovers(tmp_path) == []
+
+
+def test_cancel_while_verifying_keeps_the_whole_download_for_the_next_run(tmp_path, server):
+    """A cancel during extraction deletes the staging folder; the complete download is not fetched again."""
+    phases: list[str] = []
+    with pytest.raises(wi.Cancelled):
+        install(tmp_path, server, on_step=lambda s: phases.append(s.phase),
+                cancelled=lambda: "verify" in phases)
+    assert not (tmp_path / "t2m").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".t2m")] == []
+    server.requests.clear()
+    install(tmp_path, server)
+    zip_size = len(server.files["/humanml3d_models.zip"])
+    assert [r for p, r in server.requests if p == "/humanml3d_models.zip"] == [f"bytes={zip_size}-"]
+    assert_installed(tmp_path)
+
+
+def test_from_files_reports_steps_and_names_a_truncated_zip(tmp_path):
+    zip_path, clip_path = tmp_path / "humanml3d_models.zip", tmp_path / "ViT-B-32.pt"
+    zip_path.write_bytes(make_zip())
+    clip_path.write_bytes(CLIP_BYTES)
+    steps: list[wi.Step] = []
+    wi.install_from_files(tmp_path / "w", [zip_path, clip_path], archives={"t2m": TEST_ARCHIVE},
+                          clip_file=TEST_CLIP, log=lambda m: None, on_step=steps.append)
+    assert [(s.phase, s.files_done, s.files_total) for s in steps] == [
+        ("verify", 0, 2), ("installed", 1, 2), ("verify", 1, 2), ("installed", 2, 2)]
+    assert_installed(tmp_path / "w")
+    zip_path.write_bytes(make_zip()[:-100])
+    with pytest.raises(CheckpointError, match="cannot be opened as a zip"):
+        wi.install_from_files(tmp_path / "v", [zip_path], archives={"t2m": TEST_ARCHIVE}, log=lambda m: None)
+    assert not (tmp_path / "v" / "t2m").exists()

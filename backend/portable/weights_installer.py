@@ -1,8 +1,8 @@
 """Download, verify and install the official MoMask checkpoints and CLIP ViT-B/32. Stdlib only.
 
-``build.py`` imports it before any virtual environment exists, and it also loads by file path (no torch,
-no third-party packages), so it imports nothing from the project except ``errors.py``, loaded the same
-way when this file is not part of an imported ``backend`` package.
+``build.py`` imports it before any virtual environment exists, and the add-on loads it by file path
+(``momask_blender/remote/client.py::load_backend_module``, which loads its sibling ``errors.py`` first),
+so it imports nothing from the project but ``errors.py``.
 
 What gets installed, under a weights root (default ``weights/``), in the official layout::
 
@@ -49,17 +49,10 @@ from zlib import error as zlib_error
 
 try:
     from backend.portable.errors import CheckpointError
-except ImportError:  # loaded by file path (build.py, the add-on): load backend/portable/errors.py the same way
-    import importlib.util
-
-    _ERRORS_NAME = "momask_backend_errors"
-    if _ERRORS_NAME not in sys.modules:
-        _spec = importlib.util.spec_from_file_location(_ERRORS_NAME, Path(__file__).resolve().parents[1] / "portable" / "errors.py")
-        assert _spec is not None and _spec.loader is not None
-        _module = importlib.util.module_from_spec(_spec)
-        sys.modules[_ERRORS_NAME] = _module
-        _spec.loader.exec_module(_module)
-    CheckpointError = sys.modules[_ERRORS_NAME].CheckpointError  # type: ignore[misc]
+except ImportError:
+    # Loaded by file path inside Blender: momask_blender/remote/client.py::load_backend_module loads
+    # errors.py first, under this name (SHARED_BACKEND_MODULES), and never imports the backend package.
+    CheckpointError = sys.modules["_momask_blender_backend_errors"].CheckpointError  # type: ignore[misc]
 
 #: Points every download at a mirror serving the same file names (``<base>/humanml3d_models.zip``,
 #: ``<base>/ViT-B-32.pt``); the tests use it for a loopback server.
@@ -195,6 +188,41 @@ class NetworkUnavailableError(DownloadError):
     """The download server cannot be reached at all (offline, DNS, firewall)."""
 
     code = "offline"
+
+
+class Cancelled(CheckpointError):
+    """The caller's ``cancelled()`` said stop: a partial download is kept for resuming, a staging folder
+    is deleted, nothing is half-installed."""
+
+    code = "cancelled"
+
+
+class Step(NamedTuple):
+    """Where an install is, for a progress display (the add-on's preferences draw it).
+
+    ``phase``: ``download`` (``done`` of ``total`` bytes on disk, a resumed part included), ``verify``
+    (extracting and checking: no byte count), ``installed``. ``files_done`` of ``files_total`` counts
+    the files this run installs (those already installed and verified are not counted).
+    """
+
+    filename: str
+    phase: str
+    done: int
+    total: int | None
+    files_done: int
+    files_total: int
+
+
+#: Called on the installing thread with each :class:`Step` (keep it cheap: it runs per chunk).
+OnStep = Callable[[Step], None]
+#: Polled between chunks, members and retries; True stops the install with :class:`Cancelled`.
+IsCancelled = Callable[[], bool]
+
+
+def _check_cancelled(cancelled: IsCancelled | None, what: str) -> None:
+    if cancelled is not None and cancelled():
+        raise Cancelled(f"Cancelled {what}. Nothing was half-installed; a partial download is kept "
+                        "and the next install resumes it.", "Install again to continue where it stopped.")
 
 
 # --- what is installed -----------------------------------------------------------------------------
@@ -356,11 +384,16 @@ _TRANSIENT = (urllib.error.URLError, http.client.HTTPException, ConnectionError,
 
 
 def download(url: str, target: Path, *, label: str | None = None, retries: int = 5, backoff: float = 1.0,
-             timeout: float = 30.0, progress: IO[str] | None = sys.stderr) -> Path:
+             timeout: float = 30.0, progress: IO[str] | None = sys.stderr,
+             on_bytes: Callable[[int, int | None], None] | None = None,
+             cancelled: IsCancelled | None = None) -> Path:
     """Download ``url`` to ``target``, resuming from ``target + '.part'``; returns ``target``.
 
-    The partial file is kept when the transfer fails so the next call continues where this one
-    stopped. Follows Google Drive's confirmation page for files too large for its virus scan.
+    The partial file is kept when the transfer fails (or is cancelled) so the next call continues
+    where this one stopped. Follows Google Drive's confirmation page for files too large for its virus
+    scan. ``on_bytes(done, total)`` is called as bytes arrive; ``cancelled()`` is polled between
+    chunks (each read returns what has arrived, so a slow server does not delay a cancel; a server
+    that sends nothing at all delays it up to ``timeout``).
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -374,6 +407,7 @@ def download(url: str, target: Path, *, label: str | None = None, retries: int =
     # Drive's older confirmation flow checks a cookie set by the warning page: keep cookies per file.
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
     while True:
+        _check_cancelled(cancelled, f"the download of {label}")
         have = part.stat().st_size if part.exists() else 0
         request = urllib.request.Request(url, headers={"User-Agent": "momask-blender-weights/1"})
         if have:
@@ -390,7 +424,8 @@ def download(url: str, target: Path, *, label: str | None = None, retries: int =
                         raise DownloadError(
                             f"The server sent a web page instead of {label} ({response.geturl()}); Google "
                             "Drive does this when a file's daily download quota is exceeded.",
-                            "Try again later, or download it in a browser and install it with --from-zip.")
+                            "Try again later, or download it in a browser and install it with --from-zip "
+                            "(in Blender: Install From File...).")
                     url = next_url
                     continue
                 total = _expected_total(response, have)
@@ -400,12 +435,17 @@ def download(url: str, target: Path, *, label: str | None = None, retries: int =
                 mode = "ab" if have else "wb"
                 with open(part, mode) as out:
                     done = have
-                    for block in iter(lambda: response.read(_CHUNK), b""):
+                    if on_bytes is not None:
+                        on_bytes(done, total)
+                    for block in iter(lambda: response.read1(_CHUNK), b""):
                         out.write(block)
                         done += len(block)
                         if done > furthest:
                             furthest, failures = done, 0  # the retry budget is per stall, not per file
                         meter.update(done, total)
+                        if on_bytes is not None:
+                            on_bytes(done, total)
+                        _check_cancelled(cancelled, f"the download of {label}")
                 if total is not None and done != total:
                     raise http.client.IncompleteRead(b"", total - done)
         except urllib.error.HTTPError as err:
@@ -420,12 +460,13 @@ def download(url: str, target: Path, *, label: str | None = None, retries: int =
                 if failures > retries:
                     raise DownloadError(f"Downloading {label} failed: HTTP {err.code} from {url}.",
                                         "Try again later; the download resumes where it stopped.") from err
-                _sleep_backoff(backoff, failures)
+                _sleep_backoff(backoff, failures, cancelled)
                 continue
             else:
                 raise DownloadError(
                     f"Downloading {label} failed: HTTP {err.code} {err.reason} from {url}.",
-                    "Check the address, or download it in a browser and use --from-zip.") from err
+                    "Check the address, or download it in a browser and use --from-zip (in Blender: Install "
+                    "From File...).") from err
         except _TRANSIENT as err:
             failures += 1
             connect = None if ever_connected else _connect_failure(err)
@@ -440,7 +481,7 @@ def download(url: str, target: Path, *, label: str | None = None, retries: int =
                     f"Downloading {label} from {host} kept failing ({_reason(err)}); "
                     f"{part.stat().st_size if part.exists() else 0:,} bytes are kept in {part}.",
                     "Run the same command again: the download resumes where it stopped.") from err
-            _sleep_backoff(backoff, failures)
+            _sleep_backoff(backoff, failures, cancelled)
             continue
         break
     size = part.stat().st_size
@@ -468,9 +509,14 @@ def _reason(err: BaseException) -> str:
     return str(reason) or type(reason).__name__
 
 
-def _sleep_backoff(backoff: float, failures: int) -> None:
-    if backoff > 0:
-        time.sleep(min(backoff * 2 ** (failures - 1), 30.0))
+def _sleep_backoff(backoff: float, failures: int, cancelled: IsCancelled | None = None) -> None:
+    """Wait before a retry, in short slices so that a cancel does not wait for the whole pause."""
+    if backoff <= 0:
+        return
+    until = time.monotonic() + min(backoff * 2 ** (failures - 1), 30.0)
+    while (left := until - time.monotonic()) > 0:
+        _check_cancelled(cancelled, "the download")
+        time.sleep(min(left, 0.1))
 
 
 # --- installing ------------------------------------------------------------------------------------
@@ -509,8 +555,9 @@ def _not_verifiable(path: Path, why: str) -> CheckpointError:
 
 
 def install_archive(zip_path: Path, root: Path, archive: CheckpointArchive, prefix: str | None = None,
-                    log: Callable[[str], None] = print) -> Path:
-    """Verify ``zip_path`` and install its dataset folder atomically as ``root/<dataset>``."""
+                    log: Callable[[str], None] = print, cancelled: IsCancelled | None = None) -> Path:
+    """Verify ``zip_path`` and install its dataset folder atomically as ``root/<dataset>``
+    (``cancelled`` is polled between members: a cancel deletes the staging folder)."""
     zip_path, root = Path(zip_path), Path(root)
     try:
         zf = zipfile.ZipFile(zip_path)
@@ -536,6 +583,7 @@ def install_archive(zip_path: Path, root: Path, archive: CheckpointArchive, pref
             for name, info in infos.items():
                 if info.is_dir() or not name.startswith(prefix) or name == prefix:
                     continue
+                _check_cancelled(cancelled, f"the installation of {archive.description}")
                 rel = name[len(prefix):]
                 parts = Path(rel).parts
                 if Path(rel).is_absolute() or ".." in parts or not parts:
@@ -637,12 +685,15 @@ def _remove_if_empty(folder: Path) -> None:
 def install(root: Path, datasets: Sequence[str] = ("t2m",), *, clip: bool = True, base_url: str | None = None,
             archives: Mapping[str, CheckpointArchive] | None = None, clip_file: ClipFile = CLIP_VIT_B32,
             force: bool = False, retries: int = 5, backoff: float = 1.0, timeout: float = 30.0,
-            progress: IO[str] | None = sys.stderr, log: Callable[[str], None] = print) -> list[Path]:
+            progress: IO[str] | None = sys.stderr, log: Callable[[str], None] = print,
+            on_step: OnStep | None = None, cancelled: IsCancelled | None = None) -> list[Path]:
     """Download (resuming) and install the checkpoints of ``datasets`` and CLIP under ``root``.
 
     Already-installed, verified pieces are skipped unless ``force``. ``base_url`` (or the
     ``MOMASK_WEIGHTS_BASE_URL`` variable) replaces the official hosts by a mirror serving the same
-    file names. Raises :class:`NetworkUnavailableError` (with the manual steps) when offline.
+    file names. Raises :class:`NetworkUnavailableError` (with the manual steps) when offline, and
+    :class:`Cancelled` when ``cancelled()`` turns True. ``on_step`` receives the progress
+    (:class:`Step`); ``progress`` and ``log`` are the command line's output.
     """
     root = Path(root)
     archives = dict(archives if archives is not None else ARCHIVES)
@@ -655,42 +706,60 @@ def install(root: Path, datasets: Sequence[str] = ("t2m",), *, clip: bool = True
     def url_of(filename: str, official: str) -> str:
         return f"{base_url.rstrip('/')}/{filename}" if base_url else official
 
-    def fetch(filename: str, official: str, description: str) -> Path:
-        host = urllib.parse.urlsplit(url_of(filename, official)).hostname
-        log(f"  downloading {description} ({filename}) from {host}")
+    # What this run downloads, decided first so that the progress can say "file 1 of 2"
+    pending: list[CheckpointArchive | ClipFile] = []
+    for archive in wanted:
+        folder = root / archive.dataset
+        if not force and folder.is_dir() and not archive_problems(folder, archive):
+            log(f"  {archive.description}: already installed in {folder}, verified sizes")
+            continue
+        if folder.is_dir():
+            log(f"  {folder} is not the official release; it is replaced once the new copy is verified")
+        pending.append(archive)
+    if clip:
+        final = root / CLIP_SUBDIR / clip_file.filename
+        if not force and final.is_file() and sha256_of(final) == clip_file.sha256:
+            log(f"  {clip_file.description}: already installed in {final}, sha256 verified")
+        else:
+            pending.append(clip_file)
+
+    def step(item: CheckpointArchive | ClipFile, phase: str, index: int, done: int = 0,
+             total: int | None = None) -> None:
+        if on_step is not None:
+            on_step(Step(item.filename, phase, done, total, index, len(pending)))
+
+    def fetch(item: CheckpointArchive | ClipFile, index: int) -> Path:
+        official = item.url if isinstance(item, ClipFile) else item.official_url
+        host = urllib.parse.urlsplit(url_of(item.filename, official)).hostname
+        log(f"  downloading {item.description} ({item.filename}) from {host}")
         try:
-            return download(url_of(filename, official), downloads / filename, label=filename, retries=retries,
-                            backoff=backoff, timeout=timeout, progress=progress)
+            return download(url_of(item.filename, official), downloads / item.filename, label=item.filename,
+                            retries=retries, backoff=backoff, timeout=timeout, progress=progress,
+                            on_bytes=lambda done, total: step(item, "download", index, done, total),
+                            cancelled=cancelled)
         except NetworkUnavailableError as err:
             raise NetworkUnavailableError(
                 err.problem, err.fix + "\n" + manual_steps(wanted, clip_file if clip else None)) from err
 
     try:
-        for archive in wanted:
-            folder = root / archive.dataset
-            if not force and folder.is_dir() and not archive_problems(folder, archive):
-                log(f"  {archive.description}: already installed in {folder}, verified sizes")
-                continue
-            if folder.is_dir():
-                log(f"  {folder} is not the official release; it is replaced once the new copy is verified")
-            zip_path = fetch(archive.filename, archive.official_url, archive.description)
+        for index, item in enumerate(pending):
+            path = fetch(item, index)
+            step(item, "verify", index)
             try:
-                installed.append(install_archive(zip_path, root, archive, log=log))
-            except CheckpointError:
-                zip_path.unlink(missing_ok=True)  # a complete but wrong file: download afresh next time
+                if isinstance(item, ClipFile):
+                    installed.append(install_clip_file(path, root, item, move=True, log=log))
+                else:
+                    installed.append(install_archive(path, root, item, log=log, cancelled=cancelled))
+            except Cancelled:
+                # Back to a complete partial file: the next run's Range request finds it whole (416)
+                # and verifies it again without fetching a byte.
+                os.replace(path, path.with_name(path.name + ".part"))
                 raise
-            zip_path.unlink(missing_ok=True)
-        if clip:
-            final = root / CLIP_SUBDIR / clip_file.filename
-            if not force and final.is_file() and sha256_of(final) == clip_file.sha256:
-                log(f"  {clip_file.description}: already installed in {final}, sha256 verified")
-            else:
-                pt_path = fetch(clip_file.filename, clip_file.url, clip_file.description)
-                try:
-                    installed.append(install_clip_file(pt_path, root, clip_file, move=True, log=log))
-                except CheckpointError:
-                    pt_path.unlink(missing_ok=True)
-                    raise
+            except CheckpointError:
+                path.unlink(missing_ok=True)  # a complete but wrong file: download afresh next time
+                raise
+            path.unlink(missing_ok=True)
+            step(item, "installed", index + 1)
     finally:
         _remove_if_empty(downloads)
     return installed
@@ -698,24 +767,33 @@ def install(root: Path, datasets: Sequence[str] = ("t2m",), *, clip: bool = True
 
 def install_from_files(root: Path, files: Iterable[Path], *,
                        archives: Mapping[str, CheckpointArchive] | None = None,
-                       clip_file: ClipFile = CLIP_VIT_B32, log: Callable[[str], None] = print) -> list[Path]:
-    """Install files the user downloaded: official MoMask zips (any dataset they hold) or ViT-B-32.pt."""
+                       clip_file: ClipFile = CLIP_VIT_B32, log: Callable[[str], None] = print,
+                       on_step: OnStep | None = None, cancelled: IsCancelled | None = None) -> list[Path]:
+    """Install files the user downloaded: official MoMask zips (any dataset they hold) or ViT-B-32.pt.
+    ``on_step`` and ``cancelled`` as for :func:`install` (the phases are ``verify`` and ``installed``)."""
     root = Path(root)
     candidates = list((archives if archives is not None else ARCHIVES).values())
+    files = [Path(f) for f in files]
     _clean_stale_staging(root)
     installed = []
-    for path in map(Path, files):
+    for index, path in enumerate(files):
         if not path.is_file():
             raise CheckpointError(f"{path} does not exist.", "Give the path of the downloaded file.")
+        if on_step is not None:
+            on_step(Step(path.name, "verify", 0, None, index, len(files)))
+        if path.suffix.lower() == ".zip" and not zipfile.is_zipfile(path):
+            raise _not_verifiable(path, "it cannot be opened as a zip (truncated, or not a zip)")
         if zipfile.is_zipfile(path):
             found = archives_in_zip(path, candidates)
             if not found:
                 names = ", ".join(a.filename for a in candidates)
                 raise _not_verifiable(path, f"it holds none of the official model folders ({names})")
             for archive, prefix in found:
-                installed.append(install_archive(path, root, archive, prefix, log=log))
+                installed.append(install_archive(path, root, archive, prefix, log=log, cancelled=cancelled))
         else:
             installed.append(install_clip_file(path, root, clip_file, log=log))
+        if on_step is not None:
+            on_step(Step(path.name, "installed", 0, None, index + 1, len(files)))
     return installed
 
 
@@ -762,4 +840,4 @@ def main(argv: Sequence[str] | None = None, prog: str = "python build.py weights
 
 
 if __name__ == "__main__":
-    sys.exit(main(prog="python -m backend.weights.installer"))
+    sys.exit(main(prog="python -m backend.portable.weights_installer"))
