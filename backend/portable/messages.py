@@ -475,10 +475,10 @@ class PoseSource:
 
 
 @_SCHEMA
-class JointsSource:
-    """An in-between's source as joint positions ``data`` (frames, joints, 3) at ``fps``."""
+class _ArraySource:
+    """A source given as one array ``data`` whose first axis is frames, at ``fps``."""
 
-    KIND = "joints"
+    KIND = ""
     data: Any
     fps: float | None = None
 
@@ -491,19 +491,17 @@ class JointsSource:
 
 
 @_SCHEMA
-class FeaturesSource:
+class JointsSource(_ArraySource):
+    """An in-between's source as joint positions ``data`` (frames, joints, 3) at ``fps``."""
+
+    KIND = "joints"
+
+
+@_SCHEMA
+class FeaturesSource(_ArraySource):
     """An in-between's source as de-normalised features ``data`` (frames, feature dims), model fps."""
 
     KIND = "features"
-    data: Any
-    fps: float | None = None
-
-    @property
-    def frame_count(self) -> int:
-        return len(self.data)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.KIND, **_present(self)}
 
 
 Source = PoseSource | JointsSource | FeaturesSource
