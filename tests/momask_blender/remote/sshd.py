@@ -161,6 +161,7 @@ def processes_marked(marker: str) -> list[int]:
 @contextlib.contextmanager
 def running(folder: Path) -> Iterator[Sshd]:
     """A started sshd, always stopped (its sessions too) when the block ends."""
+    folder.mkdir(parents=True, exist_ok=True)
     server = Sshd(folder)
     try:
         server.start()
