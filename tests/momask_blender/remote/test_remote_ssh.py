@@ -167,6 +167,13 @@ def test_a_refused_login_shows_what_ssh_said(server, tmp_path) -> None:
     assert "exit code 255" in error.problem and "Permission denied" in error.problem, error.problem
 
 
+def test_a_wrong_remote_path_shows_the_remote_shell_s_message(server, tmp_path) -> None:
+    serve = "cd /opt/no-momask-here && exec .venv/bin/python -m backend serve"
+    error = fails_fast(tmp_path, server.command(serve))
+    assert "exited before the backend answered" in error.problem
+    assert "/opt/no-momask-here: No such file or directory" in error.problem, error.problem
+
+
 def test_a_command_that_exits_at_once_names_what_it_printed(server, tmp_path) -> None:
     # an earlier failed start leaves "Connection refused" in the log
     fails_fast(tmp_path, server.command("true", port=sshd.free_port()))
