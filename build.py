@@ -220,6 +220,9 @@ def cmd_setup(args: argparse.Namespace) -> int:
         with step(f"Blender {version} environment {venv.name} ({', '.join(bpy_reqs)})") as note:
             ensure_packages(venv, py311, installs=[list(bpy_reqs)], check=bpy_reqs, note=note)
 
+    with step("Test tool: OpenSSH server for the remote-backend tests (/usr/sbin/sshd)") as note:
+        note["result"] = install_sshd_for_tests()
+
     weights_state = "skipped (--no-weights)"
     if not args.no_weights:
         with step("Official weights into weights/ (MoMask HumanML3D + CLIP ViT-B/32)") as note:
@@ -229,6 +232,34 @@ def cmd_setup(args: argparse.Namespace) -> int:
     print(f"Next: `{shown_python()} -m pytest -q` (tests use generated weights), "
           "`python build.py demo --prompt \"a person walks forward\"`.")
     return 0
+
+
+SSHD = Path("/usr/sbin/sshd")
+
+
+def install_sshd_for_tests() -> str:
+    """Best effort: the remote-backend tests start their own sshd on 127.0.0.1 (and skip without one).
+    Debian/Ubuntu's openssh-server is installed when apt and root are at hand; its service is not
+    what the tests use, so the package's own start of it is not needed (and in a container fails
+    harmlessly)."""
+    if SSHD.is_file():
+        return "already installed"
+    if not sys.platform.startswith("linux") or not shutil.which("apt-get"):
+        return "skipped (not Debian/Ubuntu: the remote-backend tests will skip)"
+    if os.geteuid() != 0:
+        return ("skipped (not root: `sudo apt-get install -y openssh-server` to run the remote-backend "
+                "tests; they skip meanwhile)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "--no-install-recommends", "openssh-server"]
+    for cmd in (["apt-get", "update"], install):
+        try:
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"NOT installed ({' '.join(cmd)}: {exc}); the remote-backend tests will skip"
+        if proc.returncode != 0 and cmd is install:
+            tail = " ".join(proc.stderr.strip().splitlines()[-2:])
+            return f"NOT installed (apt-get: {tail}); the remote-backend tests will skip"
+    return "installed" if SSHD.is_file() else "NOT installed (no /usr/sbin/sshd after apt-get)"
 
 
 def install_weights_for_setup() -> str:

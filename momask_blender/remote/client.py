@@ -19,6 +19,14 @@ waiting (a second final reply, a late answer to a cancelled call), text without 
 before the hello answer. Progress numbers are clamped into 0..1 and never go back, and a flood of
 progress events is coalesced to the newest, so memory stays bounded whatever the backend prints.
 
+A **remote backend** is a command the user gives instead of a local interpreter (``ssh gpu-box ...
+python -m backend serve --weights ...``; :attr:`BackendConfig.remote`): it is split into arguments
+(:func:`split_command`, POSIX or Windows rules, never a shell), and the protocol runs over its stdio
+unchanged. Its stderr (ssh's messages, and the remote backend's log when it has no ``--log``) goes to
+the same log file, whose tail the errors quote. Its failures get their own messages: a program that
+is not found, a command that exits before the hello (host unreachable, login refused), text on stdout
+that is not the protocol (a remote shell's greeting), and a connection lost mid-job.
+
 No bpy here: this module is plain stdlib (plus the protocol file, loaded by path), so it works the
 same from a panel, a worker thread or a headless script. Never import torch or the backend package.
 """
@@ -34,6 +42,7 @@ import itertools
 import math
 import os
 import queue
+import shlex
 import subprocess
 import sys
 import threading
@@ -160,6 +169,86 @@ def default_backend_python(root: Path | None, user_dir: Path | None = None) -> s
 # --- configuration ----------------------------------------------------------------------------------
 
 
+FIX_COMMAND = (
+    "Run the command in a terminal to see what it needs, then fix 'Backend Command' in the MoMask add-on "
+    "preferences (or clear it to run the backend on this computer). For ssh: logging in must work "
+    "without a password prompt (a key: ssh-copy-id, or an agent), the host must be known (connect once "
+    "from a terminal), and the remote command must start `python -m backend serve`."
+)
+
+
+def split_command(text: str, posix: bool | None = None) -> list[str]:
+    """The user's backend command as program + arguments, split the way its platform's own tools
+    would: ``shlex`` (POSIX shell quoting) on Linux and macOS, the Microsoft C runtime's rules on
+    Windows (:func:`split_windows_command`). Never run through a shell: what the user typed is
+    what runs, with no expansion. Raises :class:`BackendError` for unbalanced quotes or nothing."""
+    posix = os.name != "nt" if posix is None else posix
+    try:
+        args = shlex.split(text) if posix else split_windows_command(text)
+    except ValueError as exc:
+        raise BackendError(
+            NOT_STARTED, f"The backend command cannot be read ({exc}): {text}",
+            "Fix the quotes in 'Backend Command' in the MoMask add-on preferences: every opening quote "
+            "needs its closing one.",
+        ) from None
+    if not args:
+        raise BackendError(NOT_STARTED, "The backend command is empty.",
+                           "Type a command in 'Backend Command', or clear it to use a local backend.")
+    return args
+
+
+def split_windows_command(text: str) -> list[str]:
+    """``text`` split into arguments by the rules a Windows program's C runtime applies to its command
+    line (the inverse of ``subprocess.list2cmdline``): whitespace separates arguments outside double
+    quotes; 2n backslashes before a quote give n backslashes and the quote opens or closes quoting;
+    2n+1 give n backslashes and a literal quote; ``""`` inside quotes is a literal quote; other
+    backslashes are literal (``C:\\Program Files\\...`` stays as typed)."""
+    args: list[str] = []
+    current: list[str] = []
+    in_arg = quoted = False
+    i, n = 0, len(text)
+    while i < n:
+        char = text[i]
+        if char == "\\":
+            run = 1
+            while i + run < n and text[i + run] == "\\":
+                run += 1
+            if i + run < n and text[i + run] == '"':
+                current.append("\\" * (run // 2))
+                if run % 2:
+                    current.append('"')
+                    i += run + 1
+                else:
+                    i += run  # the quote is handled below
+            else:
+                current.append("\\" * run)
+                i += run
+            in_arg = True
+            continue
+        if char == '"':
+            if quoted and i + 1 < n and text[i + 1] == '"':
+                current.append('"')
+                i += 2
+            else:
+                quoted = not quoted
+                i += 1
+            in_arg = True
+            continue
+        if char in " \t" and not quoted:
+            if in_arg:
+                args.append("".join(current))
+                current, in_arg = [], False
+        else:
+            current.append(char)
+            in_arg = True
+        i += 1
+    if quoted:
+        raise ValueError("a double quote is not closed")
+    if in_arg:
+        args.append("".join(current))
+    return args
+
+
 @dataclasses.dataclass(frozen=True)
 class BackendConfig:
     """Everything that decides which process runs; a different config means a restart."""
@@ -169,10 +258,18 @@ class BackendConfig:
     clip: str = ""
     device: str = "auto"
     dataset: str = "t2m"
-    root: str = ""  # the folder that contains backend/
+    root: str = ""  # the folder that contains backend/ (its protocol file is read, even for a remote)
     log_path: str = ""
+    #: A command that runs the backend elsewhere (e.g. over ssh) instead of ``python``; its weights,
+    #: CLIP file and device are the remote's (part of the command), so ``weights``/``clip``/``device``
+    #: are not used then.
+    remote: str = ""
+    #: ``bpy.app.online_access``: a remote command connects over the network, so it is refused when off.
+    online_access: bool = True
 
     def command(self) -> list[str]:
+        if self.remote:
+            return split_command(self.remote)
         cmd = [
             self.python,
             "-m",
@@ -192,12 +289,13 @@ class BackendConfig:
         return cmd
 
 
-def _tail(path: str, lines: int = LOG_TAIL_LINES) -> str:
+def _tail(path: str, lines: int = LOG_TAIL_LINES, start: int = 0) -> str:
+    """The last ``lines`` of the log, from byte ``start`` on (what one process wrote)."""
     try:
         with open(path, "rb") as handle:
             handle.seek(0, os.SEEK_END)
             size = handle.tell()
-            handle.seek(max(0, size - 16384))
+            handle.seek(max(0, start if start <= size else 0, size - 16384))
             text = handle.read().decode("utf-8", "replace")
     except OSError:
         return ""
@@ -311,6 +409,7 @@ class BackendClient:
         #: ids of the requests whose answers nobody waits for (cancel, shutdown): not worth a note
         self._unawaited: collections.deque[int] = collections.deque(maxlen=64)
         self.restarts = 0
+        self._log_start = 0  # where the log stood when the current process started
 
     # --- lifetime -------------------------------------------------------------------------------------
 
@@ -331,6 +430,9 @@ class BackendClient:
 
     def _check_config(self) -> None:
         cfg = self.config
+        if cfg.remote:
+            self._check_remote_config()
+            return
         fix_python = (
             "Set 'Backend Python' in the MoMask add-on preferences to the python of the backend's "
             "environment (made by `python build.py setup`)."
@@ -345,6 +447,28 @@ class BackendClient:
                 "The MoMask backend is not next to the add-on (no backend/ folder).",
                 "Reinstall the MoMask extension from its release zip, which bundles the backend.",
             )
+
+    def _check_remote_config(self) -> None:
+        cfg = self.config
+        if not cfg.online_access:
+            raise BackendError(
+                NOT_STARTED,
+                "Online access is off in Blender, and the backend command connects to another computer.",
+                "Turn on Preferences > System > Network > Allow Online Access, or clear 'Backend Command' "
+                "in the MoMask add-on preferences to run the backend on this computer.",
+            )
+        cfg.command()  # its quotes are readable (raises with the fix)
+        if not cfg.root or not (Path(cfg.root) / "backend" / "portable" / "protocol.py").is_file():
+            raise BackendError(
+                NOT_STARTED,
+                "The add-on's copy of the backend protocol is missing (no backend/ folder next to it).",
+                "Reinstall the MoMask extension from its release zip, which bundles it.",
+            )
+
+    @property
+    def remote(self) -> bool:
+        """The backend runs through the user's command (maybe on another computer), not locally."""
+        return bool(self.config.remote)
 
     def ensure_started(self) -> dict[str, Any]:
         """Start the process if it is not running and say hello; returns the hello data.
@@ -405,10 +529,13 @@ class BackendClient:
             load_backend_module("logfile", Path(cfg.root)).rotate_log(Path(cfg.log_path))
             # the backend points its stderr at --log itself; this catches what happens before that
             stderr = open(cfg.log_path, "ab")  # noqa: SIM115 (closed below, once the child has its copy)
+            stderr.seek(0, os.SEEK_END)
+            self._log_start = stderr.tell()  # a remote command's errors quote its own stderr only
         flags = getattr(subprocess, "CREATE_NO_WINDOW", 0) if os.name == "nt" else 0
+        command = cfg.command()
         try:
             self._process = subprocess.Popen(
-                cfg.command(),
+                command,
                 cwd=cfg.root,
                 env=env,
                 stdin=subprocess.PIPE,
@@ -416,8 +543,13 @@ class BackendClient:
                 stderr=stderr,
                 bufsize=0,
                 creationflags=flags,
+                # A remote command runs without Blender's terminal: ssh cannot then ask for a password
+                # or a host key on it, unseen, while the panel waits; it fails, and says why on stderr.
+                start_new_session=bool(cfg.remote) and os.name != "nt",
             )
         except OSError as exc:
+            if cfg.remote:
+                raise self._spawn_error(command[0], exc) from exc
             raise BackendError(
                 NOT_STARTED,
                 f"Could not start the MoMask backend with {cfg.python} ({exc}).",
@@ -433,6 +565,21 @@ class BackendClient:
             target=self._read, args=(self._process,), name="momask-backend-reader", daemon=True
         )
         self._reader.start()
+
+    @staticmethod
+    def _spawn_error(program: str, exc: OSError) -> BackendError:
+        """Why the backend command could not even start: its program is missing or not runnable."""
+        if isinstance(exc, FileNotFoundError):
+            problem = f"The backend command's program '{program}' was not found."
+            fix = ("Install it (for ssh: the OpenSSH client) or give its full path at the start of "
+                   "'Backend Command' in the MoMask add-on preferences; Blender started from a desktop "
+                   "icon may not search the PATH your terminal has. Or clear 'Backend Command' to run "
+                   "the backend on this computer.")
+        else:
+            problem = f"The backend command's program '{program}' could not be started ({exc})."
+            fix = (f"Check that '{program}' is a program you may run, in 'Backend Command' in the MoMask "
+                   f"add-on preferences.")
+        return BackendError(NOT_STARTED, problem, fix)
 
     def stop(self, timeout: float = SHUTDOWN_TIMEOUT_S) -> None:
         """Ask the backend to shut down; terminate, then kill it, if it does not exit in time.
@@ -624,7 +771,8 @@ class BackendClient:
                 process.kill()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(2.0)
-        self._fail_pending(process, failure or self._crash_error(process, cut_off=state.cut_off))
+        self._fail_pending(process, failure or self._crash_error(process, cut_off=state.cut_off,
+                                                                 greeted=state.greeted))
 
     def _dispatch(self, raw: bytes, state: _Stream) -> BackendError | None:
         """Route one complete line; a BackendError when it breaks the protocol (see the module doc)."""
@@ -641,6 +789,8 @@ class BackendClient:
                 state.startup_lines += 1
                 self._note(state, f"start-up output: {raw.decode('utf-8', 'replace').strip()}")
                 return None
+            if self.config.remote and not state.greeted:
+                return self._remote_chatter_error(raw)
             return self._bad_reply(f"a line that is not a protocol message ({problem})")
         kind = reply["type"]
         request_id = reply.get("id")
@@ -706,6 +856,19 @@ class BackendClient:
         if state.notes <= PRINTED_NOTES:
             print(f"MoMask backend client: {text}", file=sys.stderr)
 
+    def _remote_chatter_error(self, raw: bytes) -> BackendError:
+        """A remote command whose stdout carries text that is not the protocol before its hello: a
+        remote shell greeting on stdout, a program that echoes, a command that is not the backend."""
+        text = raw.decode("utf-8", "replace").strip()[:120]
+        return BackendError(
+            BAD_REPLY,
+            f"The backend command printed text that is not the MoMask protocol on its standard output: "
+            f"'{text}'. It was stopped.",
+            "Its standard output must carry the backend's replies only: make the remote shell's start-up "
+            "files (~/.bashrc, a login message script) print nothing, or print to stderr, and check that "
+            "'Backend Command' runs `python -m backend serve` (and nothing else that prints).",
+        )
+
     def _log_hint(self) -> str:
         return f"its log: {self.config.log_path}" if self.config.log_path else "Blender's console"
 
@@ -720,7 +883,8 @@ class BackendClient:
             f"preferences and look at {self._log_hint()}.",
         )
 
-    def _crash_error(self, process: subprocess.Popen | None, cut_off: bool = False) -> BackendError:
+    def _crash_error(self, process: subprocess.Popen | None, cut_off: bool = False,
+                     greeted: bool | None = None) -> BackendError:
         code = process.poll() if process is not None else None
         status = f" (exit code {code})" if code is not None else ""
         tail = _tail(self.config.log_path) if self.config.log_path else ""
@@ -728,11 +892,36 @@ class BackendClient:
         where = f" Log: {self.config.log_path}." if self.config.log_path else ""
         last = f"\nLast log lines:\n{tail}" if tail else ""
         middle = " in the middle of a reply" if cut_off else ""
+        if self.config.remote:
+            tail = _tail(self.config.log_path, start=self._log_start) if self.config.log_path else ""
+            return self._remote_crash_error(status, tail, where,
+                                            self.hello is not None if greeted is None else greeted)
         return BackendError(
             CRASHED,
             f"The MoMask backend stopped unexpectedly{status}{middle}.",
             f"It restarts on the next request; if this repeats, press 'Check backend' in the "
             f"add-on preferences.{where}{last}",
+        )
+
+    def _remote_crash_error(self, status: str, tail: str, where: str, greeted: bool) -> BackendError:
+        """A remote command that ended: before its hello it never worked (unreachable host, refused
+        login, a wrong remote path: its stderr says which); after, the connection was lost."""
+        printed = [line[len("add-on: start-up output: "):] for line in self._recent_logs
+                   if line.startswith("add-on: start-up output: ")]
+        said = f"\nIt printed:\n{chr(10).join(printed[-4:])}" if printed and not greeted else ""
+        last = f"\nIts last messages (stderr):\n{tail}" if tail else ""
+        if not greeted:
+            return BackendError(
+                NOT_STARTED,
+                f"The backend command exited before the backend answered{status}: "
+                f"{self.config.remote}{said}{last}",
+                FIX_COMMAND + where,
+            )
+        return BackendError(
+            CRASHED,
+            f"The connection to the backend was lost{status}. Nothing was written to the scene.",
+            f"Press Generate again: it reconnects. If this repeats, check the network and that the remote "
+            f"computer is up (and the remote backend's log).{where}{last}",
         )
 
     def _fail_pending(self, process: subprocess.Popen | None, error: BackendError) -> None:

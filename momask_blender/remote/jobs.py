@@ -200,6 +200,21 @@ def backend_running() -> bool:
     return _client is not None and _client.running
 
 
+def backend_hello() -> dict[str, Any] | None:
+    """The running backend's hello answer (versions, device, host), or None when none runs."""
+    client = _client
+    return client.hello if client is not None and client.running else None
+
+
+def remote_host() -> str | None:
+    """The computer a running remote backend answers from (its hello's ``host``); None when the
+    backend runs locally or not at all."""
+    client = _client
+    if client is None or not client.remote or not client.running or client.hello is None:
+        return None
+    return str(client.hello.get("host") or "the remote computer")
+
+
 def stop_backend(wait: bool = True) -> None:
     """Cancel what runs and stop the backend process (frees its memory). ``wait=False`` returns at
     once and stops it from a thread, so the UI does not stall."""

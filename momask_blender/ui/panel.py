@@ -15,7 +15,7 @@ from ..remote import jobs
 from . import properties
 from .operators.common import active_armature
 from .operators.generate import regenerated_note
-from .preferences import wrap
+from .preferences import get_prefs, wrap
 
 WRAP = 46
 
@@ -126,10 +126,15 @@ class MOMASK_PT_main(bpy.types.Panel):
         if jobs.warming_up():
             row.label(text="Loading the models in the background...", icon="SORTTIME")
         elif jobs.backend_running():
-            row.label(text="Backend running, models loaded", icon="LINKED")
+            host = jobs.remote_host()
+            row.label(text=f"Remote backend on {host}" if host else "Backend running, models loaded",
+                      icon="URL" if host else "LINKED")
             row.operator("momask.free_memory", text="", icon="X")
         else:
-            row.label(text="Backend starts on Generate", icon="UNLINKED")
+            prefs = get_prefs(context)
+            remote = prefs is not None and prefs.backend_command.strip()
+            row.label(text="Remote backend connects on Generate" if remote else "Backend starts on Generate",
+                      icon="UNLINKED")
 
 
 class _SubPanel(bpy.types.Panel):

@@ -43,6 +43,8 @@ def client_config(context=None) -> client.BackendConfig:
     """The backend settings now in effect (preferences, with defaults filled in)."""
     prefs = get_prefs(context)
     root = client.backend_root()
+    if prefs is not None and prefs.backend_command.strip():
+        return remote_config(prefs.backend_command.strip(), root)
     python = bpy.path.abspath(prefs.backend_python) if prefs and prefs.backend_python else ""
     weights = bpy.path.abspath(prefs.weights_dir) if prefs and prefs.weights_dir else ""
     clip = bpy.path.abspath(prefs.clip_file) if prefs and prefs.clip_file else ""
@@ -53,6 +55,16 @@ def client_config(context=None) -> client.BackendConfig:
         device=prefs.device if prefs else "auto",
         root=str(root) if root else "",
         log_path=str(user_dir("logs") / "backend.log"),
+    )
+
+
+def remote_config(command: str, root: Path | None) -> client.BackendConfig:
+    """A backend that runs through the user's command (docs/install.md, "Remote backend"): the weights,
+    CLIP file and device are the remote's, part of the command, so the local ones are left out (a
+    change to them must not restart a remote backend). Online access is read now, at every request."""
+    return client.BackendConfig(
+        python="", weights="", device="", remote=command, online_access=bool(bpy.app.online_access),
+        root=str(root) if root else "", log_path=str(user_dir("logs") / "backend.log"),
     )
 
 
@@ -80,6 +92,12 @@ class MOMASK_AP_preferences(bpy.types.AddonPreferences):
     device: EnumProperty(  # type: ignore[valid-type]
         name="Device", items=DEVICES, default="auto", description="Where the backend runs the models"
     )
+    backend_command: StringProperty(  # type: ignore[valid-type]
+        name="Backend Command",
+        description="Run the backend with this command instead of a local Python, e.g. on a GPU computer "
+        "over ssh: ssh gpu-box \"cd /opt/momask && .venv/bin/python -m backend serve --weights "
+        "/opt/momask/weights\". Its weights and device are the remote's. Empty: a local backend",
+    )
     warm_up: BoolProperty(  # type: ignore[valid-type]
         name="Warm Up While Typing",
         default=True,
@@ -102,6 +120,7 @@ class MOMASK_AP_preferences(bpy.types.AddonPreferences):
         col.prop(self, "clip_file")
         col.prop(self, "device")
         col.prop(self, "warm_up")
+        draw_remote(layout, self)
         row = layout.row()
         row.operator("momask.check_backend", icon="CHECKMARK")
         row.operator("momask.free_memory", icon="X")
@@ -141,6 +160,28 @@ def draw_weights(layout, root: str, clip_file: str = "") -> None:
     row.operator("momask.install_weights_from_file", icon="FILEBROWSER")
     row.operator("momask.cancel_weights_install", icon="CANCEL")
     row.operator("momask.open_weights_folder", icon="FILE_FOLDER")
+
+
+def draw_remote(layout, prefs) -> None:
+    """The "Remote backend" box: the command, and when it is set, what it replaces and where it runs."""
+    box = layout.box()
+    box.label(text="Remote Backend", icon="URL")
+    box.prop(prefs, "backend_command", text="Command")
+    if not prefs.backend_command.strip():
+        box.label(text="Empty: the backend runs on this computer with the settings above.")
+        return
+    for line in wrap("The command runs instead of Backend Python; the weights and device are the "
+                     "remote's (give --weights/--device in the command). Its output must be the "
+                     "backend's only: see docs/install.md, Remote backend.", 90):
+        box.label(text=line)
+    if not bpy.app.online_access:
+        box.label(text="Online access is off: the remote backend is not used. Turn on "
+                  "Preferences > System > Network > Allow Online Access.", icon="ERROR")
+    hello = jobs.backend_hello()
+    if hello is not None and jobs.remote_host() is not None:
+        device = (hello.get("device") or {}).get("resolved", "?")
+        box.label(text=f"Connected to {hello.get('host', '?')}: device {device}, torch {hello.get('torch')}",
+                  icon="LINKED")
 
 
 def draw_diagnosis(layout, state) -> None:

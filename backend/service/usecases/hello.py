@@ -43,6 +43,7 @@ def run(request: messages.HelloRequest, job: Job, state: ServiceState) -> dict[s
         "weights": {"root": str(config.weights) if config.weights else None,
                     "found": weights["found"], "missing": weights["missing"], "loaded": pipeline is not None},
         "clip": doctor.clip_status(config.clip, config.weights),
+        "host": platform.node(),  # which computer answers: the panel names it for a remote backend
         "pid": os.getpid(),
         "log": str(config.log_path) if config.log_path else None,
     }
