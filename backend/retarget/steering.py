@@ -478,7 +478,7 @@ def extract_root(setup: RigSetup, d: np.ndarray, root: np.ndarray, mode: str, bo
     rest_offset = flat(setup.rest_head[pelvis] - centre)
     g = flat(root - centre) - rotate(rot, np.broadcast_to(rest_offset, root.shape))
     inverse = np.swapaxes(rot, -1, -2)
-    d_rel = np.einsum("tij,ktjl->ktil", inverse, d)
+    d_rel = np.matmul(inverse[None], d)
     root_rel = rotate(inverse, root - centre - g) + centre
     return d_rel, root_rel, ExtractedRoot(mode, index, rot, g, centre)
 
