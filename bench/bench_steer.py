@@ -52,7 +52,8 @@ def main() -> None:
     print(f"rig: {len(rig.bone_names)} bones; 196 frames 20 → {args.fps:g} fps")
     print(f"retarget + path + root bone + ground: median {timing.median * 1e3:.1f} ms, best "
           f"{timing.best * 1e3:.1f} ms (target ≤ 30 ms); unsteered {plain.median * 1e3:.1f} ms")
-    unsteered = metrics.foot_skating_ratio(read_back(rig, mapping, retarget(source, rig, mapping, setup=setup)))
+    unsteered_take = retarget(source, rig, mapping, setup=setup)
+    unsteered = metrics.foot_skating_ratio(read_back(rig, mapping, unsteered_take))
     worst_distance, worst_skate = 0.0, -1.0
     for name, make in PATHS.items():
         for mode in ("keep_speed", "fit_duration"):
@@ -63,7 +64,8 @@ def main() -> None:
             worst_distance, worst_skate = max(worst_distance, distance), max(worst_skate, skate - unsteered)
             print(f"  {name:<10} {mode:<12} root to curve {distance:.2f} cm, foot skating {skate:.3f} "
                   f"(unsteered {unsteered:.3f}), stride x{result.steering['stride_scale']:.2f}")
-    print(f"worst: root to curve {worst_distance:.2f} cm (≤ 2), skating {worst_skate:+.3f} vs unsteered (≤ +0.01)")
+    print(f"worst: root to curve {worst_distance:.2f} cm (≤ 2), skating {worst_skate:+.3f} vs unsteered "
+          "(≤ +0.01)")
 
 
 if __name__ == "__main__":

@@ -195,7 +195,8 @@ def steer_rows(table: Table, args) -> None:
     table.add("retarget + path + root bone + ground, 196 frames, 64-bone rig",
               f"{value:.1f} ms" if value is not None else "failed", "≤ 30 ms",
               None if value is None else value <= 30,
-              "bench/bench_steer.py, median; sample 000612 on a circle" if value is not None else output[-300:])
+              "bench/bench_steer.py, median; sample 000612 on a circle" if value is not None
+              else output[-300:])
     if follow:
         distance, skate = float(follow.group(1)), float(follow.group(2))
         table.add("path following: root to curve (worst of circle, S-curve, 90° corner × 2 timings)",

@@ -264,3 +264,27 @@ def test_ground_keeps_feet_up_and_lowers_the_pelvis_where_a_pin_is_out_of_reach(
     free = retarget(source, rig, mapping, steering=Steering(path=circle(), timing="fit_duration"))
     contacts_back, free_back = read_back(rig, mapping, result), read_back(rig, mapping, free)
     assert contacts_back[:, 0, 1].min() < free_back[:, 0, 1].min()
+
+
+def test_waypoints_on_a_path_are_passed_in_order_along_it(source, rig, mapping):
+    points = s_curve()
+    on_path = points[[120, 300]]
+    result = retarget(source, rig, mapping, steering=Steering(path=points, waypoint_positions=on_path,
+                                                              waypoint_frames=np.array([60.0, 150.0])))
+    back = read_back(rig, mapping, result)
+    assert root_to_path_cm(rig, result, back, points).mean() <= 2.0
+    target = world_to_source(on_path, rig.world_matrix, result.transform)
+    for k, f in enumerate((60, 150)):
+        assert np.linalg.norm(back[f, 0, [0, 2]] - target[k, [0, 2]]) < 0.05
+    backwards = Steering(path=points, waypoint_positions=on_path[::-1],
+                         waypoint_frames=np.array([60.0, 150.0]))
+    with pytest.raises(InputError, match="behind the one before it along the path"):
+        retarget(source, rig, mapping, steering=backwards)
+
+
+def test_in_place_keeps_meaning_in_place(source, rig, mapping):
+    old = retarget(source, rig, mapping, in_place=True)
+    new = retarget(source, rig, mapping, steering=Steering(root_mode="in_place"))
+    assert np.array_equal(old.root_location, new.root_location) and new.steering is None
+    hips = read_back(rig, mapping, new)[:, 0, [0, 2]]
+    assert np.linalg.norm(hips - hips[0], axis=-1).max() < 0.2      # the 4.6 m walk stays on the spot
