@@ -200,6 +200,23 @@ def smooth_route_through(points: np.ndarray, samples: int = 40) -> np.ndarray:
     return np.concatenate(out)
 
 
+def waypoint_route(start: np.ndarray, knots: list[Knot]) -> Route:
+    """The route without a path: a smooth curve from the clip's ground ``start`` (x, z) through the
+    waypoints (one at frame 0 replaces the start)."""
+    through = [start] + [k.point for k in knots if k.frame > 1e-9]
+    if knots and knots[0].frame <= 1e-9:
+        through[0] = knots[0].point
+    return Route(smooth_route_through(np.array(through)))
+
+
+def check_inside_take(knots: list[Knot], frames: int, fps: float) -> None:
+    """Refuse a waypoint after the take's last frame (``frames`` at ``fps``, the knots' rate)."""
+    if knots and knots[-1].frame > frames - 1 + 1e-6:
+        raise InputError(f"The last waypoint is at {knots[-1].frame / fps:.2f} s, after the take's end "
+                         f"({(frames - 1) / fps:.2f} s).",
+                         "Move the waypoint's frame inside the take, or make the take longer.")
+
+
 # --- world ↔ source -----------------------------------------------------------------------------------
 
 def world_to_source(points_world: np.ndarray, world_matrix: np.ndarray, transform: SourceToRig) -> np.ndarray:
@@ -320,12 +337,8 @@ def steer_joints(joints: np.ndarray, fps: float, route: Route | None, knots: lis
     own = float(s[-1])
     report.travelled, report.speed = own * world_scale, own / duration * world_scale
     stationary = own / duration < STATIONARY_SPEED
-    start = c[0]
-    if route is None:
-        through = [start] + [k.point for k in knots if k.frame > 1e-9]
-        if knots and knots[0].frame <= 1e-9:
-            through[0] = knots[0].point
-        route = Route(smooth_route_through(np.array(through)))
+    route = route or waypoint_route(c[0], knots)
+    check_inside_take(knots, frames, fps)
     report.path_length = route.length * world_scale
     report.seconds_for_path = None if stationary else route.length / (own / duration)
 
@@ -336,10 +349,6 @@ def steer_joints(joints: np.ndarray, fps: float, route: Route | None, knots: lis
             sigma, _ = route.project(k.point)
             if k.frame <= 1e-9:
                 continue
-            if k.frame > frames - 1 + 1e-6:
-                raise InputError(f"Waypoint {i + 1} is at frame {k.frame / fps:.2f} s, after the take's "
-                                 f"end ({(frames - 1) / fps:.2f} s).",
-                                 "Move the waypoint's frame inside the take, or make the take longer.")
             if sigma <= knot_sigma[-1] + 1e-6:
                 raise InputError(f"Waypoint {i + 1} lies behind the one before it along the path.",
                                  "Order the waypoints along the path, or move this one further along it.")
@@ -514,11 +523,7 @@ def check_waypoint_speeds(route: Route | None, knots: list[Knot], fps: float, wo
     key_fps = fps if key_fps is None else key_fps
     if not knots:
         return
-    if route is None:
-        through = [np.zeros(2)] + [k.point for k in knots if k.frame > 1e-9]
-        if knots[0].frame <= 1e-9:
-            through[0] = knots[0].point
-        route = Route(smooth_route_through(np.array(through)))
+    route = route or waypoint_route(np.zeros(2), knots)
     previous_sigma, previous_frame = 0.0, 0.0
     for i, k in enumerate(knots):
         sigma, _ = route.project(k.point)
@@ -591,10 +596,8 @@ class Steering:
         if self.root_mode == "root_bone":
             root_bone_index(setup, self.root_bone)
         route, knots = self.route_and_knots(transform, world_matrix, src_fps, key_fps)
-        if frames is not None and knots and knots[-1].frame > frames - 1 + 1e-6:
-            raise InputError(f"The last waypoint is at {knots[-1].frame / src_fps:.2f} s, after the take's "
-                             f"end ({(frames - 1) / src_fps:.2f} s).",
-                             "Move the waypoint's frame inside the take, or make the take longer.")
+        if frames is not None:
+            check_inside_take(knots, frames, src_fps)
         check_waypoint_speeds(route, knots, src_fps, world_per_source(world_matrix, transform), key_fps)
 
     def warp(self, joints: np.ndarray, src_fps: float, key_fps: float, transform: SourceToRig,
