@@ -278,7 +278,10 @@ def test_waypoints_on_a_path_are_passed_in_order_along_it(source, rig, mapping):
         assert np.linalg.norm(back[f, 0, [0, 2]] - target[k, [0, 2]]) < 0.05
     backwards = Steering(path=points, waypoint_positions=on_path[::-1],
                          waypoint_frames=np.array([60.0, 150.0]))
-    with pytest.raises(InputError, match="behind the one before it along the path"):
+    setup = analyse_rig(rig, mapping)
+    with pytest.raises(InputError, match="Waypoint 2 lies behind waypoint 1 along the path"):
+        backwards.check(setup, default_transform(setup), rig.world_matrix, 20.0, 20.0)     # before any work
+    with pytest.raises(InputError, match="Waypoint 2 lies behind waypoint 1 along the path"):
         retarget(source, rig, mapping, steering=backwards)
 
 
