@@ -60,3 +60,16 @@ def test_bad_steering_fails_before_generating(backend):
     assert error["code"] == "bad_input" and "cm long" in error["problem"] and "curve" in error["fix"]
     error = refused_before_generating(backend, {"path": {"points": [[0.0, 0.0, 0.0]]}})
     assert error["code"] == "bad_input" and "1 point" in error["problem"]
+
+
+def test_inpaint_honours_the_steering_over_the_whole_answer(backend, source_features):
+    joints = recover_from_ric(source_features[:120]).astype(np.float32)
+    data = backend.call("inpaint", prompt="a person kicks", start=40, end=80, seed=2, steps=2,
+                        source={"kind": "joints", "data": joints, "fps": 20},
+                        retarget={"rig": smpl_rig(), "dst_fps": 20, "path": {"points": LINE},
+                                  "root_motion": {"mode": "object", "heading": False}, "ground": True})
+    out = data["takes"][0]["retarget"]
+    assert out["steering"]["root_motion"] == "object" and abs(out["steering"]["path_length"] - 3.0) < 1e-3
+    location = out["root_motion"]["location"]
+    real = np.r_[0:36, 84:len(location)]              # the sample's own frames (tiny weights make no walk)
+    assert np.abs(location[real, 1]).mean() < 0.03 and location[-1, 0] > 1.0     # along the line (+X)
