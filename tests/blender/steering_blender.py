@@ -24,6 +24,7 @@ import bpy
 import numpy as np
 import rigs
 from cases import case, finish
+from mathutils import Matrix
 
 from backend.motion.features import recover_from_ric
 from backend.retarget.inverse import joints_from_pose
@@ -93,10 +94,10 @@ def compared(mode: str, object_channel: str | None = None) -> dict:
     mapping = auto_map(rig)
     world0 = np.array(obj.matrix_world)
     reference = retarget(SOURCE, rig, mapping, steering=Steering(path=CIRCLE))
-    steered = retarget(SOURCE, rig, mapping, steering=Steering(path=CIRCLE, root_mode=mode, root_bone="root"
-                                                               if mode == "root_bone" else ""))
+    bone = "root" if mode == "root_bone" else ""
+    steered = retarget(SOURCE, rig, mapping, steering=Steering(path=CIRCLE, root_mode=mode, root_bone=bone))
     ref_worlds, ref_poses = evaluate(obj, reference)
-    obj.matrix_world = rigs_matrix(world0)
+    obj.matrix_world = Matrix(world0.tolist())          # (the reference pass left it as it was)
     worlds, poses = evaluate(obj, steered, object_channel)
     body = [i for i, b in enumerate(obj.data.bones) if b.name != "root"]
     moved = np.abs(world_heads(worlds, poses) - world_heads(ref_worlds, ref_poses))[:, body].max()
@@ -112,11 +113,6 @@ def compared(mode: str, object_channel: str | None = None) -> dict:
         out["root_height_range_mm"] = float(np.ptp(root_world[:, 2]) * 1000)
         out["travel_m"] = float(np.linalg.norm(root_world[-1, :2] - root_world[0, :2]))
     return out
-
-
-def rigs_matrix(matrix: np.ndarray):
-    from mathutils import Matrix
-    return Matrix(matrix.tolist())
 
 
 @case
