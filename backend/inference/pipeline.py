@@ -392,6 +392,57 @@ class MoMaskPipeline:
             tokens = self.models.vq.encode(self._normalised_tensor(features, pad_to=MAX_FRAMES))
         return tokens[0, : len(features) // TOKEN_FRAMES].cpu().numpy().astype(np.int64)
 
+    def regenerate_tokens(self, source_tokens: np.ndarray, keep: np.ndarray, prompt: str,
+                          settings: SamplingSettings | None = None, progress: Progress | None = None,
+                          cancel: threading.Event | None = None) -> MotionBatch:
+        """Regenerate the tokens of a motion where ``keep`` is False, from ``prompt``.
+
+        ``source_tokens`` (n, 6) (as :meth:`encode` gives them) and ``keep`` (n,) bool: kept positions
+        come back bit-identical on all six layers (the base layer never unmasks them, the residual
+        layers force them before they enter the history, docs/sampling.md §6); the others are decoded
+        by confidence-ordered unmasking over exactly those positions, with the kept ones as context.
+        The motion is the n tokens (4n frames) decoded; ``joints`` are in the model's canonical frame
+        (frame 0 at the origin), the caller places them (pose targets: backend/service/usecases/targets.py).
+        """
+        settings = settings or SamplingSettings()
+        settings.validate()
+        prompts = check_prompts([prompt])
+        tokens = np.asarray(source_tokens, dtype=np.int64)
+        keep = np.asarray(keep, dtype=bool)
+        if tokens.ndim != 2 or tokens.shape[1] != sampling.NUM_QUANTIZERS or keep.shape != tokens.shape[:1]:
+            raise InputError(f"Tokens of shape {tokens.shape} with a keep mask of shape {keep.shape} do not "
+                             "describe one motion.", "Pass tokens (n, 6) and a keep mask (n,).")
+        count = len(tokens)
+        if not 1 <= count <= MAX_FRAMES // TOKEN_FRAMES or keep.all():
+            raise InputError(f"{count} tokens with {int((~keep).sum())} to regenerate is nothing to do.",
+                             f"Pass 1..{MAX_FRAMES // TOKEN_FRAMES} tokens with at least one not kept.")
+        reporter = sampling.StepReporter(progress, cancel, total=sampling.job_units(settings.steps))
+        reporter.check()
+        reference = settings.flow == "reference"
+        flow = self._flow(settings)
+        masked = self.models.mask_transformer
+        with torch.inference_mode():
+            source = torch.from_numpy(tokens)[None].to(self.device)
+            generator = self._generator(settings.seed)
+            cond = self._text_features(prompts, settings.flow)
+            residual_cond = self._text_features(prompts, settings.flow) if reference else cond
+            lengths = torch.tensor([count], dtype=torch.long, device=self.device)
+            padding = sampling.padding_mask_for(lengths, count)
+            kept = torch.from_numpy(keep)[None].to(self.device)
+            base_logits = flow.base_logits(masked, cond, padding, settings.cond_scale)
+            base = sampling.masked_edit(
+                base_logits, source[..., 0], ~kept, lengths, settings.steps, generator=generator,
+                temperature=settings.temperature, topk=settings.topk, gumbel=settings.gumbel,
+                reporter=reporter, mask_id=masked.mask_id)
+            ids = self._residual_tokens(flow, residual_cond, base, lengths, padding, settings, generator,
+                                        reporter, keep=kept, keep_tokens=source)
+            features = self._decode(ids)[0, : count * TOKEN_FRAMES]
+        reporter.step("decode")
+        joints = recover_from_ric(features, self.joints_num).astype(np.float32)
+        return MotionBatch(joints=joints[None], features=features[None],
+                           tokens=ids.cpu().numpy().astype(np.int64),
+                           lengths=np.array([count * TOKEN_FRAMES], dtype=np.int64), fps=self.fps)
+
     @staticmethod
     def widen_range(start: int, end: int, frames: int) -> tuple[int, int]:
         """[start, end) in frames → whole tokens [4·floor(start/4), 4·ceil(end/4)), within the model span.

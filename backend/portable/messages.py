@@ -102,6 +102,15 @@ BOUNDS: dict[str, Bound] = {
     "overrides": Bound("count", 0, 256, "role -> bone overrides of one mapping"),
     "name": Bound("chars", 1, 255, "a bone, role or rotation-mode name (Blender names are 63 bytes)"),
     "text": Bound("chars", 0, 4096, "a path, a device, a dataset or a client name"),
+    # pose targets (TargetsRequest)
+    "targets": Bound("count", 1, MAX_MOTION_FRAMES // UNIT_LENGTH, "pose targets of one take: each "
+                     "pins its own token, and a take has at most 49"),
+    "target_frames": Bound("number", 0, 1_000_000, "a pose target's frame, counted from the take's "
+                           "first frame at the source fps"),
+    "take_frames": Bound("integer", 2, 1_000_000, "a take's length in source frames; the use case "
+                         "checks that it fits the model's 196 frames"),
+    "blend_frames": Bound("integer", 0, 1000, "the least frames each side of a pose target over which "
+                          "the keyed rotations blend in (the backend widens it where needed)"),
 }
 
 # --- typed replies (the ``data`` of a result; ``result(id, ...)`` takes them as they are) -------------
@@ -124,6 +133,8 @@ class Take:
     window: Mapping[str, Any] | None = None
     source_range: Mapping[str, Any] | None = None
     source_frames: int | None = None
+    #: a take through pose targets: the target frames, their blend windows, the pinned tokens
+    targets: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return _present(self)
@@ -591,6 +602,67 @@ class InpaintRequest(Request):
 
 
 @_SCHEMA
+class TargetsRequest(Request):
+    """Generate a take of ``take_frames`` source frames from ``prompt`` that passes through the poses
+    keyed on a rig: ``source.pose_matrices`` holds one row per pose target, in the order of
+    ``target_frames`` (frames from the take's first frame, at ``source.fps``, strictly increasing)."""
+
+    TYPE = protocol.TARGETS
+    prompt: str
+    source: PoseSource
+    target_frames: tuple[float, ...]
+    take_frames: int
+    seed: int | None = None
+    sampling: SamplingOptions = dataclasses.field(default_factory=SamplingOptions)
+    blend_frames: int | None = None
+    retarget: RetargetSpec | None = None
+
+    def fields(self) -> dict[str, Any]:
+        return {"prompt": self.prompt, "target_frames": list(self.target_frames),
+                "take_frames": self.take_frames, "seed": self.seed, **self.sampling.given(),
+                "blend_frames": self.blend_frames, "source": self.source, "retarget": self.retarget}
+
+
+def pose_target_problem(target_frames: tuple[float, ...] | list[float], take_frames: int, fps: float,
+                        model_fps: float, first: float = 0) -> tuple[str, str] | None:
+    """(problem, fix) when pose targets cannot be hit, else None: a target outside the take
+    ``[0, take_frames)``, targets out of order, or two closer than one token (4 model frames, i.e.
+    :func:`min_target_spacing` source frames), which would share the token they pin. Frames count from
+    the take's first frame at ``fps``; messages name them plus ``first`` (the add-on passes the take's
+    first scene frame). The add-on checks with this before it sends, the backend again."""
+    frames = [float(f) for f in target_frames]
+    if not frames:
+        return ("No pose targets were given.", "Key the poses to hit, then list their frames (From Keys).")
+
+    def name(frame: float) -> str:
+        return _number_text(frame + first)
+
+    last = take_frames - 1
+    outside = [f for f in frames if not 0 <= f <= last]
+    if outside:
+        return (f"The pose target at frame {name(outside[0])} is outside the take's frames "
+                f"{name(0)}-{name(last)}.",
+                "Extend the take's frame range over every target, or remove the target.")
+    spacing = min_target_spacing(fps, model_fps)
+    for before, after in zip(frames, frames[1:], strict=False):
+        if after <= before:
+            return (f"The pose targets are not in increasing order ({name(before)} then {name(after)}).",
+                    "List each target frame once, in increasing order.")
+        if after - before < spacing:
+            return (f"The pose targets at frames {name(before)} and {name(after)} are "
+                    f"{_number_text(after - before)} frames apart, inside one token (4 model frames = "
+                    f"{UNIT_LENGTH * fps / model_fps:g} frames at {fps:g} fps).",
+                    f"Space pose targets at least {spacing} frames apart, or remove one of them.")
+    return None
+
+
+def min_target_spacing(fps: float, model_fps: float) -> int:
+    """The least distance in source frames between two pose targets that always puts them in different
+    tokens: one token is ``UNIT_LENGTH`` model frames, ``UNIT_LENGTH * fps / model_fps`` source frames."""
+    return max(1, math.ceil(UNIT_LENGTH * fps / model_fps - 1e-9))
+
+
+@_SCHEMA
 class MapRigRequest(Request):
     TYPE = protocol.MAP_RIG
     rig: RigSpec
@@ -787,6 +859,43 @@ def _inpaint(f: _Fields) -> InpaintRequest:
         retarget=None if section is None else _retarget_spec(section, rig_required=False))
 
 
+def _targets(f: _Fields) -> TargetsRequest:
+    prompts = _prompts(f)
+    if len(prompts) != 1:
+        raise f.fail("prompts", f"A take through pose targets has one prompt, got {len(prompts)}.",
+                     "Send \"prompt\".")
+    source = f.section("source", required=True)
+    assert source is not None
+    kind = source.text("kind", choices=(PoseSource.KIND,), required=True)
+    assert kind == PoseSource.KIND
+    fps = source.number("fps", required=True)
+    rig = _rig(source)
+    assert rig is not None and fps is not None
+    matrices = source.array("pose_matrices", (len(rig.bone_names), 4, 4), first="targets")
+    frames = tuple(f.check_number(v, f"target_frames[{i}]", "target_frames")
+                   for i, v in enumerate(f.items("target_frames", "targets")))
+    if len(frames) != len(matrices):
+        raise f.fail("target_frames", f"{{field}} lists {len(frames)} frames for {len(matrices)} posed "
+                     "rows of source.pose_matrices.", "Send one pose per target frame, in the same order.")
+    take_frames = f.integer("take_frames", required=True)
+    assert take_frames is not None
+    for before, after in zip(frames, frames[1:], strict=False):
+        if after <= before:
+            raise f.fail("target_frames",
+                         f"{{field}} is not strictly increasing ({before:g} then {after:g}).",
+                         "List each target frame once, in increasing order.")
+    if frames[-1] > take_frames - 1:
+        raise f.fail("target_frames", f"The pose target at frame {frames[-1]:g} is outside the take's "
+                     f"frames 0-{take_frames - 1}.", "Extend the take or remove the target.")
+    section = f.section("retarget")
+    return TargetsRequest(
+        prompt=prompts[0], source=PoseSource(rig=rig, pose_matrices=matrices, fps=fps,
+                                             overrides=source.overrides()),
+        target_frames=frames, take_frames=take_frames, seed=f.integer("seed"), sampling=_sampling(f),
+        blend_frames=f.integer("blend_frames"),
+        retarget=None if section is None else _retarget_spec(section, rig_required=False))
+
+
 def _map_rig(f: _Fields) -> MapRigRequest:
     rig = _rig(f)
     assert rig is not None
@@ -813,4 +922,5 @@ _PARSERS: dict[str, Callable[[_Fields], Request]] = {
     protocol.HELLO: _hello, protocol.DIAGNOSE: _diagnose, protocol.LOAD: _load,
     protocol.GENERATE: _generate, protocol.INPAINT: _inpaint, protocol.MAP_RIG: _map_rig,
     protocol.RETARGET: _retarget, protocol.CANCEL: _cancel, protocol.SHUTDOWN: _shutdown,
+    protocol.TARGETS: _targets,
 }
