@@ -119,6 +119,32 @@ def frame_steps(quats: np.ndarray) -> np.ndarray:
     return _angles(quats[:, 1:], quats[:, :-1]).max(axis=0)
 
 
+def mean_steps(quats: np.ndarray) -> np.ndarray:
+    """Per frame-to-frame step, the mean over bones of how far each turns (degrees): quats (B, F, 4)
+    → (F − 1,). The measure of docs/retargeting.md §10's seam check (the largest bone's step is too
+    noisy: a real clip's own largest steps reach twice its median)."""
+    if quats.shape[1] < 2:
+        return np.zeros(0)
+    return np.degrees(_angles(quats[:, 1:], quats[:, :-1])).mean(axis=0)
+
+
+def seam_steps(frames, windows, count: int) -> list[int]:
+    """The steps (index ``t``: frame ``t`` → ``t + 1``) where the keys meet the generated motion: into
+    and out of each target frame and at both ends of its blend window, inside a take of ``count``."""
+    out: set[int] = set()
+    for frame, window in zip(frames, windows, strict=True):
+        lo, hi = int(np.floor(frame - window)), int(np.ceil(frame + window))
+        out.update((frame - 1, frame, lo - 1, lo, hi - 1, hi))
+    return sorted(t for t in out if 0 <= t < count - 1)
+
+
+def seam_ratio(quats: np.ndarray, frames, windows) -> tuple[float, float]:
+    """(largest seam step, median step) of a take's rotations (B, F, 4), in degrees per frame."""
+    steps = mean_steps(quats)
+    seams = seam_steps(frames, windows, quats.shape[1])
+    return (float(steps[seams].max()) if seams else 0.0), float(np.median(steps))
+
+
 @dataclasses.dataclass(frozen=True)
 class Pinned:
     """The pinned result and how it was pinned: target frames, blend half-widths (result frames), the
@@ -129,11 +155,15 @@ class Pinned:
     windows: tuple[float, ...]
     median_step_deg: float
     correction_deg: tuple[float, ...]
+    seam_step_deg: float = 0.0
+    mean_median_step_deg: float = 0.0
 
     def report(self) -> dict:
         return {"frames": list(self.frames), "windows": [round(w, 3) for w in self.windows],
                 "median_step_deg": round(self.median_step_deg, 4),
-                "correction_deg": [round(c, 3) for c in self.correction_deg]}
+                "correction_deg": [round(c, 3) for c in self.correction_deg],
+                "seam_step_deg": round(self.seam_step_deg, 4),
+                "mean_median_step_deg": round(self.mean_median_step_deg, 4)}
 
 
 def pin_to_keys(result: RetargetResult, rig, frames, pose_matrices: np.ndarray,
@@ -180,8 +210,10 @@ def pin_to_keys(result: RetargetResult, rig, frames, pose_matrices: np.ndarray,
     location = result.root_location + loc_table[a] + s[:, None] * (loc_table[b] - loc_table[a])
     location[frames_arr] = key_loc[:, root]
     pinned_result = dataclasses.replace(result, bones=bones, root_location=location)
+    seam, typical = seam_ratio(pinned, frames_arr, windows)
     return Pinned(pinned_result, tuple(int(f) for f in frames_arr), tuple(float(w) for w in windows),
-                  float(np.degrees(median)), tuple(float(x) for x in np.degrees(angle)))
+                  float(np.degrees(median)), tuple(float(x) for x in np.degrees(angle)), seam, typical)
 
 
-__all__ = ["Pinned", "blend_schedule", "frame_steps", "key_channels", "pin_to_keys"]
+__all__ = ["Pinned", "blend_schedule", "frame_steps", "key_channels", "mean_steps", "pin_to_keys", "seam_ratio",
+           "seam_steps"]
