@@ -215,5 +215,6 @@ def pin_to_keys(result: RetargetResult, rig, frames, pose_matrices: np.ndarray,
                   float(np.degrees(median)), tuple(float(x) for x in np.degrees(angle)), seam, typical)
 
 
-__all__ = ["Pinned", "blend_schedule", "frame_steps", "key_channels", "mean_steps", "pin_to_keys", "seam_ratio",
+__all__ = ["Pinned", "blend_schedule", "frame_steps", "key_channels", "mean_steps", "pin_to_keys",
+           "seam_ratio",
            "seam_steps"]

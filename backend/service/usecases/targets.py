@@ -4,7 +4,8 @@
    the rig's mapping (``retarget/inverse.py``), with the transform that maps them back onto the rig.
 2. A source motion at the model's rate holds each pose over the token its target falls in and moves
    linearly between them; encoded (RVQ-VAE), its tokens at the targets are kept on all six layers and
-   every other token is regenerated from the prompt (``pipeline.regenerate_tokens``).
+   every other token is regenerated from the prompt (``pipeline.regenerate``, the masked regeneration
+   with an arbitrary keep mask that composing shares).
 3. The generated joints are placed on the targets: at each target's model frame the root position and
    heading are the keyed pose's, in between they are interpolated (a piecewise space-time placement).
 4. Retargeted onto the rig through the transform of step 1, at the source's fps, then every output
@@ -146,12 +147,14 @@ def run(request: messages.TargetsRequest, job: Job, state: ServiceState) -> mess
     source_tokens = pipeline.encode(held_source(poses, tokens, model_frames))
     keep = np.zeros(len(source_tokens), dtype=bool)
     keep[tokens] = True
-    batch = pipeline.regenerate_tokens(source_tokens, keep, request.prompt, settings, cancel=job.cancel,
-                                       progress=progress.pipeline_callback(load_units, 1))
-    generated = time.perf_counter()
+    codes = pipeline.regenerate(source_tokens, keep, request.prompt, settings, cancel=job.cancel,
+                                progress=progress.pipeline_callback(load_units, 2))
     check_cancel(job)
+    motion = pipeline.joints_from_features(pipeline.decode_tokens(codes))
+    progress.report("decode", progress.done + 1)
+    generated = time.perf_counter()
     anchors = np.clip(np.round(at).astype(np.int64), 0, model_frames - 1)
-    joints = place_on_targets(batch.joints[0], poses, anchors, config.dataset)
+    joints = place_on_targets(motion, poses, anchors, config.dataset)
     solved = retarget(joints, rig, mapping, src_fps=model_fps, dst_fps=fps, foot_lock=spec.foot_lock,
                       setup=setup, transform=placement, frame_count=request.take_frames)
     pinned = pin_to_keys(solved, rig, frames, matrices,
@@ -159,6 +162,7 @@ def run(request: messages.TargetsRequest, job: Job, state: ServiceState) -> mess
     progress.report("retarget", progress.done + 1)
     take = messages.Take(prompt=request.prompt, seed=seed, index=0, frames=model_frames, fps=float(model_fps),
                          joints=joints, retarget=pinned.result.to_dict(), mapping=mapping.to_dict(),
+                         codes=codes,
                          targets={**pinned.report(), "tokens": tokens,
                                   "pinned_tokens": source_tokens[tokens].tolist()})
     progress.finish()

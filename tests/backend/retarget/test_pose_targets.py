@@ -27,8 +27,8 @@ TARGETS = [([10, 60, 110], [150, 170, 190]),        # start, middle, end
 
 def rigs(sample_joints):
     yield "smpl_quaternions", make_rig(smpl_rest_joints(sample_joints[0], "T"))
-    yield "a_pose_euler_mixamo_world", make_rig(smpl_rest_joints(sample_joints[0], "A"), 3, mixamo_like_world(),
-                                                rotation_modes=["XYZ"] * 22)
+    a_pose = smpl_rest_joints(sample_joints[0], "A")
+    yield "a_pose_euler_mixamo_world", make_rig(a_pose, 3, mixamo_like_world(), rotation_modes=["XYZ"] * 22)
 
 
 def quats(result):
@@ -48,7 +48,8 @@ def test_keys_are_hit_exactly_and_the_seams_stay_smooth(sample_joints, frames, p
         generated = retarget(sample_joints[:100], rig, mapping, src_fps=20, dst_fps=24, frame_count=120)
         pinned = pin_to_keys(generated, rig, frames, user_poses)
         result = pinned.result
-        assert result.frame_count == 120 and [b.name for b in result.bones] == [b.name for b in generated.bones]
+        assert result.frame_count == 120
+        assert [b.name for b in result.bones] == [b.name for b in generated.bones]
         keyed_rot, keyed_loc = key_channels(rig, user_poses)
         rows = [rig.bone_names.index(b.name) for b in result.bones]
         error = angle_deg(quats(result)[:, frames], np.swapaxes(keyed_rot[:, rows], 0, 1)).max()
@@ -73,6 +74,7 @@ def test_key_channels_read_back_the_keys_blender_was_given(sample_joints):
     result = retarget(sample_joints[:40], rig, auto_map(rig), src_fps=20)
     rotations, locations = key_channels(rig, pose_matrices_from_basis(rig, result))
     rows = [rig.bone_names.index(b.name) for b in result.bones]
-    assert angle_deg(np.swapaxes(rotations[:, rows], 0, 1), quats(result)).max() < 1e-4      # degrees (arccos rounding)
+    # degrees; not 0 only by arccos rounding
+    assert angle_deg(np.swapaxes(rotations[:, rows], 0, 1), quats(result)).max() < 1e-4
     root = rig.bone_names.index(result.root_name)
     assert np.abs(locations[:, root] - result.root_location).max() < 1e-9

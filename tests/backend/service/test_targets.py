@@ -27,8 +27,24 @@ def keyed(source_features):
 
 
 def targets_request(rig_dict, poses, frames, take_frames, fps=24, **extra):
-    return dict(prompt="a person walks forward", seed=3, steps=3, target_frames=frames, take_frames=take_frames,
+    return dict(prompt="a person walks forward", seed=3, steps=3, target_frames=frames,
+                take_frames=take_frames,
                 source={"kind": "pose", "fps": fps, "rig": rig_dict, "pose_matrices": poses}, **extra)
+
+
+def test_the_pinned_tokens_are_the_encoding_of_the_held_poses(backend, keyed, tiny_weights):
+    from backend.inference.pipeline import MoMaskPipeline
+    from backend.retarget.inverse import joints_and_transform_from_pose
+    from backend.service.usecases.targets import held_source
+
+    rig_dict, rig, pose = keyed
+    frames, posed_from = [0, 30, 70], [50, 90, 130]
+    take = backend.call("targets", **targets_request(rig_dict, pose[posed_from], frames, 72))["takes"][0]
+    poses, _ = joints_and_transform_from_pose(rig, auto_map(rig), pose[posed_from])
+    tokens = take["targets"]["tokens"]
+    assert tokens == [0, 6, 14]
+    encoded = MoMaskPipeline.load(tiny_weights, device="cpu").encode(held_source(poses, tokens, 64))
+    assert np.array_equal(np.asarray(take["codes"])[tokens], encoded[tokens])
 
 
 def test_the_take_passes_through_every_keyed_pose(backend, keyed):
@@ -43,7 +59,11 @@ def test_the_take_passes_through_every_keyed_pose(backend, keyed):
     assert out["fps"] == 24.0 and out["frame_count"] == 96
     report = take["targets"]
     assert report["frames"] == frames and report["tokens"] == [0, 8, 19]        # 0, 33.3, 79.2 model frames
-    assert np.asarray(report["pinned_tokens"]).shape == (3, 6)
+    # the tokens at the targets are the held poses' encoding, kept on all six layers
+    codes, pinned = np.asarray(take["codes"]), np.asarray(report["pinned_tokens"])
+    assert codes.shape == (84 // 4, 6) and pinned.shape == (3, 6)
+    assert np.array_equal(codes[report["tokens"]], pinned)
+    assert (codes[[t for t in range(len(codes)) if t not in report["tokens"]]] != pinned[0]).any(axis=1).all()
     keyed_rot, keyed_loc = key_channels(rig, pose[posed_from])
     errors = []
     for bone in out["bones"]:
