@@ -1,4 +1,4 @@
-"""Pose targets: the solved channels pinned to the rig's own keys (docs/retargeting.md §10).
+"""Pose targets: the solved channels pinned to the rig's own keys (docs/retargeting.md §11).
 
 A take made through pose targets is generated from tokens pinned to each keyed pose, so near a
 target the motion is already close to the key; what remains is made exact here, on the solved
@@ -121,7 +121,7 @@ def frame_steps(quats: np.ndarray) -> np.ndarray:
 
 def mean_steps(quats: np.ndarray) -> np.ndarray:
     """Per frame-to-frame step, the mean over bones of how far each turns (degrees): quats (B, F, 4)
-    → (F − 1,). The measure of docs/retargeting.md §10's seam check (the largest bone's step is too
+    → (F − 1,). The measure of docs/retargeting.md §11's seam check (the largest bone's step is too
     noisy: a real clip's own largest steps reach twice its median)."""
     if quats.shape[1] < 2:
         return np.zeros(0)

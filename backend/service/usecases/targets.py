@@ -1,4 +1,4 @@
-"""``targets``: a take from a prompt that passes through poses keyed on the rig (docs/retargeting.md §10).
+"""``targets``: a take from a prompt that passes through poses keyed on the rig (docs/retargeting.md §11).
 
 1. The keyed poses (``pose_bone.matrix`` of every bone at each target frame) become 22 joints through
    the rig's mapping (``retarget/inverse.py``), with the transform that maps them back onto the rig.

@@ -7,7 +7,7 @@ reads the rig's pose at each target frame, checks the targets (``messages.pose_t
 inside the take, in order, at least one token apart), sends a ``targets`` request and returns; the
 applier writes the answer as a NEW take starting on the range's first frame (the user's action is left
 as it is), in one undo step (``momask.apply_result``). How the backend hits the keys:
-docs/retargeting.md §10.
+docs/retargeting.md §11.
 """
 
 from __future__ import annotations

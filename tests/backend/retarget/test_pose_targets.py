@@ -1,4 +1,4 @@
-"""Pose targets on the solved channels (backend/retarget/pose_targets.py, docs/retargeting.md §10), with
+"""Pose targets on the solved channels (backend/retarget/pose_targets.py, docs/retargeting.md §11), with
 the real HumanML3D sample 000612 as the generated motion and poses from other moments of it as the
 user's keys: at each target frame every bone's local rotation is the key (≤ 0.01°) and the root its
 keyed location; the steps where the keys meet the motion stay within twice its median step; frames
