@@ -685,6 +685,13 @@ def pose_target_problem(target_frames: tuple[float, ...] | list[float], take_fra
     return None
 
 
+def take_model_frames(take_frames: int, fps: float, model_fps: float) -> int:
+    """Model frames (whole tokens) that cover a take of ``take_frames`` frames at ``fps``: its last frame
+    at ``(take_frames − 1) / fps`` seconds lies inside them."""
+    needed = (take_frames - 1) * model_fps / fps + 1
+    return UNIT_LENGTH * math.ceil(needed / UNIT_LENGTH - 1e-9)
+
+
 def min_target_spacing(fps: float, model_fps: float) -> int:
     """The least distance in source frames between two pose targets that always puts them in different
     tokens: one token is ``UNIT_LENGTH`` model frames, ``UNIT_LENGTH * fps / model_fps`` source frames."""

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
@@ -35,12 +34,6 @@ from backend.service.usecases.fields import check_before_loading, float_array, p
 from backend.service.usecases.rig_target import mapped_rig, retarget_target
 
 
-def take_model_frames(take_frames: int, fps: float, model_fps: float) -> int:
-    """Model frames (whole tokens) that cover a take of ``take_frames`` frames at ``fps``."""
-    needed = (take_frames - 1) * model_fps / fps + 1
-    return TOKEN_FRAMES * math.ceil(needed / TOKEN_FRAMES - 1e-9)
-
-
 def check_targets(request: messages.TargetsRequest, model_fps: float) -> tuple[list[int], int]:
     """The target frames as whole frames and the take's model frames, or one clear refusal."""
     fps = float(request.source.fps or model_fps)
@@ -51,7 +44,7 @@ def check_targets(request: messages.TargetsRequest, model_fps: float) -> tuple[l
     if fractional:
         raise InputError(f"The pose target at frame {fractional[0]:g} is not on a whole frame.",
                          "Key the target poses on whole frames.")
-    model = take_model_frames(request.take_frames, fps, model_fps)
+    model = messages.take_model_frames(request.take_frames, fps, model_fps)
     if model > MAX_FRAMES:
         seconds = (request.take_frames - 1) / fps
         raise InputError(f"The take is {request.take_frames} frames ({seconds:.2f} s) long; MoMask makes at "

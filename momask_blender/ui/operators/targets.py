@@ -13,7 +13,6 @@ docs/retargeting.md §11.
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 
 import bpy
@@ -90,12 +89,6 @@ def parse_frames(text: str) -> list[int]:
     return sorted(set(frames))
 
 
-def take_model_frames(take_frames: int, fps: float) -> int:
-    """Model frames that cover the take (the backend's ``usecases/targets.py`` makes the same)."""
-    unit = jobs.messages.UNIT_LENGTH
-    return unit * math.ceil(((take_frames - 1) * MODEL_FPS / fps + 1) / unit - 1e-9)
-
-
 def check_targets(frames: list[int], first: int, last: int, fps: float, source: str) -> None:
     """Refuse, with one message and its fix, targets the backend could not hit (nothing is sent)."""
     if last <= first:
@@ -103,7 +96,7 @@ def check_targets(frames: list[int], first: int, last: int, fps: float, source: 
                           "Set an end after the start (Custom Range or the preview range).")
     take_frames = last - first + 1
     longest = jobs.messages.MAX_MOTION_FRAMES
-    if take_model_frames(take_frames, fps) > longest:
+    if jobs.messages.take_model_frames(take_frames, fps, MODEL_FPS) > longest:
         seconds = (take_frames - 1) / fps
         raise MoMaskError(f"The take's frames {first}-{last} ({source}) last {seconds:.1f} s, "
                           f"longer than the {(longest - 1) / MODEL_FPS:.1f} s MoMask makes at once.",
