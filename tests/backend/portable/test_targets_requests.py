@@ -15,7 +15,8 @@ RIG = m.RigSpec(bone_names=("hips", "spine"), parents=(-1, 0),
 
 def request(frames=(0.0, 30.0, 59.0), poses: int | None = None, take_frames: int = 60) -> m.TargetsRequest:
     pose = np.tile(np.eye(4, dtype=np.float32), (len(frames) if poses is None else poses, 2, 1, 1))
-    return m.TargetsRequest(prompt="a person walks", source=m.PoseSource(rig=RIG, pose_matrices=pose, fps=24.0),
+    source = m.PoseSource(rig=RIG, pose_matrices=pose, fps=24.0)
+    return m.TargetsRequest(prompt="a person walks", source=source,
                             target_frames=tuple(frames), take_frames=take_frames, seed=4, blend_frames=3,
                             retarget=m.RetargetSpec(dst_fps=24.0, foot_lock=False))
 
