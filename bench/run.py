@@ -11,7 +11,8 @@ $MOMASK_BENCH_CACHE or the temp folder), 196 frames, 10 steps:
   CUDA-graph path of ``backend/inference/cuda_graphs.py``;
 * token agreement of the fast flows with the reference flow (same weights, same seeds);
 * backend cold start (spawn `python -m backend serve` → first 196-frame result) and its peak memory;
-* retarget + resample onto a 64-bone rig (bench/bench_retarget.py), key writing in Blender 4.5
+* retarget + resample onto a 64-bone rig (bench/bench_retarget.py), the same with pose targets pinned
+  (bench/bench_targets.py), key writing in Blender 4.5
   (bench/bench_keys.py), and click-to-keys in Blender 4.5 against a warm backend (bench/bench_click.py).
 
 On a CPU the batch-1 rows and the backend are measured for each thread count in ``--threads``
@@ -213,6 +214,14 @@ def rig_rows(table: Table, weights: Path, device: str, args, threads: int | None
               None if value is None else value <= 20,
               "bench/bench_retarget.py, median" if value is not None else output[-300:])
     steer_rows(table, args)
+    value, output = run_script(
+        [sys.executable, "bench/bench_targets.py", "--repeats", "10" if args.quick else "30"],
+        r"retarget \+ targets: median ([\d.]+) ms")
+    table.add("retarget + pose targets, 196 frames, 64-bone rig",
+              f"{value:.1f} ms" if value is not None else "failed", "≤ 30 ms",
+              None if value is None else value <= 30,
+              "bench/bench_targets.py, median; placement, solve, 30 fps, 3 keyed poses pinned"
+              if value is not None else output[-300:])
     if not BPY45.is_file():
         for what, target in (("key writing, 200 frames × 30 bones", "≤ 50 ms"), ("click-to-keys", "≤ 0.5 s")):
             table.add(f"{what} (Blender 4.5)", "not run", target, None, "no .venv-bpy45 here")

@@ -41,8 +41,11 @@ MAP_RIG = "map_rig"
 RETARGET = "retarget"
 CANCEL = "cancel"
 SHUTDOWN = "shutdown"
+COMPOSE = "compose"
+TARGETS = "targets"           # generate through poses keyed on a rig (docs/protocol.md, targets)
 REQUEST_TYPES: tuple[str, ...] = (
-    HELLO, DIAGNOSE, LOAD, GENERATE, INPAINT, MAP_RIG, RETARGET, CANCEL, SHUTDOWN)
+    HELLO, DIAGNOSE, LOAD, GENERATE, INPAINT, MAP_RIG, RETARGET, CANCEL, SHUTDOWN, COMPOSE,
+    TARGETS)
 
 PROGRESS = "progress"
 RESULT = "result"

@@ -28,7 +28,7 @@ from backend.portable import messages, protocol
 from backend.portable.errors import CancelledError, MoMaskError
 from backend.service.jobs import Job, check_cancel
 from backend.service.state import ServiceConfig, ServiceState
-from backend.service.usecases import diagnose, generate, hello, inpaint, load, map_rig, retarget
+from backend.service.usecases import diagnose, generate, hello, inpaint, load, map_rig, retarget, targets
 
 log = logging.getLogger("momask.service")
 
@@ -40,10 +40,11 @@ USE_CASES: dict[str, UseCase] = {
     protocol.HELLO: hello.run, protocol.DIAGNOSE: diagnose.run, protocol.LOAD: load.run,
     protocol.GENERATE: generate.run, protocol.INPAINT: inpaint.run,
     protocol.MAP_RIG: map_rig.run, protocol.RETARGET: retarget.run,
+    protocol.TARGETS: targets.run,
 }
 #: The request types that need the models, run one at a time on the model lane; the rest go to the
 #: light lane.
-MODEL_LANE_TYPES = frozenset({protocol.LOAD, protocol.GENERATE, protocol.INPAINT})
+MODEL_LANE_TYPES = frozenset({protocol.LOAD, protocol.GENERATE, protocol.INPAINT, protocol.TARGETS})
 FINAL_TYPES = (protocol.RESULT, protocol.ERROR)
 
 

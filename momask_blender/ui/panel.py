@@ -173,6 +173,11 @@ class MOMASK_PT_inbetween(_SubPanel):
         layout.prop(s, "inbetween_prompt", text="")
         layout.prop(s, "blend_frames")
         layout.operator("momask.generate_inbetween", icon="SEQ_SEQUENCER")
+        # Through keyed poses: the same range and prompt, a new take hitting the listed keys
+        row = layout.row(align=True)
+        row.prop(s, "pose_targets", text="Poses")
+        row.operator("momask.pose_targets_from_keys", text="", icon="KEYFRAME")
+        layout.operator("momask.generate_through_poses", icon="KEYFRAME_HLT")
         take = regenerated_take(obj)
         if take is not None:  # per take: the selected in-between, else the playing one
             a, b = take["momask_range"]

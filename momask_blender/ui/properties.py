@@ -125,6 +125,13 @@ class MoMaskSettings(bpy.types.PropertyGroup):
         max=24,
         description="Frames at each side that blend into the existing motion",
     )
+    # Generate Through Keyed Poses (ui/operators/targets.py)
+    pose_targets: StringProperty(
+        name="Pose Targets",
+        default="",
+        description="Frames whose keyed poses the take passes through, e.g. 1, 30, 60; empty: every frame "
+        "where the mapped bones have keys inside the range (From Keys lists them)",
+    )
 
 
 class MoMaskBoneRole(bpy.types.PropertyGroup):
