@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import sample_tokens as tokens
+from sampler_support import sample_tokens as tokens
 
 from backend.inference import cuda_graphs as accel
 from backend.inference import sampling

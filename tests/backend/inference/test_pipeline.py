@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 import torch
-from conftest import DrawRecorder
+from sampler_support import DrawRecorder
 
 from backend.inference.pipeline import MoMaskPipeline, SamplingSettings, align_to_source, heading
 from backend.motion.features import recover_from_ric

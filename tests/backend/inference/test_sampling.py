@@ -6,8 +6,8 @@ import threading
 
 import pytest
 import torch
-from conftest import DrawRecorder
-from conftest import sample_tokens as run
+from sampler_support import DrawRecorder
+from sampler_support import sample_tokens as run
 
 from backend.inference import sampling
 from backend.portable.errors import CancelledError
