@@ -2,7 +2,7 @@
 
 Main panel: prompt, duration (or auto), seed (+ randomise), variations, Advanced (guidance, steps,
 temperature, foot lock, in place), Generate / Cancel, a progress bar with the current stage, and the
-last error with its fix. Sub-panels: In-between, Takes, Bone Mapping. ``draw`` only reads state
+last error with its fix. Sub-panels: In-between, Takes, Bone Mapping, Apply Motion. ``draw`` only reads state
 (no backend calls, no file system beyond the cached preset list), so it never stalls the UI.
 """
 
@@ -13,6 +13,7 @@ import bpy
 from ..anim import takes
 from ..remote import jobs
 from . import properties
+from .operators.apply_motion import other_selected_armatures
 from .operators.common import active_armature
 from .operators.generate import regenerated_note
 from .preferences import get_prefs, wrap
@@ -240,4 +241,27 @@ class MOMASK_PT_mapping(_ArmaturePanel):
             row.prop_search(item, "bone", obj.data, "bones", text=item.name.replace("_", " "))
 
 
-classes = (MOMASK_UL_takes, MOMASK_PT_main, MOMASK_PT_inbetween, MOMASK_PT_takes, MOMASK_PT_mapping)
+class MOMASK_PT_apply_motion(_ArmaturePanel):
+    """Apply Motion (a file's or another armature's motion onto this rig) and Copy Take."""
+
+    bl_label = "Apply Motion"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        layout = self.layout
+        a = context.scene.momask_apply
+        layout.row().prop(a, "source", expand=True)
+        if a.source == "FILE":
+            layout.prop(a, "filepath", text="")
+        else:
+            layout.prop(a, "armature")
+            layout.prop(a, "action")
+        layout.operator("momask.apply_motion", icon="IMPORT")
+        others = other_selected_armatures(context)
+        row = layout.row()
+        row.operator("momask.copy_take", icon="DUPLICATE",
+                     text=f"Copy Take to {len(others)} Selected" if others else "Copy Take to Selected")
+
+
+classes = (MOMASK_UL_takes, MOMASK_PT_main, MOMASK_PT_inbetween, MOMASK_PT_takes, MOMASK_PT_mapping,
+           MOMASK_PT_apply_motion)

@@ -13,6 +13,7 @@ import bpy
 from bpy.props import (
     BoolProperty,
     CollectionProperty,
+    EnumProperty,
     FloatProperty,
     IntProperty,
     PointerProperty,
@@ -181,7 +182,35 @@ def store_mapping(obj, mapping: dict, keep_edits: bool = True) -> None:
     obj["momask_missing_roles"] = [r for r in roles if not (edits.get(r) or bones.get(r))]
 
 
-classes = (MoMaskSettings, MoMaskBoneRole)
+def _other_armature(settings, obj) -> bool:
+    """Apply Motion's source armature: any armature but the one the motion goes to (the active)."""
+    active = getattr(bpy.context, "active_object", None)
+    return obj.type == "ARMATURE" and obj != active
+
+
+class MoMaskApplySettings(bpy.types.PropertyGroup):
+    """Apply Motion: where the motion comes from (Scene.momask_apply)."""
+
+    source: EnumProperty(
+        name="From",
+        items=[("FILE", "File", "A BVH or FBX file, read by Blender's own importer (nothing of it stays)"),
+               ("ARMATURE", "Armature", "Another armature's action or take in this file")],
+        default="FILE",
+    )
+    filepath: StringProperty(
+        name="File", subtype="FILE_PATH", description="The BVH or FBX file whose motion to apply"
+    )
+    armature: PointerProperty(
+        name="Armature", type=bpy.types.Object, poll=_other_armature,
+        description="The armature whose animation to apply to the active one",
+    )
+    action: PointerProperty(
+        name="Action", type=bpy.types.Action,
+        description="The action (or take) to apply; empty: the one the armature plays",
+    )
+
+
+classes = (MoMaskSettings, MoMaskBoneRole, MoMaskApplySettings)
 
 
 def register_properties() -> None:
@@ -189,6 +218,7 @@ def register_properties() -> None:
     bpy.types.Scene.momask = PointerProperty(type=MoMaskSettings)  # type: ignore[attr-defined]
     bpy.types.Object.momask_mapping = CollectionProperty(type=MoMaskBoneRole)  # type: ignore[attr-defined]
     bpy.types.Object.momask_take_index = IntProperty(name="Take", default=-1)  # type: ignore[attr-defined]
+    bpy.types.Scene.momask_apply = PointerProperty(type=MoMaskApplySettings)  # type: ignore[attr-defined]
 
 
 def unregister_properties() -> None:
@@ -196,6 +226,7 @@ def unregister_properties() -> None:
         (bpy.types.Scene, "momask"),
         (bpy.types.Object, "momask_mapping"),
         (bpy.types.Object, "momask_take_index"),
+        (bpy.types.Scene, "momask_apply"),
     ):
         if hasattr(owner, name):
             delattr(owner, name)
