@@ -35,6 +35,14 @@ FLOWS: tuple[str, ...] = ("fast", "reference")
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")      # and "cuda:N"
 SOURCE_KINDS: tuple[str, ...] = ("pose", "joints", "features")
+# Steering (docs/protocol.md "Steering", docs/retargeting.md §11): how a path is timed, what the
+# body faces along it, and where the root's travel goes.
+PATH_TIMINGS: tuple[str, ...] = ("keep_speed", "fit_duration")
+PATH_FACINGS: tuple[str, ...] = ("tangent", "keep_relative")
+ROOT_MOTION_MODES: tuple[str, ...] = ("none", "in_place", "root_bone", "object")
+#: The speed (m/s, a brisk walk) :func:`path_seconds` plans a path's duration with before generating;
+#: the result reports the motion's own measured speed and the duration that speed needs.
+NOMINAL_PATH_SPEED = 1.3
 #: The longest duration any dataset can make: 196 frames at KIT's 12.5 fps (t2m: 9.8 s at 20 fps).
 MAX_SECONDS = MAX_MOTION_FRAMES / min(DATASET_FPS.values())
 #: Seeds the backend draws itself stay below 2**31 so the add-on's seed property (a signed 32-bit
@@ -104,6 +112,13 @@ BOUNDS: dict[str, Bound] = {
     "overrides": Bound("count", 0, 256, "role -> bone overrides of one mapping"),
     "name": Bound("chars", 1, 255, "a bone, role or rotation-mode name (Blender names are 63 bytes)"),
     "text": Bound("chars", 0, 4096, "a path, a device, a dataset or a client name"),
+    # steering (docs/protocol.md, "Steering")
+    "path_points": Bound("count", 2, 100_000, "points of a path polyline, world metres (the add-on "
+                         "samples a curve about every 2 cm: 2 km at most)"),
+    "waypoints": Bound("count", 1, 256, "waypoints of one take (one every 4 frames of 1,000)"),
+    "waypoint_frame": Bound("number", 0, 1_000_000, "a waypoint's frame, in key frames (dst_fps) "
+                            "from the take's first key"),
+    "coordinate": Bound("number", -1_000_000, 1_000_000, "a world-space coordinate in metres"),
 }
 
 # --- typed replies (the ``data`` of a result; ``result(id, ...)`` takes them as they are) -------------
@@ -432,20 +447,103 @@ class RigSpec:
 
 
 @_SCHEMA
+class PathSpec:
+    """A path the take's root follows (docs/protocol.md, "Steering"): ``points`` (n, 3) a polyline in
+    world space, metres, Blender's Z up (the add-on samples the curve densely; the backend uses its
+    ground projection); ``timing`` "keep_speed" (the motion's own speed; the path sets the duration,
+    :func:`path_seconds`) or "fit_duration" (the take's length covers the path, speed scaled);
+    ``facing`` "tangent" (the body faces along the path) or "keep_relative" (the motion's travel
+    runs along the path and the body keeps its own facing relative to it)."""
+
+    points: Any
+    timing: str = "keep_speed"
+    facing: str = "tangent"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"points": self.points, "timing": self.timing, "facing": self.facing}
+
+
+@_SCHEMA
+class Waypoint:
+    """The root passes ``position`` (world metres, Z up; its ground projection) at ``frame`` (key frames
+    at the retarget's ``dst_fps``, counted from the take's first key, fractions allowed)."""
+
+    position: tuple[float, float, float]
+    frame: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"position": list(self.position), "frame": self.frame}
+
+
+@_SCHEMA
+class RootMotionSpec:
+    """Where the root's travel goes: "none" (on the pelvis bone, as generated), "in_place" (dropped:
+    the pelvis stays over its rest position horizontally), "root_bone" (extracted onto ``bone``, an
+    ancestor of the hips; ``""``: a bone named "root" if the rig has one, else the object) or "object"
+    (onto the armature object's location/rotation keys). ``heading``: the extracted root also turns with
+    the body's facing (about the vertical); otherwise it only translates. Extracted roots are
+    ground-projected and the hips keep their rest offset from them."""
+
+    mode: str = "none"
+    bone: str = ""
+    heading: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mode": self.mode, "bone": self.bone, "heading": self.heading}
+
+
+@_SCHEMA
 class RetargetSpec:
     """Where a motion goes: ``rig`` with its role ``overrides``, keyed at ``dst_fps`` (None: the
-    source's or the model's rate), with foot lock and in-place options."""
+    source's or the model's rate), with foot lock and in-place options; and the steering
+    (docs/protocol.md, "Steering"): a ``path`` or ``waypoints`` the root follows, where the root
+    motion goes (``root_motion``; ``in_place=True`` is the same as ``RootMotionSpec("in_place")``) and
+    ``ground`` (no foot below the rig's rest sole height, the pelvis lowered where a foot cannot
+    otherwise reach)."""
 
     rig: RigSpec | None = None
     overrides: Mapping[str, str] = dataclasses.field(default_factory=dict)
     dst_fps: float | None = None
     foot_lock: bool = True
     in_place: bool = False
+    path: PathSpec | None = None
+    waypoints: tuple[Waypoint, ...] = ()
+    root_motion: RootMotionSpec | None = None
+    ground: bool = False
+
+    @property
+    def root_mode(self) -> str:
+        """The root-motion mode in effect ("none", "in_place", "root_bone" or "object")."""
+        if self.root_motion is not None:
+            return self.root_motion.mode
+        return "in_place" if self.in_place else "none"
+
+    @property
+    def steered(self) -> bool:
+        """Whether the request asks for any steering beyond the plain solve."""
+        return bool(self.path is not None or self.waypoints or self.ground
+                    or self.root_mode in ("root_bone", "object"))
 
     def to_dict(self) -> dict[str, Any]:
         data = {"rig": self.rig, "overrides": dict(self.overrides), "dst_fps": self.dst_fps,
-                "foot_lock": self.foot_lock, "in_place": self.in_place}
+                "foot_lock": self.foot_lock, "in_place": self.in_place,
+                "path": None if self.path is None else self.path.to_dict(),
+                "waypoints": [w.to_dict() for w in self.waypoints] or None,
+                "root_motion": None if self.root_motion is None else self.root_motion.to_dict(),
+                "ground": self.ground or None}
         return {k: v for k, v in data.items() if v is not None}
+
+
+def path_seconds(points: Any, speed: float = NOMINAL_PATH_SPEED) -> float:
+    """The take length (seconds) that walks ``points`` (n, 3; world metres, Z up) at ``speed`` m/s:
+    the ground-projected polyline length / speed, at most the longest clip (:data:`MAX_SECONDS` is the
+    KIT limit; t2m's is 9.8 s, which the pipeline enforces). Stdlib only, so the add-on can plan a
+    "keep_speed" path before generating; the take then reports the motion's measured speed and the
+    duration that speed needs (docs/protocol.md, "Steering")."""
+    rows = points.tolist() if hasattr(points, "tolist") else list(points)
+    length = sum(math.hypot(float(b[0]) - float(a[0]), float(b[1]) - float(a[1]))
+                 for a, b in zip(rows, rows[1:], strict=False))
+    return min(length / max(float(speed), 1e-6), MAX_MOTION_FRAMES / DATASET_FPS["t2m"])
 
 
 @_SCHEMA
@@ -741,9 +839,66 @@ def _rig(f: _Fields, name: str = "rig", required: bool = True) -> RigSpec | None
 
 
 def _retarget_spec(f: _Fields, rig_required: bool) -> RetargetSpec:
+    in_place = f.flag("in_place", False)
+    root_motion = _root_motion(f)
+    if in_place and root_motion is not None and root_motion.mode != "in_place":
+        raise f.fail("root_motion", f"{{field}} is {root_motion.mode!r} but 'in_place' is true.",
+                     "Send one of the two: 'root_motion' {\"mode\": ...} or 'in_place'.")
     return RetargetSpec(rig=_rig(f, required=rig_required), overrides=f.overrides(),
                         dst_fps=f.number("dst_fps", "fps"), foot_lock=f.flag("foot_lock", True),
-                        in_place=f.flag("in_place", False))
+                        in_place=in_place, path=_path(f), waypoints=_waypoints(f),
+                        root_motion=root_motion, ground=f.flag("ground", False))
+
+
+def _path(f: _Fields) -> PathSpec | None:
+    path = f.section("path")
+    if path is None:
+        return None
+    value = path.get("points")
+    rows = len(value) if isinstance(value, list) else (
+        int(value.shape[0]) if protocol.is_array(value) and len(value.shape) else None)
+    if rows is not None and rows < 2:
+        raise path.fail("points", f"{{field}} has {rows} point(s); a path needs at least two (a curve "
+                        "with length).", "Pick a curve with at least two points and some length, or "
+                        "clear the path.")
+    return PathSpec(points=path.array("points", (3,), first="path_points"),
+                    timing=path.text("timing", choices=PATH_TIMINGS) or "keep_speed",
+                    facing=path.text("facing", choices=PATH_FACINGS) or "tangent")
+
+
+def _waypoints(f: _Fields) -> tuple[Waypoint, ...]:
+    if f.get("waypoints") is None:
+        return ()
+    waypoints = []
+    for i, item in enumerate(f.items("waypoints", "waypoints")):
+        name = f"waypoints[{i}]"
+        if not isinstance(item, Mapping):
+            raise f.fail(name, f"{{field}} must be an object, not {protocol.kind_of(item)}.",
+                         "Send {\"position\": [x, y, z], \"frame\": 24}.")
+        w = _Fields(item, f.request_id, f"{f.path}{name}.")
+        position = w.get("position")
+        if not isinstance(position, list) or len(position) != 3:
+            raise w.fail("position", "{field} must be a list of 3 numbers (world metres).",
+                         "Send the waypoint's world location [x, y, z].")
+        coords = tuple(w.check_number(c, f"position[{k}]", "coordinate") for k, c in enumerate(position))
+        frame = w.number("frame", "waypoint_frame", required=True)
+        assert frame is not None
+        if waypoints and frame <= waypoints[-1].frame:
+            raise f.fail(name, f"{{field}} is at frame {frame:g}, not after the previous waypoint's "
+                         f"{waypoints[-1].frame:g}; waypoints must be in frame order.",
+                         "Give each waypoint a later frame than the one before (sort the list by frame).")
+        waypoints.append(Waypoint(position=coords, frame=frame))
+    return tuple(waypoints)
+
+
+def _root_motion(f: _Fields) -> RootMotionSpec | None:
+    section = f.section("root_motion")
+    if section is None:
+        return None
+    bone = section.get("bone")
+    return RootMotionSpec(mode=section.text("mode", choices=ROOT_MOTION_MODES) or "none",
+                          bone="" if bone in (None, "") else section.text("bone", "name") or "",
+                          heading=section.flag("heading", True))
 
 
 def _generate(f: _Fields) -> GenerateRequest:

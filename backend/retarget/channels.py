@@ -35,18 +35,25 @@ class RetargetResult:
     root_name: str
     root_location: np.ndarray                    # (F, 3)
     transform: SourceToRig | None = None         # how source metres map to armature space
+    steering: dict | None = None                 # the steering report (docs/protocol.md, "Steering")
+    root_motion: dict | None = None              # an extracted root's keys (root bone or object)
 
     @property
     def frame_count(self) -> int:
         return int(len(self.root_location))
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "fps": float(self.fps),
             "frame_count": self.frame_count,
             "bones": [{"name": b.name, "channel": b.channel, "values": b.values} for b in self.bones],
             "root": {"name": self.root_name, "location": self.root_location},
         }
+        if self.steering is not None:
+            out["steering"] = self.steering
+        if self.root_motion is not None:
+            out["root_motion"] = self.root_motion
+        return out
 
 
 CHANNELS = {"QUATERNION": "rotation_quaternion", "AXIS_ANGLE": "rotation_axis_angle"}

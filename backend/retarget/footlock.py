@@ -40,6 +40,19 @@ def source_contacts(joints: np.ndarray, source_floor: float, fps: float) -> np.n
     return contact & (padded[:-2] | padded[2:])                        # drop 1-frame contacts
 
 
+def held_contacts(joints: np.ndarray, source_floor: float, fps: float, hold: int = 1) -> np.ndarray:
+    """:func:`source_contacts` with each run held ``hold`` frames longer at both ends while the ball is
+    still within the contact height: a steered take (docs/retargeting.md §11) adds motion that a
+    pinned foot would otherwise show all at once in the step it is released."""
+    contact = source_contacts(joints, source_floor, fps)
+    low = joints[:, [J["left_foot"], J["right_foot"]], 1] - source_floor < CONTACT_HEIGHT
+    held = contact.copy()
+    for k in range(1, hold + 1):
+        held[k:] |= contact[:-k] & low[k:]
+        held[:-k] |= contact[k:] & low[:-k]
+    return held
+
+
 def pin_shift(contact: np.ndarray, ball: np.ndarray) -> np.ndarray:
     """Per frame, how far to move one foot's ball (T, 3): onto its run's mean position during contact;
     between two runs the correction eases (smoothstep) from the one run's to the next's across the whole
@@ -90,12 +103,52 @@ def two_bone_ik(hip: np.ndarray, target: np.ndarray, pole_knee: np.ndarray, uppe
     return knee, hip + distance[..., None] * along
 
 
+def lowering_for_reach(hip: np.ndarray, target: np.ndarray, reach: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """How far (T, ...) the hip must go down along ``up`` for ``target`` to lie within ``reach``:
+    the smallest δ ≥ 0 with ``|target − (hip − δ·up)| ≤ reach``; where no lowering reaches (the target
+    is too far sideways) the δ that brings the hip level with it."""
+    v = target - hip
+    along = dot(v, up)
+    excess = (v * v).sum(-1) - reach ** 2
+    disc = along ** 2 - excess
+    delta = np.where(disc >= 0, -along - np.sqrt(np.maximum(disc, 0.0)), -along)
+    return np.where(excess > 0, np.maximum(delta, 0.0), 0.0)
+
+
+def hold_and_ease(x: np.ndarray, radius: int) -> np.ndarray:
+    """A smooth envelope ≥ ``x`` (T,): the running maximum over ±radius, then its ±radius mean (each
+    mean's window lies inside every maximum's window it averages, so it never drops below ``x``)."""
+    if radius <= 0 or not x.any():
+        return x
+    padded = np.concatenate([np.zeros(radius), x, np.zeros(radius)])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * radius + 1)
+    held = windows.max(axis=1)
+    padded = np.concatenate([np.zeros(radius), held, np.zeros(radius)])
+    return np.lib.stride_tricks.sliding_window_view(padded, 2 * radius + 1).mean(axis=1)
+
+
 def lock_feet(setup: RigSetup, joints: np.ndarray, transform: SourceToRig, d: np.ndarray,
               root: np.ndarray, fps: float) -> np.ndarray:
     """Deltas ``d`` (K, T, 3, 3) with thighs, shins and feet re-solved so contact feet stay put."""
-    contacts = source_contacts(joints, transform.source_floor, fps)
-    if not contacts.any():
-        return d
+    return plant_feet(setup, joints, transform, d, root, fps)[0]
+
+
+def plant_feet(setup: RigSetup, joints: np.ndarray, transform: SourceToRig, d: np.ndarray,
+               root: np.ndarray, fps: float, pin: bool = True, ground: bool = False,
+               contacts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """Foot locking and the ground rule (docs/retargeting.md §6, §11.4) in one two-bone IK pass.
+
+    ``pin``: contact feet pinned horizontally (``contacts`` (T, 2), else found on ``joints``).
+    ``ground``: no ankle or ball below its rest height along up (the foot is lifted rigidly), and
+    where a pinned or lifted foot is out of the leg's reach the pelvis is lowered (a smooth envelope of
+    the lowering each frame needs) instead of the leg being clamped. Returns the deltas, the pelvis
+    head (T, 3) and the most it was lowered (armature units).
+    """
+    if pin and contacts is None:
+        contacts = source_contacts(joints, transform.source_floor, fps)
+    pinning = pin and contacts is not None and bool(contacts.any())
+    if not pinning and not ground:
+        return d, root, 0.0
     slot = {b: i for i, b in enumerate(setup.driven)}
     jb, up, rest = setup.joint_bone, setup.up, setup.rest_joints
     sides = ("left", "right")
@@ -103,25 +156,44 @@ def lock_feet(setup: RigSetup, joints: np.ndarray, transform: SourceToRig, d: np
     heads = fk_heads(setup, d, root, list(legs.ravel()))
     hip, knee, ankle = (np.stack([heads[b] for b in legs[:, k]], axis=1) for k in range(3))  # (T, 2, 3)
     foot_delta = d[[slot[b] for b in legs[:, 2]]].swapaxes(0, 1)                              # (T, 2, 3, 3)
-    ball_offset = rest[[J["left_foot"], J["right_foot"]]] - rest[[J["left_ankle"], J["right_ankle"]]]
+    balls, ankles = [J["left_foot"], J["right_foot"]], [J["left_ankle"], J["right_ankle"]]
+    ball_offset = rest[balls] - rest[ankles]
     ball = ankle + rotate(foot_delta, ball_offset)
 
     shift = np.zeros_like(ball)
-    for i in range(2):                           # per foot: contact runs → pinned ball positions
-        if contacts[:, i].any():                 # a foot that never touches the floor stays as it is
-            shift[:, i] = pin_shift(contacts[:, i], ball[:, i])
-    shift -= dot(shift, up)[..., None] * up      # horizontal pin only
+    if pinning:
+        assert contacts is not None
+        for i in range(2):                       # per foot: contact runs → pinned ball positions
+            if contacts[:, i].any():             # a foot that never touches the floor stays as it is
+                shift[:, i] = pin_shift(contacts[:, i], ball[:, i])
+        shift -= dot(shift, up)[..., None] * up  # horizontal pin only
     active = np.abs(shift).sum(-1) > 0           # (T, 2)
     upper = np.linalg.norm(setup.rest_head[legs[:, 1]] - setup.rest_head[legs[:, 0]], axis=-1)
     lower = np.linalg.norm(setup.rest_head[legs[:, 2]] - setup.rest_head[legs[:, 1]], axis=-1)
-    new_knee, new_ankle = two_bone_ik(hip, ankle + shift, knee, upper, lower)
+    target = ankle + shift
+    lowered = 0.0
+    if ground:
+        lift = np.maximum(dot(rest[ankles], up) - dot(ankle, up), dot(rest[balls], up) - dot(ball, up))
+        lift = np.maximum(lift, 0.0)                                                          # (T, 2)
+        target = target + lift[..., None] * up
+        ball = ball + lift[..., None] * up
+        need = lowering_for_reach(hip, target, 0.995 * (upper + lower), up).max(axis=1)       # (T,)
+        drop = hold_and_ease(need, max(int(round(0.15 * fps)), 1))
+        root = root - drop[:, None] * up
+        hip = hip - drop[:, None, None] * up
+        lowered = float(drop.max(initial=0.0))
+        active = active | (lift > 0) | (drop[:, None] > 0)
+    if not active.any():
+        return d, root, lowered
+    ball = ball + shift
+    new_knee, new_ankle = two_bone_ik(hip, target, knee, upper, lower)
     pelvis_delta = d[slot[setup.pelvis]][:, None]
     thigh, shin, hinge = limb_frames(hip, new_knee, new_ankle, rotate(pelvis_delta, -setup.forward),
                                      rotate(pelvis_delta, -up))
-    foot = frame(ball - ankle, hinge)
+    foot = frame(ball - target, hinge)
     d = d.copy()
     for i in range(2):
         for bone, f in zip(legs[i], (thigh, shin, foot), strict=True):
             solved = f[:, i] @ setup.rest_frames[bone].T
             d[slot[bone]] = np.where(active[:, i, None, None], solved, d[slot[bone]])
-    return d
+    return d, root, lowered

@@ -46,10 +46,17 @@ from backend.portable.quaternion import (
     qmul,
 )
 from backend.retarget.channels import BoneChannel, RetargetResult, channel_for, channel_values
-from backend.retarget.footlock import lock_feet
+from backend.retarget.footlock import held_contacts, plant_feet
 from backend.retarget.geometry import cross, dot, frame, limb_frames, rotate, unit
 from backend.retarget.resample import resample_quaternions, resample_vectors, sample_times
 from backend.retarget.rig_setup import RigSetup, SourceToRig, chain_to, topological_order
+from backend.retarget.steering import (
+    Steering,
+    SteerReport,
+    extract_root,
+    object_motion,
+    root_bone_keys,
+)
 
 J = T2M_JOINT_INDEX
 #: Source spine polyline pelvis → spine1 → spine2 → spine3 → neck.
@@ -327,7 +334,8 @@ def check_joints(joints: np.ndarray) -> np.ndarray:
 
 def retarget(joints: np.ndarray, rig, mapping, src_fps: float = 20.0, dst_fps: float | None = None,
              foot_lock: bool = True, in_place: bool = False, setup: RigSetup | None = None,
-             transform: SourceToRig | None = None, frame_count: int | None = None) -> RetargetResult:
+             transform: SourceToRig | None = None, frame_count: int | None = None,
+             steering: Steering | None = None) -> RetargetResult:
     """Pose-bone keys for ``rig`` that reproduce ``joints (T, 22, 3)`` (Y up, metres, ``src_fps``).
 
     ``dst_fps`` resamples the keys (slerp) to the scene rate; ``foot_lock`` pins feet during ground
@@ -337,12 +345,27 @@ def retarget(joints: np.ndarray, rig, mapping, src_fps: float = 20.0, dst_fps: f
     in-between passes the one that read the rig's own animation, so the regenerated range lands at
     the source's height and scale). ``frame_count``: exactly this many keys at ``dst_fps`` (the
     source's frame count, which a 24 → 20 → 24 fps round trip could otherwise shorten by one; the
-    last key past the motion's end holds its last pose).
+    last key past the motion's end holds its last pose). ``steering``: a path or waypoints the root
+    follows, root-motion extraction and the ground rule (docs/retargeting.md §11; its
+    ``root_mode`` "in_place" is ``in_place``).
     """
     joints = check_joints(joints)
     setup = setup or cached_setup(rig, mapping)
     estimated = source_transform(setup, joints)
     transform = transform or estimated
+    fps = float(src_fps)
+    out_fps = fps if dst_fps is None else float(dst_fps)
+    steering = steering or Steering(root_mode="in_place" if in_place else "none")
+    in_place = steering.root_mode == "in_place"
+    report = SteerReport(root_motion=steering.root_mode) if (steering.warps or steering.ground
+                                                             or steering.extracts) else None
+    contacts = None
+    if steering.warps:
+        assert report is not None
+        # Contacts come from the unwarped clip (the warp changes no heights, and a scaled speed
+        # would otherwise hide a planted foot from the speed test), each held a frame longer.
+        contacts = held_contacts(joints, estimated.source_floor, fps)
+        joints = steering.warp(joints, fps, out_fps, transform, rig.world_matrix, report)
     p = transform.to_rig(joints)
     frames = bone_frames(setup, p, setup.rest_frames)
     d = deltas(setup, frames)
@@ -355,26 +378,59 @@ def retarget(joints: np.ndarray, rig, mapping, src_fps: float = 20.0, dst_fps: f
         rest_pelvis = setup.rest_head[setup.pelvis]
         horizontal = (root - rest_pelvis) - dot(root - rest_pelvis, setup.up)[:, None] * setup.up
         root = root - horizontal
-    elif foot_lock and len(joints) > 2:
+    pin = foot_lock and not in_place and len(joints) > 2
+    if pin or steering.ground:
         # Contacts are found against the clip's own floor (the estimate), wherever the transform puts
         # that floor on the rig; the pins are horizontal, so the placement itself does not matter here.
-        d = lock_feet(setup, joints, estimated, d, root, src_fps)
+        d, root, lowered = plant_feet(setup, joints, estimated, d, root, fps, pin=pin,
+                                      ground=steering.ground, contacts=contacts)
+        if report is not None:
+            report.pelvis_lowered = lowered * float(np.linalg.norm(np.asarray(rig.world_matrix)[:3, 0]))
+    extracted = None
+    if steering.extracts:
+        d, root, extracted = extract_root(setup, d, root, steering.root_mode, steering.root_bone,
+                                          steering.heading, fps)
+        assert report is not None
+        if steering.root_mode == "root_bone" and extracted.mode == "object":
+            report.warnings.append("The rig has no bone named 'root' above the hips: the root motion went "
+                                   "onto the armature object instead.")
+        report.root_motion = extracted.mode
 
     quats = basis_quaternions(setup, d)
     pelvis = setup.pelvis
     location = (root - setup.rest_head[pelvis]) @ setup.rest_rot[pelvis]      # L.rotᵀ · (h − L.head)
-    fps = float(src_fps)
-    out_fps = fps if dst_fps is None else float(dst_fps)
+    extra_bones: list[tuple[int, np.ndarray]] = []
+    root_motion: dict | None = None
+    if extracted is not None and extracted.mode == "root_bone":
+        root_location, root_quats = root_bone_keys(setup, extracted)
+        extra_bones.append((int(extracted.bone), root_quats))
+        root_motion = {"mode": "root_bone", "name": setup.names[int(extracted.bone)],
+                       "location": root_location}
+    elif extracted is not None:
+        object_location, object_quats = object_motion(rig.world_matrix, extracted)
+        root_motion = {"mode": "object", "location": object_location, "rotation_quaternion": object_quats}
     if abs(out_fps - fps) > 1e-9 or frame_count not in (None, len(location)):
         before, frac = sample_times(len(location), fps, out_fps, count=frame_count)
         quats = np.swapaxes(resample_quaternions(np.swapaxes(quats, 0, 1), before, frac), 0, 1)
         location, fps = resample_vectors(location, before, frac), out_fps
+        extra_bones = [(b, resample_quaternions(q, before, frac)) for b, q in extra_bones]
+        if root_motion is not None:
+            root_motion["location"] = resample_vectors(root_motion["location"], before, frac)
+            if "rotation_quaternion" in root_motion:
+                root_motion["rotation_quaternion"] = resample_quaternions(
+                    root_motion["rotation_quaternion"], before, frac)
+    if root_motion is not None and "rotation_quaternion" in root_motion:
+        root_motion["rotation_euler"] = channel_values(root_motion["rotation_quaternion"], "XYZ")
     bones = []
     for k, b in enumerate(setup.output_bones):
         mode = setup.rotation_modes[b]
         bones.append(BoneChannel(setup.names[b], channel_for(mode), channel_values(quats[k], mode), mode))
+    for b, q in extra_bones:
+        mode = setup.rotation_modes[b]
+        bones.append(BoneChannel(setup.names[b], channel_for(mode), channel_values(q, mode), mode))
     return RetargetResult(fps=fps, bones=bones, root_name=setup.names[pelvis], root_location=location,
-                          transform=transform)
+                          transform=transform, steering=None if report is None else report.to_dict(),
+                          root_motion=root_motion)
 
 
 __all__ = ["analyse_rig", "cached_setup", "retarget"]
