@@ -339,7 +339,8 @@ def case_bad_sources_change_nothing():
     bpy.data.meshes.remove(bpy.data.meshes["Cube"])
     activate(rig)
     ids, state = data_ids(), scene_state()
-    for label, path, wanted in (("broken", garbage, "could not read 'broken.bvh': Exception: This is not"), ("text", text, "not a BVH or FBX"),
+    for label, path, wanted in (("broken", garbage, "could not read 'broken.bvh': Exception: This is not"),
+                                ("text", text, "not a BVH or FBX"),
                                 ("missing", TMP / "gone.fbx", "does not exist"),
                                 ("mesh only", cube, "no armature")):
         settings().source, settings().filepath = "FILE", str(path)

@@ -1,11 +1,12 @@
 """Operators, one module per use case: generating (generate), the running job (results), the backend
 process (backend), takes (takes), the bone mapping (mapping) and installing the weights
-(install_weights), Apply Motion and Copy Take (apply_motion); what they share is in common."""
+(install_weights), Apply Motion and Copy Take (apply_motion), steering and waypoints (steer); what
+they share is in common."""
 
 from __future__ import annotations
 
-from . import apply_motion, backend, generate, install_weights, mapping, results, takes
+from . import apply_motion, backend, generate, install_weights, mapping, results, steer, takes
 
 #: Registered in this order (Blender registers each class once; the panel's buttons need them all).
 classes = (*generate.classes, *results.classes, *backend.classes, *takes.classes, *mapping.classes,
-           *install_weights.classes, *apply_motion.classes)
+           *install_weights.classes, *apply_motion.classes, *steer.classes)
