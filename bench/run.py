@@ -186,6 +186,24 @@ def service_rows(table: Table, weights: Path, device: str, args, gpu: bool) -> N
                   f"{seconds(min(t.warm_generate_s))}–{seconds(max(t.warm_generate_s))}")
 
 
+def steer_rows(table: Table, args) -> None:
+    """Retarget + path steering (bench/bench_steer.py): its time and the path-following figures."""
+    value, output = run_script(
+        [sys.executable, "bench/bench_steer.py", "--repeats", "10" if args.quick else "30"],
+        r"retarget \+ path \+ root bone \+ ground: median ([\d.]+) ms")
+    follow = re.search(r"worst: root to curve ([\d.]+) cm \(≤ 2\), skating ([-+\d.]+)", output)
+    table.add("retarget + path + root bone + ground, 196 frames, 64-bone rig",
+              f"{value:.1f} ms" if value is not None else "failed", "≤ 30 ms",
+              None if value is None else value <= 30,
+              "bench/bench_steer.py, median; sample 000612 on a circle" if value is not None
+              else output[-300:])
+    if follow:
+        distance, skate = float(follow.group(1)), float(follow.group(2))
+        table.add("path following: root to curve (worst of circle, S-curve, 90° corner × 2 timings)",
+                  f"{distance:.2f} cm", "≤ 2 cm", distance <= 2.0,
+                  f"foot skating {skate:+.3f} vs the unsteered take (≤ +0.01); bench/bench_steer.py")
+
+
 def rig_rows(table: Table, weights: Path, device: str, args, threads: int | None) -> None:
     value, output = run_script(
         [sys.executable, "bench/bench_retarget.py", "--repeats", "10" if args.quick else "30"],
@@ -194,6 +212,7 @@ def rig_rows(table: Table, weights: Path, device: str, args, threads: int | None
               f"{value:.1f} ms" if value is not None else "failed", "≤ 20 ms",
               None if value is None else value <= 20,
               "bench/bench_retarget.py, median" if value is not None else output[-300:])
+    steer_rows(table, args)
     if not BPY45.is_file():
         for what, target in (("key writing, 200 frames × 30 bones", "≤ 50 ms"), ("click-to-keys", "≤ 0.5 s")):
             table.add(f"{what} (Blender 4.5)", "not run", target, None, "no .venv-bpy45 here")

@@ -10,7 +10,8 @@
 3. The foot moves rigidly with its ball, so the ankle target is the FK ankle plus the same shift; a
    two-bone IK (law of cosines, pole = the FK knee) re-solves thigh and shin, and the foot keeps its
    solved direction with the new leg hinge. Unreachable targets are clamped to 0.999 of the leg
-   length (no pelvis lowering).
+   length; with the ground rule (docs/retargeting.md §11.4, :func:`plant_feet`) feet are kept above
+   their rest height and the pelvis is lowered instead.
 """
 
 from __future__ import annotations

@@ -200,6 +200,23 @@ def smooth_route_through(points: np.ndarray, samples: int = 40) -> np.ndarray:
     return np.concatenate(out)
 
 
+def waypoint_route(start: np.ndarray, knots: list[Knot]) -> Route:
+    """The route without a path: a smooth curve from the clip's ground ``start`` (x, z) through the
+    waypoints (one at frame 0 replaces the start)."""
+    through = [start] + [k.point for k in knots if k.frame > 1e-9]
+    if knots and knots[0].frame <= 1e-9:
+        through[0] = knots[0].point
+    return Route(smooth_route_through(np.array(through)))
+
+
+def check_inside_take(knots: list[Knot], frames: int, fps: float) -> None:
+    """Refuse a waypoint after the take's last frame (``frames`` at ``fps``, the knots' rate)."""
+    if knots and knots[-1].frame > frames - 1 + 1e-6:
+        raise InputError(f"The last waypoint is at {knots[-1].frame / fps:.2f} s, after the take's end "
+                         f"({(frames - 1) / fps:.2f} s).",
+                         "Move the waypoint's frame inside the take, or make the take longer.")
+
+
 # --- world ↔ source -----------------------------------------------------------------------------------
 
 def world_to_source(points_world: np.ndarray, world_matrix: np.ndarray, transform: SourceToRig) -> np.ndarray:
@@ -305,12 +322,13 @@ def steady_turn(turn: np.ndarray, speed: np.ndarray, fps: float) -> np.ndarray:
 
 def steer_joints(joints: np.ndarray, fps: float, route: Route | None, knots: list[Knot],
                  timing: str = "keep_speed", facing: str = "tangent", world_scale: float = 1.0,
-                 report: SteerReport | None = None) -> np.ndarray:
+                 report: SteerReport | None = None, key_fps: float | None = None) -> np.ndarray:
     """``joints`` (T, 22, 3) re-placed along ``route`` (source space) and through ``knots``.
 
     ``route`` None with knots: a smooth curve from the clip's start through the knots. ``world_scale``
-    (world metres per source metre) only scales the report. Heights are unchanged; contacts of the
-    unwarped clip stay the contacts (the caller locks the feet with them).
+    (world metres per source metre) scales the report and the speed limit; ``key_fps`` is the rate
+    errors name frames in. Heights are unchanged; contacts of the unwarped clip stay the contacts
+    (the caller locks the feet with them).
     """
     joints = np.asarray(joints, np.float64)
     report = report if report is not None else SteerReport()
@@ -320,29 +338,19 @@ def steer_joints(joints: np.ndarray, fps: float, route: Route | None, knots: lis
     own = float(s[-1])
     report.travelled, report.speed = own * world_scale, own / duration * world_scale
     stationary = own / duration < STATIONARY_SPEED
-    start = c[0]
-    if route is None:
-        through = [start] + [k.point for k in knots if k.frame > 1e-9]
-        if knots and knots[0].frame <= 1e-9:
-            through[0] = knots[0].point
-        route = Route(smooth_route_through(np.array(through)))
+    route = route or waypoint_route(c[0], knots)
+    check_inside_take(knots, frames, fps)
+    check_waypoint_speeds(route, knots, fps, world_scale, key_fps)
     report.path_length = route.length * world_scale
     report.seconds_for_path = None if stationary else route.length / (own / duration)
 
     u = s + CREEP_SPEED * np.arange(frames) / fps            # pseudo arc length: strictly increasing
     if knots:
         knot_u, knot_sigma = [0.0], [0.0]
-        for i, k in enumerate(knots):
+        for k in knots:
             sigma, _ = route.project(k.point)
             if k.frame <= 1e-9:
                 continue
-            if k.frame > frames - 1 + 1e-6:
-                raise InputError(f"Waypoint {i + 1} is at frame {k.frame / fps:.2f} s, after the take's "
-                                 f"end ({(frames - 1) / fps:.2f} s).",
-                                 "Move the waypoint's frame inside the take, or make the take longer.")
-            if sigma <= knot_sigma[-1] + 1e-6:
-                raise InputError(f"Waypoint {i + 1} lies behind the one before it along the path.",
-                                 "Order the waypoints along the path, or move this one further along it.")
             knot_u.append(float(np.interp(k.frame, np.arange(frames), u)))
             knot_sigma.append(sigma)
         if knot_u[-1] < u[-1] - 1e-9:                        # after the last waypoint: the own speed
@@ -351,6 +359,12 @@ def steer_joints(joints: np.ndarray, fps: float, route: Route | None, knots: lis
         ku, ks = np.array(knot_u), np.array(knot_sigma)
         sigma_t = hermite(ku, ks, pchip_slopes(ku, ks), u)
         report.stride_scale = float((ks[-1] - ks[0]) / max(ku[-1] - ku[0], 1e-9))
+        legs = np.diff(ks) / np.diff(ku)                     # each leg's own stride change
+        worst = int(np.argmax(np.abs(np.log(np.maximum(legs, 1e-9)))))
+        overall_ok = abs(report.stride_scale - 1) <= STRIDE_WARNING
+        if not stationary and overall_ok and abs(legs[worst] - 1) > STRIDE_WARNING:
+            report.warnings.append(f"Strides change by {100 * (legs[worst] - 1):+.0f}% on the way to "
+                                   f"waypoint {worst + 1} to pass it at its frame.")
         if stationary:
             report.warnings.append(
                 f"The motion travels {report.travelled:.2f} m in {duration:.1f} s: it does not walk, so "
@@ -478,7 +492,7 @@ def extract_root(setup: RigSetup, d: np.ndarray, root: np.ndarray, mode: str, bo
     rest_offset = flat(setup.rest_head[pelvis] - centre)
     g = flat(root - centre) - rotate(rot, np.broadcast_to(rest_offset, root.shape))
     inverse = np.swapaxes(rot, -1, -2)
-    d_rel = np.einsum("tij,ktjl->ktil", inverse, d)
+    d_rel = np.matmul(inverse[None], d)
     root_rel = rotate(inverse, root - centre - g) + centre
     return d_rel, root_rel, ExtractedRoot(mode, index, rot, g, centre)
 
@@ -506,25 +520,21 @@ def root_bone_keys(setup: RigSetup, extracted: ExtractedRoot) -> tuple[np.ndarra
     return location, qcontinuous(matrix_to_quat(basis))
 
 
-def check_waypoint_speeds(route: Route | None, knots: list[Knot], fps: float, world_scale: float,
+def check_waypoint_speeds(route: Route, knots: list[Knot], fps: float, world_scale: float,
                           key_fps: float | None = None) -> None:
-    """Refuse waypoint legs faster than a human run (scaled by the rig's size), before any work; the
-    take starts at the source origin (the armature's, horizontally). ``fps``: the knots' frame rate;
-    ``key_fps``: the rate the user counts frames in (the error names a frame in it)."""
+    """Refuse waypoints behind the one before along the route, and legs faster than a human run
+    (scaled by the rig's size), before any work. ``fps``: the knots' frame rate; ``key_fps``: the rate
+    the user counts frames in (the error names a frame in it)."""
     key_fps = fps if key_fps is None else key_fps
-    if not knots:
-        return
-    if route is None:
-        through = [np.zeros(2)] + [k.point for k in knots if k.frame > 1e-9]
-        if knots[0].frame <= 1e-9:
-            through[0] = knots[0].point
-        route = Route(smooth_route_through(np.array(through)))
     previous_sigma, previous_frame = 0.0, 0.0
     for i, k in enumerate(knots):
         sigma, _ = route.project(k.point)
         if k.frame <= 1e-9:
             previous_sigma = sigma
             continue
+        if i and sigma <= previous_sigma + 1e-6:
+            raise InputError(f"Waypoint {i + 1} lies behind waypoint {i} along the path.",
+                             "Order the waypoints along the path, or move this one further along it.")
         seconds = (k.frame - previous_frame) / fps
         speed = (sigma - previous_sigma) / seconds
         if speed > MAX_HUMAN_SPEED:
@@ -534,9 +544,8 @@ def check_waypoint_speeds(route: Route | None, knots: list[Knot], fps: float, wo
                 f"Waypoint {i + 1} needs {speed * world_scale:.1f} m/s from {what} "
                 f"({(sigma - previous_sigma) * world_scale:.2f} m in {seconds:.2f} s); a person on this "
                 f"rig manages about {MAX_HUMAN_SPEED * world_scale:.1f} m/s at a run.",
-                f"Give waypoint {i + 1} a later frame (at least frame "
-                f"{earliest:.0f} "
-                "of the take) or move it closer to the one before.")
+                f"Give waypoint {i + 1} a later frame (at least frame {earliest:.0f} of the take) or move "
+                "it closer to the one before.")
         previous_sigma, previous_frame = sigma, k.frame
 
 
@@ -591,15 +600,14 @@ class Steering:
         if self.root_mode == "root_bone":
             root_bone_index(setup, self.root_bone)
         route, knots = self.route_and_knots(transform, world_matrix, src_fps, key_fps)
-        if frames is not None and knots and knots[-1].frame > frames - 1 + 1e-6:
-            raise InputError(f"The last waypoint is at {knots[-1].frame / src_fps:.2f} s, after the take's "
-                             f"end ({(frames - 1) / src_fps:.2f} s).",
-                             "Move the waypoint's frame inside the take, or make the take longer.")
-        check_waypoint_speeds(route, knots, src_fps, world_per_source(world_matrix, transform), key_fps)
+        if frames is not None:
+            check_inside_take(knots, frames, src_fps)
+        if knots:
+            check_waypoint_speeds(route or waypoint_route(np.zeros(2), knots), knots, src_fps,
+                                  world_per_source(world_matrix, transform), key_fps)
 
     def warp(self, joints: np.ndarray, src_fps: float, key_fps: float, transform: SourceToRig,
              world_matrix: np.ndarray, report: SteerReport) -> np.ndarray:
         route, knots = self.route_and_knots(transform, world_matrix, src_fps, key_fps)
-        scale = world_per_source(world_matrix, transform)
-        check_waypoint_speeds(route, knots, src_fps, scale, key_fps)
-        return steer_joints(joints, src_fps, route, knots, self.timing, self.facing, scale, report)
+        return steer_joints(joints, src_fps, route, knots, self.timing, self.facing,
+                            world_per_source(world_matrix, transform), report, key_fps)

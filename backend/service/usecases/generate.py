@@ -22,6 +22,11 @@ def run(request: messages.GenerateRequest, job: Job, state: ServiceState) -> mes
     settings = sampling_settings(request.sampling, seed)
     check_before_loading(settings, frames)
     target = retarget_target(request.retarget, config.fps)
+    if target and frames and all(f is not None for f in frames):
+        # Waypoints after the shortest take's end fail now, not after generating (lengths round
+        # down to whole tokens, docs/protocol.md generate).
+        shortest = min(int(f) // messages.UNIT_LENGTH * messages.UNIT_LENGTH for f in frames if f is not None)
+        target.check_steering(shortest, config.fps)
 
     load_units = 0 if state.loaded else 1
     tail = len(prompts) if target else 0
