@@ -310,6 +310,60 @@ def case_copy_take_to_selected():
     return {"bone_direction_deg": errors}
 
 
+def hips_track(obj, action) -> np.ndarray:
+    """The hip centre's ground position (world, x y) on each frame of ``action``, as Blender shows it."""
+    first, last = (int(round(v)) for v in action.frame_range)
+    names = [n for n in ("mixamorig:LeftUpLeg", "mixamorig:RightUpLeg")]
+    out = []
+    for frame in range(first, last + 1):
+        bpy.context.scene.frame_set(frame)
+        out.append(np.mean([np.array(obj.matrix_world @ obj.pose.bones[n].head)[:2] for n in names], axis=0))
+    bpy.context.scene.frame_set(1)
+    return np.array(out)
+
+
+@case
+def case_real_walk_applied_along_a_circle():
+    """The real HumanML3D walk (sample 000612) as another rig's take, applied along a circle: its
+    travel stays on the circle and the feet skate no more than without the path."""
+    from backend.motion.features import recover_from_ric
+    from backend.retarget.solver import retarget
+    from momask_blender.anim import keys
+
+    sample = recover_from_ric(np.load(rigs.shared_file("humanml3d_000612.npy"))).astype(np.float64)
+    smpl = rigs.make_smpl_rig_from_sample(sample, name="Walk source")
+    smpl.location.x = 6.0
+    rig = RigDescription.from_dict(rig_io.describe_armature(smpl))
+    solved = retarget(sample, rig, auto_map(rig), src_fps=20.0, dst_fps=FPS).to_dict()
+    walk = keys.write_take(smpl, solved, 1, "walk 000612")
+    walker = rigs.make_mixamo_rig(a_pose=True, prefix="mixamorig:", seed=5)
+    walker.name = "Walker"
+    bpy.ops.curve.primitive_bezier_circle_add(radius=2.0, location=(0.0, 2.0, 0.0))
+    circle = bpy.context.active_object
+    steer = bpy.context.scene.momask_steer
+    results = {}
+    for label, on_path in (("free", False), ("circle", True)):
+        activate(walker)
+        bpy.context.scene.frame_current = 1
+        settings().source = "ARMATURE"
+        settings().armature, settings().action = smpl, walk
+        steer.use_path, steer.path, steer.timing, steer.facing = on_path, circle, "keep_speed", "tangent"
+        job = run_operator(bpy.ops.momask.apply_motion)
+        check(job is not None and job.state == "applied", f"{label}: {job and job.state} {jobs.STATE.error}")
+        take = walker.animation_data.action
+        track = hips_track(walker, take)
+        shown = shown_joints(walker, take)
+        results[label] = (track, metrics.foot_skating_ratio(shown, fps=FPS), jobs.STATE.message)
+    steer.use_path = False
+    track, skating, message = results["circle"]
+    travel = rigs.ground_travel(track, 0.25 * FPS)
+    off = np.abs(np.linalg.norm(travel - np.array([0.0, 2.0]), axis=1) - 2.0)
+    travelled = float(np.linalg.norm(np.diff(travel, axis=0), axis=1).sum())
+    return {"mean_distance_cm": float(off.mean() * 100), "max_distance_cm": float(off.max() * 100),
+            "travelled_m": travelled, "skating": skating, "free_skating": results["free"][1],
+            "message": message}
+
+
 def stick_bvh(path: Path) -> None:
     """A BVH whose skeleton is no humanoid: three bones named a, b, c."""
     path.write_text("HIERARCHY\nROOT a\n{\n OFFSET 0 0 0\n CHANNELS 6 Xposition Yposition Zposition "

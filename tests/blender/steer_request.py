@@ -25,7 +25,7 @@ import bpy  # noqa: E402  (bpy first: it puts addon_utils on the path)
 import addon_utils  # noqa: E402
 import numpy as np  # noqa: E402
 import rigs  # noqa: E402
-from cases import ARGS, case, check, finish  # noqa: E402
+from cases import ARGS, MADE, case, check, finish, made  # noqa: E402
 
 WEIGHTS = ARGS[0]
 FPS = 24
@@ -124,6 +124,7 @@ def distance_to_polyline(points: np.ndarray, corners: np.ndarray) -> np.ndarray:
 def case_circle_bezier_becomes_a_closed_ground_path():
     bpy.ops.curve.primitive_bezier_circle_add(radius=2.0, location=(1.0, -1.0, 0.5))
     circle = bpy.context.active_object
+    MADE["circle"] = circle.name
     points, request = path_request(circle, timing="keep_speed", facing="tangent")
     radius = np.linalg.norm(points[:, :2] - np.array([1.0, -1.0]), axis=1)
     length = float(np.linalg.norm(np.diff(points, axis=0), axis=1).sum())
@@ -136,6 +137,45 @@ def case_circle_bezier_becomes_a_closed_ground_path():
     check(request.retarget.path.timing == "keep_speed" and request.retarget.path.facing == "tangent", "")
     return {"points": len(points), "radial_error_mm": float(off * 1000),
             "length_m": length, "seconds": seconds}
+
+
+def hips_on_ground(obj, action) -> np.ndarray:
+    """The hip centre (mean of the thigh heads) in world space, on the ground, on each frame of the
+    take as Blender evaluates it (the object's own keys included)."""
+    first, last = (int(round(v)) for v in action.frame_range)
+    thighs = [obj.pose.bones[n] for n in ("mixamorig:LeftUpLeg", "mixamorig:RightUpLeg")]
+    out = []
+    for frame in range(first, last + 1):
+        SCENE.frame_set(frame)
+        world = obj.matrix_world
+        out.append(np.mean([np.array(world @ pb.head) for pb in thighs], axis=0))
+    SCENE.frame_set(1)
+    points = np.array(out)
+    points[:, 2] = 0.0
+    return points
+
+
+@case
+def case_generation_walks_the_circle():
+    # The real backend steers the generated motion onto the picked curve: the take's hips stay on it.
+    (name,) = made("circle")
+    circle = bpy.data.objects[name]
+    SCENE.frame_current = 1
+    SCENE.momask.seconds = 9.0            # the whole circle in the take's length, whatever its speed
+    points, request = path_request(circle, timing="fit_duration", facing="tangent")
+    SCENE.momask.seconds = 2.0
+    take = RIG.animation_data.action
+    check(takes.is_take(take), "no take")
+    hips = hips_on_ground(RIG, take)
+    travel = rigs.ground_travel(hips, 0.25 * FPS)
+    off = np.abs(np.linalg.norm(travel[:, :2] - np.array([1.0, -1.0]), axis=1) - 2.0)
+    raw = np.abs(np.linalg.norm(hips[:, :2] - np.array([1.0, -1.0]), axis=1) - 2.0)
+    turned = np.unwrap(np.arctan2(travel[:, 1] + 1.0, travel[:, 0] - 1.0))
+    return {"mean_distance_cm": float(off.mean() * 100), "max_distance_cm": float(off.max() * 100),
+            "hips_mean_distance_cm": float(raw.mean() * 100),
+            "turned_deg": float(np.degrees(turned[-1] - turned[0])),
+            "frames": len(hips), "message": jobs.STATE.message}
+
 
 
 @case
@@ -174,7 +214,7 @@ def case_polyline_with_a_right_angle_keeps_the_corner():
 def case_waypoints_and_root_motion_are_sent_in_take_frames():
     settings = SCENE.momask_steer
     SCENE.frame_current = 10
-    made = []
+    empties = []
     for frame, where in ((20, (1.0, 0.0, 0.7)), (40, (2.0, 1.0, 0.0))):
         empty = bpy.data.objects.new(f"wp{frame}", None)
         SCENE.collection.objects.link(empty)
@@ -182,10 +222,10 @@ def case_waypoints_and_root_motion_are_sent_in_take_frames():
         activate(empty)
         SCENE.frame_current = frame
         check(bpy.ops.momask.waypoint_add() == {"FINISHED"}, "Add Waypoint failed")
-        made.append(empty)
+        empties.append(empty)
     SCENE.frame_current = 10
     listed = [(w.target, w.frame) for w in settings.waypoints]
-    check(listed == [(made[0], 20), (made[1], 40)], "the waypoints are not the empties at their frames")
+    check(listed == [(empties[0], 20), (empties[1], 40)], "the waypoints are not the empties at their frames")
     settings.root_motion, settings.root_bone, settings.heading, settings.ground = "object", "", False, True
     job, error = generate()
     check(job is not None, f"refused: {error}")
@@ -195,14 +235,26 @@ def case_waypoints_and_root_motion_are_sent_in_take_frames():
     sent = [(w.position, w.frame) for w in spec.waypoints]
     check(sent == [((1.0, 0.0, 0.0), 10.0), ((2.0, 1.0, 0.0), 30.0)], f"waypoints sent {sent}")
     check(spec.root_motion.mode == "object" and not spec.root_motion.heading and spec.ground, f"{spec}")
+    # What the backend made of it: the armature object carries the travel and passes each waypoint.
+    take = RIG.animation_data.action
+    fcurves = actions.Channels(take, actions.object_slot(take, RIG)).fcurves
+    check({fc.data_path for fc in fcurves} >= {"location"}, "the object's travel was not keyed")
+    missed = []
+    for empty, frame in ((empties[0], 20), (empties[1], 40)):
+        SCENE.frame_set(frame)
+        missed.append(float(np.linalg.norm(np.array(RIG.matrix_world.translation)[:2] - empty.location[:2])))
+    SCENE.frame_set(10)
     settings.root_motion, settings.ground = "none", False
-    return {"waypoints": sent}
+    actions.assign_action(RIG, None)
+    RIG.location, RIG.rotation_euler = (0.0, 0.0, 0.0), (math.radians(90.0), 0.0, 0.0)
+    return {"waypoints": sent, "object_waypoint_distance_cm": [m * 100 for m in missed]}
 
 
 @case
 def case_bad_steering_is_refused_before_sending():
     settings = SCENE.momask_steer
     seed = SCENE.momask.seed
+    SCENE.frame_current = 10                  # the take starts here; the waypoints are at 20 and 40
     problems = {}
 
     def refused(label: str, wanted: str) -> None:

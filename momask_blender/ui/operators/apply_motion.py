@@ -24,6 +24,7 @@ from ...remote import jobs
 from .. import properties
 from ..preferences import client_config
 from .common import active_armature, report_error, rig_spec
+from .steer import generation_steering
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,18 +49,20 @@ def _pose_source(motion: sources.MotionSource, overrides: dict[str, str]):
                                     fps=motion.fps, overrides=overrides)
 
 
-def _target_spec(obj, scene):
+def _target_spec(obj, scene, steering: dict):
     s = scene.momask
+    fields = {"foot_lock": s.foot_lock, "in_place": s.in_place, **steering}
     return jobs.messages.RetargetSpec(rig=rig_spec(describe_target(obj)),
                                       overrides=properties.mapping_overrides(obj), dst_fps=scene_fps(scene),
-                                      foot_lock=s.foot_lock, in_place=s.in_place)
+                                      **fields)
 
 
 def submit_retarget(op, context, motion, overrides, rigs, *, start_frame: int, name: str,
-                    kind: str) -> set[str]:
-    """Send ``motion`` to be retargeted onto ``rigs`` (one request) and return at once."""
+                    kind: str, steering: dict | None = None) -> set[str]:
+    """Send ``motion`` to be retargeted onto ``rigs`` (one request) and return at once; ``steering``:
+    the panel's path, waypoints, root motion and ground (``steer.generation_steering``)."""
     scene = context.scene
-    specs = [_target_spec(obj, scene) for obj in rigs]
+    specs = [_target_spec(obj, scene, steering or {}) for obj in rigs]
     request = jobs.messages.RetargetRequest(source=_pose_source(motion, overrides), target=specs[0],
                                             targets=tuple(specs[1:]))
     targets = tuple(jobs.Target.of(obj) for obj in rigs)
@@ -89,10 +92,14 @@ class MOMASK_OT_apply_motion(bpy.types.Operator):
         return True
 
     def execute(self, context):
+        obj = active_armature(context)
+        start = context.scene.frame_current
         try:
-            motion, overrides, name = self.read(context, active_armature(context))
-            return submit_retarget(self, context, motion, overrides, [active_armature(context)],
-                                   start_frame=context.scene.frame_current, name=name, kind="apply")
+            motion, overrides, name = self.read(context, obj)
+            # The Path & Root Motion panel steers an applied motion too (its duration is the source's).
+            steering, _ = generation_steering(context, obj, start, (motion.frames - 1) / motion.fps)
+            return submit_retarget(self, context, motion, overrides, [obj], start_frame=start, name=name,
+                                   kind="apply", steering=steering)
         except Exception as exc:  # noqa: BLE001
             return report_error(self, exc)
 

@@ -13,6 +13,10 @@ notice, per case:
   importer sets its own), frame range, selection and active object are as before, the rig's own action
   is untouched, and one undo removes the take (redo brings it back);
 * Copy Take writes one take per selected rig in one undo step, on the take's frames, ≤ 1° from it;
+* the real HumanML3D walk (sample 000612, keyed on an SMPL rig) applied along a Bezier circle with the
+  Path panel: its travel (the hips' ground track low-passed over 0.25 s, docs/retargeting.md §11.1)
+  stays within 2 cm of the circle on average, and the feet skate no more than without the path
+  (+ 0.01, issue 13's bounds);
 * a broken, missing, non-motion or unmappable file is refused with a message naming the problem
   (for a skeleton that is no humanoid: its missing roles), and nothing changes.
 """
@@ -25,7 +29,8 @@ from tests.conftest import BLENDER_VERSIONS, assert_cases_passed, passed_case, r
 
 MAX_DIRECTION_DEG = 1.0
 CASES = {"bvh_onto_rigify_metarig", "bvh_onto_mixamo_a_pose", "fbx_onto_rigify_metarig",
-         "another_armatures_action_onto_mixamo", "copy_take_to_selected", "bad_sources_change_nothing"}
+         "another_armatures_action_onto_mixamo", "copy_take_to_selected", "bad_sources_change_nothing",
+         "real_walk_applied_along_a_circle"}
 
 
 @pytest.fixture(scope="module", params=BLENDER_VERSIONS)
@@ -55,3 +60,12 @@ def test_another_armatures_action_and_copies_keep_the_motion(results):
     copies = passed_case(results, "copy_take_to_selected")["values"]["bone_direction_deg"]
     assert set(copies) == {"Mixamo", "T-pose", "Mixamo vs bvh", "T-pose vs bvh"}
     assert all(error <= MAX_DIRECTION_DEG for error in copies.values()), copies
+
+
+def test_a_real_walk_follows_the_circle_without_more_skating(results):
+    values = passed_case(results, "real_walk_applied_along_a_circle")["values"]
+    print(f"Blender {results['blender']}: travel {values['mean_distance_cm']:.2f} cm from the circle (mean) "
+          f"(max {values['max_distance_cm']:.2f} cm) over {values['travelled_m']:.2f} m; skating "
+          f"{values['skating']:.3f} (free {values['free_skating']:.3f})")
+    assert values["mean_distance_cm"] <= 2.0 and values["travelled_m"] > 2.0
+    assert values["skating"] <= values["free_skating"] + 0.01

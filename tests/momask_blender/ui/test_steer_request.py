@@ -23,7 +23,8 @@ from tests.conftest import BLENDER_VERSIONS, assert_cases_passed, passed_case, r
 
 CASES = {"circle_bezier_becomes_a_closed_ground_path", "s_curve_nurbs_keeps_its_ends_and_fits_the_duration",
          "polyline_with_a_right_angle_keeps_the_corner", "waypoints_and_root_motion_are_sent_in_take_frames",
-         "bad_steering_is_refused_before_sending", "object_root_motion_is_keyed_on_the_object"}
+         "bad_steering_is_refused_before_sending", "object_root_motion_is_keyed_on_the_object",
+         "generation_walks_the_circle"}
 
 
 @pytest.fixture(scope="module", params=BLENDER_VERSIONS)
@@ -44,3 +45,14 @@ def test_the_circle_is_sent_as_the_circle(results):
 def test_every_bad_input_names_its_fix(results):
     problems = passed_case(results, "bad_steering_is_refused_before_sending")["values"]["problems"]
     assert len(problems) == 10 and all(" Fix: " in p for p in problems.values()), problems
+
+
+def test_a_generation_goes_round_the_circle_and_reports_the_stride_change(results):
+    """The backend's steering, seen in Blender: a take generated with "Fit Duration" along the circle
+    goes once round it, and the panel reports how much the strides changed. The tiny random weights
+    make no walk, so how close it stays is measured on a real walk (test_apply_motion.py: ≤ 2 cm)."""
+    walk = passed_case(results, "generation_walks_the_circle")["values"]
+    print(f"Blender {results['blender']}: travel {walk['mean_distance_cm']:.2f} cm from the circle (mean), "
+          f"turned {walk['turned_deg']:.0f} deg; {walk['message']}")
+    assert abs(walk["turned_deg"]) >= 330
+    assert "Path: strides x" in walk["message"]
