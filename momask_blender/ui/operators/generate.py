@@ -179,7 +179,8 @@ class MOMASK_OT_generate_inbetween(bpy.types.Operator):
                     overrides=properties.mapping_overrides(obj),
                 ),
                 # no in_place: the root follows the source around the range (the backend ignores it)
-                retarget=jobs.messages.RetargetSpec(dst_fps=fps, foot_lock=s.foot_lock),
+                retarget=jobs.messages.RetargetSpec(dst_fps=fps, foot_lock=s.foot_lock,
+                                                    ground=scene.momask_steer.ground),
             )
         except Exception as exc:  # noqa: BLE001
             return report_error(self, exc)
