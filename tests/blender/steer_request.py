@@ -324,4 +324,50 @@ def case_object_root_motion_is_keyed_on_the_object():
     return {"keyed": sorted(p for p, _ in paths if "pose" not in p)}
 
 
+class Layout:
+    """Stands in for a panel's layout (background Blender draws no UI): records every call, checks each
+    property and operator drawn exists, and returns itself for rows, columns and boxes."""
+
+    def __init__(self, drawn: list) -> None:
+        self.drawn = drawn
+
+    def __getattr__(self, name):
+        def call(*args, **kwargs):
+            if name in ("prop", "prop_search"):
+                data, prop = args[0], args[1]
+                check(prop in data.bl_rna.properties, f"the panel draws {prop!r}, which {data} has not")
+                self.drawn.append(prop)
+            elif name == "operator":
+                module, op = args[0].split(".")
+                check(hasattr(bpy.types, f"{module.upper()}_OT_{op}"), f"no operator for {args[0]}")
+                self.drawn.append(args[0])
+            elif name == "template_list":
+                check(args[3] in args[2].bl_rna.properties, f"template_list of {args[3]!r}")
+            return self
+        return call
+
+
+@case
+def case_the_panels_draw_their_settings():
+    import types
+
+    from momask_blender.ui import panel
+
+    activate(RIG)
+    drawn: list = []
+    steer = SCENE.momask_steer
+    states = ((False, "none", "FILE"), (True, "root_bone", "ARMATURE"), (True, "object", "FILE"))
+    for use_path, mode, source in states:
+        steer.use_path, steer.root_motion, steer.timing = use_path, mode, "fit_duration"
+        SCENE.momask_apply.source = source
+        for cls in (panel.MOMASK_PT_steer, panel.MOMASK_PT_apply_motion):
+            cls.draw(types.SimpleNamespace(layout=Layout(drawn)), bpy.context)
+    steer.use_path, steer.root_motion = False, "none"
+    wanted = {"use_path", "path", "timing", "facing", "seconds", "root_motion", "root_bone", "heading",
+              "ground", "source", "filepath", "armature", "action", "momask.apply_motion", "momask.copy_take",
+              "momask.waypoint_add", "momask.waypoint_remove"}
+    check(wanted <= set(drawn), f"not drawn: {wanted - set(drawn)}")
+    return {"drawn": sorted(set(drawn))}
+
+
 finish()

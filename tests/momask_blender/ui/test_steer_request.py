@@ -13,6 +13,8 @@ what it refuses.
   of zero length or no ground length, two splines, no curve, waypoints out of order, before the take
   or after its end, In Place with a root bone, a root bone the rig lacks.
 * A result whose travel went onto the object is keyed on the object in the same take.
+* The Path & Root Motion and Apply Motion sub-panels draw every setting and button (each property and
+  operator they name exists), in each of their states.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from tests.conftest import BLENDER_VERSIONS, assert_cases_passed, passed_case, r
 CASES = {"circle_bezier_becomes_a_closed_ground_path", "s_curve_nurbs_keeps_its_ends_and_fits_the_duration",
          "polyline_with_a_right_angle_keeps_the_corner", "waypoints_and_root_motion_are_sent_in_take_frames",
          "bad_steering_is_refused_before_sending", "object_root_motion_is_keyed_on_the_object",
-         "generation_walks_the_circle"}
+         "generation_walks_the_circle", "the_panels_draw_their_settings"}
 
 
 @pytest.fixture(scope="module", params=BLENDER_VERSIONS)
