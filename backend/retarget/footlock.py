@@ -24,6 +24,9 @@ from backend.retarget.rig_setup import RigSetup, SourceToRig, fk_heads
 
 CONTACT_HEIGHT = 0.05      # m above the source floor
 CONTACT_SPEED = 0.5        # m/s horizontal
+#: The ground rule lowers the pelvis by at most this share of the leg length (a deep knee bend);
+#: a pin further away is clamped as without the rule.
+MAX_PELVIS_LOWERING = 0.15
 
 
 def source_contacts(joints: np.ndarray, source_floor: float, fps: float) -> np.ndarray:
@@ -106,14 +109,14 @@ def two_bone_ik(hip: np.ndarray, target: np.ndarray, pole_knee: np.ndarray, uppe
 
 def lowering_for_reach(hip: np.ndarray, target: np.ndarray, reach: np.ndarray, up: np.ndarray) -> np.ndarray:
     """How far (T, ...) the hip must go down along ``up`` for ``target`` to lie within ``reach``:
-    the smallest δ ≥ 0 with ``|target − (hip − δ·up)| ≤ reach``; where no lowering reaches (the target
-    is too far sideways) the δ that brings the hip level with it."""
+    the smallest δ ≥ 0 with ``|target − (hip − δ·up)| ≤ reach``; 0 where no lowering reaches (the
+    target is more than a leg's length away sideways: the leg is clamped, as without the rule)."""
     v = target - hip
     along = dot(v, up)
     excess = (v * v).sum(-1) - reach ** 2
     disc = along ** 2 - excess
-    delta = np.where(disc >= 0, -along - np.sqrt(np.maximum(disc, 0.0)), -along)
-    return np.where(excess > 0, np.maximum(delta, 0.0), 0.0)
+    delta = -along - np.sqrt(np.maximum(disc, 0.0))
+    return np.where((excess > 0) & (disc >= 0), np.maximum(delta, 0.0), 0.0)
 
 
 def hold_and_ease(x: np.ndarray, radius: int) -> np.ndarray:
@@ -179,6 +182,7 @@ def plant_feet(setup: RigSetup, joints: np.ndarray, transform: SourceToRig, d: n
         target = target + lift[..., None] * up
         ball = ball + lift[..., None] * up
         need = lowering_for_reach(hip, target, 0.995 * (upper + lower), up).max(axis=1)       # (T,)
+        need = np.minimum(need, MAX_PELVIS_LOWERING * setup.leg_length)
         drop = hold_and_ease(need, max(int(round(0.15 * fps)), 1))
         root = root - drop[:, None] * up
         hip = hip - drop[:, None, None] * up

@@ -349,7 +349,8 @@ def steer_joints(joints: np.ndarray, fps: float, route: Route | None, knots: lis
         knot_u, knot_sigma = [0.0], [0.0]
         for k in knots:
             sigma, _ = route.project(k.point)
-            if k.frame <= 1e-9:
+            if k.frame <= 1e-9:              # a waypoint at the first frame is where the root starts
+                knot_sigma[0] = sigma
                 continue
             knot_u.append(float(np.interp(k.frame, np.arange(frames), u)))
             knot_sigma.append(sigma)

@@ -109,11 +109,12 @@ def test_a_motion_that_does_not_travel_is_reported_not_dragged(source, rig, mapp
         assert np.linalg.norm(back[-1, 0, [0, 2]] - back[0, 0, [0, 2]]) < 0.3
 
 
-def test_waypoints_are_passed_at_their_frames_with_continuous_velocity(source, rig, mapping):
+@pytest.mark.parametrize("key_fps", [20.0, 30.0])
+def test_waypoints_are_passed_at_their_frames_with_continuous_velocity(source, rig, mapping, key_fps):
     positions = np.array([[1.0, 0.5, 0.0], [2.0, -0.5, 0.0], [3.2, 0.0, 0.0]])
-    frames = np.array([50.0, 110.0, 170.0])                  # key frames at 20 fps
-    result = retarget(source, rig, mapping, steering=Steering(waypoint_positions=positions,
-                                                              waypoint_frames=frames))
+    frames = np.array([50.0, 110.0, 170.0]) * (key_fps / 20.0)      # key frames at the scene rate
+    result = retarget(source, rig, mapping, dst_fps=key_fps,
+                      steering=Steering(waypoint_positions=positions, waypoint_frames=frames))
     back = read_back(rig, mapping, result)
     world = world_to_source(positions, rig.world_matrix, result.transform)
     for k, f in enumerate(frames.astype(int)):
@@ -260,7 +261,7 @@ def test_ground_keeps_feet_up_and_lowers_the_pelvis_where_a_pin_is_out_of_reach(
         assert (below < 1e-3) if ground else (below > 0.05)
     stretched = Steering(path=circle(), timing="fit_duration", ground=True)       # strides × 2
     result = retarget(source, rig, mapping, steering=stretched)
-    assert result.steering["pelvis_lowered"] > 0.005
+    assert 0.005 < result.steering["pelvis_lowered"] <= 0.15 * setup.leg_length + 1e-9   # a knee bend at most
     free = retarget(source, rig, mapping, steering=Steering(path=circle(), timing="fit_duration"))
     contacts_back, free_back = read_back(rig, mapping, result), read_back(rig, mapping, free)
     assert contacts_back[:, 0, 1].min() < free_back[:, 0, 1].min()
