@@ -20,7 +20,7 @@ import contextlib
 
 import bpy
 import numpy as np
-from mathutils import Euler, Quaternion
+from mathutils import Euler, Matrix, Quaternion, Vector
 
 from ..remote.client import load_backend_module
 from . import takes
@@ -81,16 +81,26 @@ def result_tracks(obj, result: dict) -> list[tuple[str, str, np.ndarray]]:
 def object_tracks(obj, result: dict) -> list[tuple[str, np.ndarray]]:
     """(property, values (F, k)) of the armature object's own keys when the result extracted the travel
     onto the object (``root_motion`` mode "object", docs/protocol.md "Steering"): its location and its
-    rotation in the object's rotation mode; [] otherwise."""
+    rotation in the object's rotation mode, through its parent when it has one; [] otherwise."""
     moved = result.get("root_motion") or {}
     if moved.get("mode") != "object":
         return []
     count = int(result["frame_count"])
-    location = np.asarray(moved["location"], dtype=np.float64)
-    quats = quaternion.qcontinuous(np.asarray(moved["rotation_quaternion"], dtype=np.float64))
+    location = np.array(moved["location"], dtype=np.float64)
+    quats = quaternion.qcontinuous(np.array(moved["rotation_quaternion"], dtype=np.float64))
     if location.shape != (count, 3) or quats.shape != (count, 4):
         raise MoMaskError("The result's object motion is malformed.",
                           "Update the add-on and the backend to the same version.")
+    if obj.parent is not None:
+        # The keys are the object's own channels: world → local through its parent (as posed now)
+        parent = obj.parent.matrix_world @ obj.matrix_parent_inverse
+        to_local = parent.inverted_safe()
+        scale = obj.matrix_world.to_scale()
+        for k in range(count):
+            world = Matrix.LocRotScale(Vector(location[k]), Quaternion(quats[k]), scale)
+            local_loc, local_rot, _ = (to_local @ world).decompose()
+            location[k], quats[k] = tuple(local_loc), tuple(local_rot)
+        quats = quaternion.qcontinuous(quats)
     mode = obj.rotation_mode
     if mode == "QUATERNION":
         rotation = ("rotation_quaternion", quats)

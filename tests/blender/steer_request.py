@@ -321,6 +321,20 @@ def case_object_root_motion_is_keyed_on_the_object():
     yaw = RIG.matrix_world.to_euler("XYZ").z
     check(abs(yaw - 1.0) < 1e-4, f"the object turned {yaw:.4f} rad, not 1")
     takes.delete_take(RIG, action)
+    # A parented armature: its keys are local, so that its world transform is the one the backend gave.
+    holder = bpy.data.objects.new("Holder", None)
+    SCENE.collection.objects.link(holder)
+    holder.location, holder.rotation_euler = (5.0, -2.0, 1.0), (0.0, 0.0, 0.7)
+    bpy.context.view_layer.update()
+    RIG.parent = holder
+    RIG.rotation_mode = "QUATERNION"
+    action = keys.write_take(RIG, result, 1, "parented root motion")
+    SCENE.frame_set(frames)
+    world_yaw = RIG.matrix_world.to_euler("XYZ").z
+    check(np.allclose(RIG.matrix_world.translation, (2, 1, 0), atol=1e-5) and abs(world_yaw - 1.0) < 1e-4,
+          f"the parented armature is at {RIG.matrix_world.translation}, turned {world_yaw:.4f}")
+    takes.delete_take(RIG, action)
+    RIG.parent = None
     return {"keyed": sorted(p for p, _ in paths if "pose" not in p)}
 
 
