@@ -355,6 +355,7 @@ def case_real_walk_applied_along_a_circle():
         shown = shown_joints(walker, take)
         results[label] = (track, metrics.foot_skating_ratio(shown, fps=FPS), jobs.STATE.message)
     steer.use_path = False
+    MADE["walk"] = (smpl.name, walk.name)
     track, skating, message = results["circle"]
     travel = rigs.ground_travel(track, 0.25 * FPS)
     off = np.abs(np.linalg.norm(travel - np.array([0.0, 2.0]), axis=1) - 2.0)
@@ -362,6 +363,53 @@ def case_real_walk_applied_along_a_circle():
     return {"mean_distance_cm": float(off.mean() * 100), "max_distance_cm": float(off.max() * 100),
             "travelled_m": travelled, "skating": skating, "free_skating": results["free"][1],
             "message": message}
+
+
+def with_root_bone(obj):
+    """Give a Mixamo-named rig a UE-style ``root`` bone at its origin, the hips' parent."""
+    activate(obj)
+    bpy.ops.object.mode_set(mode="EDIT")
+    edit = obj.data.edit_bones
+    root = edit.new("root")
+    root.head, root.tail = (0.0, 0.0, 0.0), (0.0, 0.0, 20.0)       # (the rig's data is Y up, centimetres)
+    edit["mixamorig:Hips"].parent = root
+    bpy.ops.object.mode_set(mode="OBJECT")
+    return obj
+
+
+@case
+def case_real_walk_onto_a_root_bone():
+    """Root motion for engines: the walk applied with Root Motion 'Root Bone' (empty: the rig's own
+    ``root``) travels on the root bone, which stays on the ground, while the hips follow the walk."""
+    ((smpl_name, walk_name),) = made("walk")
+    rig = with_root_bone(rigs.make_mixamo_rig(a_pose=True, seed=7))
+    rig.name = "UE-like"
+    steer = bpy.context.scene.momask_steer
+    steer.use_path, steer.root_motion, steer.root_bone, steer.heading = False, "root_bone", "", True
+    activate(rig)
+    settings().source = "ARMATURE"
+    settings().armature, settings().action = bpy.data.objects[smpl_name], bpy.data.actions[walk_name]
+    job = run_operator(bpy.ops.momask.apply_motion)
+    steer.root_motion = "none"
+    check(job is not None and job.state == "applied", f"{job and job.state} {jobs.STATE.error}")
+    take = rig.animation_data.action
+    fcurves = actions.Channels(take, actions.object_slot(take, rig)).fcurves
+    keyed = {(fc.data_path, fc.array_index) for fc in fcurves}
+    check(('pose.bones["root"].location', 0) in keyed, "the root bone's travel was not keyed")
+    first, last = (int(round(v)) for v in take.frame_range)
+    roots, hips = [], []
+    for frame in range(first, last + 1):
+        bpy.context.scene.frame_set(frame)
+        roots.append(np.array(rig.matrix_world @ rig.pose.bones["root"].head))
+        hips.append(np.array(rig.matrix_world @ rig.pose.bones["mixamorig:Hips"].head))
+    roots, hips = np.array(roots), np.array(hips)
+    root_travel = float(np.linalg.norm(roots[-1, :2] - roots[0, :2]))
+    hip_travel = float(np.linalg.norm(hips[-1, :2] - hips[0, :2]))
+    height = float(np.abs(roots[:, 2]).max())
+    check(root_travel > 1.0 and abs(root_travel - hip_travel) < 0.25, f"root travelled {root_travel:.2f} m, "
+          f"the hips {hip_travel:.2f} m")
+    check(height < 1e-4, f"the root bone leaves the ground by {height * 100:.2f} cm")
+    return {"root_travel_m": root_travel, "hip_travel_m": hip_travel, "root_height_cm": height * 100}
 
 
 def stick_bvh(path: Path) -> None:

@@ -17,6 +17,8 @@ notice, per case:
   Path panel: its travel (the hips' ground track low-passed over 0.25 s, docs/retargeting.md §11.1)
   stays within 2 cm of the circle on average, and the feet skate no more than without the path
   (+ 0.01, issue 13's bounds);
+* Root Motion 'Root Bone' with no bone named picks the rig's own ``root`` (a UE-style rig): the walk's
+  travel is keyed on it, it stays on the ground, and the hips travel with it;
 * a broken, missing, non-motion or unmappable file is refused with a message naming the problem
   (for a skeleton that is no humanoid: its missing roles), and nothing changes.
 """
@@ -30,7 +32,7 @@ from tests.conftest import BLENDER_VERSIONS, assert_cases_passed, passed_case, r
 MAX_DIRECTION_DEG = 1.0
 CASES = {"bvh_onto_rigify_metarig", "bvh_onto_mixamo_a_pose", "fbx_onto_rigify_metarig",
          "another_armatures_action_onto_mixamo", "copy_take_to_selected", "bad_sources_change_nothing",
-         "real_walk_applied_along_a_circle"}
+         "real_walk_applied_along_a_circle", "real_walk_onto_a_root_bone"}
 
 
 @pytest.fixture(scope="module", params=BLENDER_VERSIONS)
