@@ -75,6 +75,7 @@ def scene_state() -> dict:
     scene = bpy.context.scene
     return {"fps": (scene.render.fps, scene.render.fps_base), "range": (scene.frame_start, scene.frame_end),
             "frame": scene.frame_current, "active": bpy.context.view_layer.objects.active.name,
+            "mode": bpy.context.view_layer.objects.active.mode,
             "selected": sorted(o.name for o in bpy.context.selected_objects)}
 
 
@@ -137,11 +138,12 @@ def compare(source: np.ndarray, shown: np.ndarray) -> float:
     return metrics.bone_direction_error(shown[:n], source[:n])
 
 
-def apply_onto(rig, label: str) -> dict:
+def apply_onto(rig, label: str, mode: str = "OBJECT") -> dict:
     """Apply Motion from the file in ``settings().filepath`` onto ``rig``; check what a user would."""
     own = user_action(rig, f"{label} own")
     own_keys, own_name = keys_of(rig, own), own.name
     activate(rig)
+    bpy.ops.object.mode_set(mode=mode)            # the user may be posing the rig: the import must not mind
     ids, state = data_ids(), scene_state()
     bpy.ops.ed.undo_push(message="before Apply Motion")
     job = run_operator(bpy.ops.momask.apply_motion)
@@ -171,6 +173,9 @@ def apply_onto(rig, label: str) -> dict:
     bpy.ops.ed.redo()
     rig = bpy.data.objects[name]
     check(all(bpy.data.actions.get(a) for a in job.made_actions), "redo did not bring the take back")
+    active = bpy.context.view_layer.objects.active
+    if active is not None and active.mode != "OBJECT":
+        bpy.ops.object.mode_set(mode="OBJECT")
     return {"bone_direction_deg": error, "frames": frames, "source_frames": len(SOURCE)}
 
 
@@ -199,7 +204,7 @@ def case_bvh_onto_mixamo_a_pose():
     rig.location.x = -2.0
     settings().source, settings().filepath = "FILE", str(BVH)
     MADE["mixamo"] = rig.name
-    return apply_onto(rig, "mixamo")
+    return apply_onto(rig, "mixamo", mode="POSE")
 
 
 def skinned_mesh(armature):
