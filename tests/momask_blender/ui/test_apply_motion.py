@@ -10,9 +10,9 @@ notice, per case:
   action (one key per BVH frame) too;
 * the take is resampled to the scene's fps (360 frames for 12 s at 30 fps);
 * nothing else of the file changes: no datablock of the import is left, the scene's fps (the FBX
-  importer sets its own), frame range, selection, active object and its mode (Pose mode in one case) are
-  as before, the rig's own action
-  is untouched, and one undo removes the take (redo brings it back);
+  importer sets its own), frame range, selection, active object and its mode (Pose mode in one case)
+  are as before, the rig's own action is untouched, and one undo removes the take (redo brings it
+  back);
 * Copy Take writes one take per selected rig in one undo step, on the take's frames, ≤ 1° from it;
 * the real HumanML3D walk (sample 000612, keyed on an SMPL rig) applied along a Bezier circle with the
   Path panel: its travel (the hips' ground track low-passed over 0.25 s, docs/retargeting.md §11.1)
