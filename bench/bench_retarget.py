@@ -18,12 +18,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 from common import measure  # noqa: E402  (puts the repository on sys.path)
-from tests.backend.retarget.test_solver import make_rig, smpl_rest_joints  # noqa: E402
 
 from backend.motion.features import recover_from_ric  # noqa: E402
 from backend.retarget.mapping import auto_map  # noqa: E402
 from backend.retarget.resample import resample_result  # noqa: E402
 from backend.retarget.solver import analyse_rig, retarget  # noqa: E402
+from tests.backend.retarget.test_solver import make_rig, smpl_rest_joints  # noqa: E402
 from tests.conftest import SHARED_DATA  # noqa: E402
 
 

@@ -22,9 +22,12 @@ bl_info = {
 MODULES = (
     "remote.client", "user_folder", "install.weights", "anim.presets", "anim.armature", "anim.actions",
     "anim.rig_io",
-    "anim.takes", "anim.keys", "anim.bake", "remote.jobs", "ui.preferences", "ui.properties",
-    "ui.operators.common", "ui.operators.generate", "ui.operators.results", "ui.operators.backend",
-    "ui.operators.takes", "ui.operators.mapping", "ui.operators.install_weights", "ui.operators", "ui.panel",
+    "anim.takes", "anim.keys", "anim.bake", "anim.sources", "anim.paths", "remote.jobs", "ui.preferences",
+    "ui.properties",
+    "ui.operators.common", "ui.operators.steer", "ui.operators.generate", "ui.operators.results",
+    "ui.operators.backend",
+    "ui.operators.takes", "ui.operators.mapping", "ui.operators.install_weights", "ui.operators.apply_motion",
+    "ui.operators", "ui.panel",
 )
 
 if "bpy" in locals():  # re-enabling in the same session: pick up edited modules (those loaded so far)

@@ -116,6 +116,8 @@ BOUNDS: dict[str, Bound] = {
     "start": Bound("number", 0, 1_000_000, "an inpaint range's first source frame"),
     "end": Bound("number", 0, 1_000_000, "an inpaint range's end (exclusive), at most the source's frames"),
     "source_frames": Bound("count", 1, 1_000_000, "frames of an inpaint source or of retarget joints"),
+    "target_rigs": Bound("count", 0, 64, "further rigs one retarget drives from the same motion (Copy "
+                         "Take to the selected rigs)"),
     "bones": Bound("count", 1, 4096, "bones of one armature (game and film rigs stay well below)"),
     "parents": Bound("integer", -1, 4095, "a bone's parent index, -1 for a root"),
     "overrides": Bound("count", 0, 256, "role -> bone overrides of one mapping"),
@@ -209,12 +211,20 @@ class MapRigResult:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class RetargetResult:
+    """The first rig's ``retarget`` and ``mapping``; ``targets``: one ``{"retarget", "mapping"}`` per
+    further rig of the request, in its order; ``source_mapping``: how a pose source was read."""
+
     retarget: Mapping[str, Any]
     mapping: Mapping[str, Any]
     timings: Mapping[str, float]
+    targets: tuple[Mapping[str, Any], ...] | None = None
+    source_mapping: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return _present(self)
+        data = _present(self)
+        if "targets" in data:
+            data["targets"] = list(data["targets"])
+        return data
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -858,15 +868,20 @@ class MapRigRequest(Request):
 
 @_SCHEMA
 class RetargetRequest(Request):
-    """Drive ``target.rig`` from ``joints`` (frames, joints, 3) at ``fps`` (None: the model's)."""
+    """Drive ``target.rig`` from ``joints`` (frames, joints, 3) at ``fps`` (None: the model's), or from
+    another rig's animation ``source`` (a :class:`PoseSource`: Apply Motion, Copy Take). ``targets``:
+    more rigs driven from the same motion in the same request (Copy Take to several rigs)."""
 
     TYPE = protocol.RETARGET
-    joints: Any
     target: RetargetSpec
+    joints: Any = None
     fps: float | None = None
+    source: PoseSource | None = None
+    targets: tuple[RetargetSpec, ...] = ()
 
     def fields(self) -> dict[str, Any]:
-        return {"joints": self.joints, "fps": self.fps, **self.target.to_dict()}
+        return {"joints": self.joints, "fps": self.fps, **self.target.to_dict(), "source": self.source,
+                "targets": [t.to_dict() for t in self.targets] or None}
 
 
 @_SCHEMA
@@ -1220,8 +1235,32 @@ def _map_rig(f: _Fields) -> MapRigRequest:
 
 
 def _retarget(f: _Fields) -> RetargetRequest:
-    return RetargetRequest(joints=f.array("joints", (None, 3)), fps=f.number("fps"),
-                           target=_retarget_spec(f, rig_required=True))
+    if f.given("joints") == f.given("source"):
+        raise f.fail("joints", "A retarget request needs either 'joints' or a pose 'source', "
+                     f"{'not both' if f.given('joints') else 'and has neither'}.",
+                     "Send \"joints\" (frames, 22, 3), or \"source\": {\"kind\": \"pose\", \"rig\": ..., "
+                     "\"pose_matrices\": ...} (docs/protocol.md, retarget).")
+    source = None
+    if f.given("source"):
+        section = f.section("source")
+        assert section is not None
+        section.text("kind", choices=(PoseSource.KIND,), required=True)
+        rig = _rig(section)
+        assert rig is not None
+        matrices = section.array("pose_matrices", (len(rig.bone_names), 4, 4))
+        source = PoseSource(rig=rig, pose_matrices=matrices, fps=section.number("fps"),
+                            overrides=section.overrides())
+    more = [] if f.get("targets") is None else f.items("targets", "target_rigs")
+    targets = []
+    for i, item in enumerate(more):
+        if not isinstance(item, Mapping):
+            raise f.fail(f"targets[{i}]", f"{{field}} must be an object, not {protocol.kind_of(item)}.",
+                         "Send each further rig as {\"rig\": ..., \"overrides\": ..., \"dst_fps\": ...}.")
+        section = _Fields(item, f.request_id, f"{f.path}targets[{i}].")
+        targets.append(_retarget_spec(section, rig_required=True))
+    joints = f.array("joints", (None, 3)) if source is None else None
+    return RetargetRequest(joints=joints, fps=f.number("fps"), source=source,
+                           target=_retarget_spec(f, rig_required=True), targets=tuple(targets))
 
 
 def _cancel(f: _Fields) -> CancelRequest:

@@ -20,7 +20,7 @@ import contextlib
 
 import bpy
 import numpy as np
-from mathutils import Euler, Quaternion
+from mathutils import Euler, Matrix, Quaternion, Vector
 
 from ..remote.client import load_backend_module
 from . import takes
@@ -31,7 +31,7 @@ from .armature import CHANNEL_SIZES, MoMaskError, RigError, require_armature, sc
 # blend and stay continuous exactly as the backend's resampling makes them.
 quaternion = load_backend_module("quaternion")
 
-__all__ = ["write_take", "write_inbetween", "write_curve", "key_frames", "channel_for_mode",
+__all__ = ["write_take", "write_inbetween", "write_curve", "key_frames", "channel_for_mode", "object_tracks",
            "quats_to_euler", "quats_to_axis_angle"]
 
 #: DNA values of the keyframe enums, for foreach_set (checked on the first curve written).
@@ -54,6 +54,9 @@ def result_tracks(obj, result: dict) -> list[tuple[str, str, np.ndarray]]:
     root = result.get("root")
     if root is not None and root.get("name") and root.get("location") is not None:
         entries.append((root["name"], "location", root["location"]))
+    moved = result.get("root_motion") or {}
+    if moved.get("mode") == "root_bone" and moved.get("name"):   # the travel extracted onto a root bone
+        entries.append((moved["name"], "location", moved["location"]))
     pose_bones = obj.pose.bones
     missing = [name for name, _, _ in entries if pose_bones.get(name) is None]
     if missing:
@@ -73,6 +76,39 @@ def result_tracks(obj, result: dict) -> list[tuple[str, str, np.ndarray]]:
                               "Update the add-on and the backend to the same version.")
         tracks.append((name, prop, values))
     return tracks
+
+
+def object_tracks(obj, result: dict) -> list[tuple[str, np.ndarray]]:
+    """(property, values (F, k)) of the armature object's own keys when the result extracted the travel
+    onto the object (``root_motion`` mode "object", docs/protocol.md "Steering"): its location and its
+    rotation in the object's rotation mode, through its parent when it has one; [] otherwise."""
+    moved = result.get("root_motion") or {}
+    if moved.get("mode") != "object":
+        return []
+    count = int(result["frame_count"])
+    location = np.array(moved["location"], dtype=np.float64)
+    quats = quaternion.qcontinuous(np.array(moved["rotation_quaternion"], dtype=np.float64))
+    if location.shape != (count, 3) or quats.shape != (count, 4):
+        raise MoMaskError("The result's object motion is malformed.",
+                          "Update the add-on and the backend to the same version.")
+    if obj.parent is not None:
+        # The keys are the object's own channels: world → local through its parent (as posed now)
+        parent = obj.parent.matrix_world @ obj.matrix_parent_inverse
+        to_local = parent.inverted_safe()
+        scale = obj.matrix_world.to_scale()
+        for k in range(count):
+            world = Matrix.LocRotScale(Vector(location[k]), Quaternion(quats[k]), scale)
+            local_loc, local_rot, _ = (to_local @ world).decompose()
+            location[k], quats[k] = tuple(local_loc), tuple(local_rot)
+        quats = quaternion.qcontinuous(quats)
+    mode = obj.rotation_mode
+    if mode == "QUATERNION":
+        rotation = ("rotation_quaternion", quats)
+    elif mode == "AXIS_ANGLE":
+        rotation = ("rotation_axis_angle", quats_to_axis_angle(quats, np.empty((0, 4))))
+    else:
+        rotation = ("rotation_euler", quats_to_euler(quats, np.array([tuple(obj.rotation_euler)]), mode))
+    return [("location", location), rotation]
 
 
 def channel_for_mode(mode: str) -> str:
@@ -149,6 +185,10 @@ def write_take(obj, result: dict, start_frame: float, name: str, *, prompt: str 
             if prop == "rotation_quaternion":
                 values = quaternion.qcontinuous(values)
             _write_track(channels, bone, prop, frames, values)
+        for prop, values in object_tracks(obj, result):
+            for index in range(values.shape[1]):
+                fcurve = channels.find(prop, index) or channels.new(prop, index, "Object Transforms")
+                write_curve(fcurve, frames, values[:, index])
         _publish(obj, action, slot, kind=kind, prompt=prompt if prompt is not None else name, seed=seed,
                  frames=len(frames), fps=fps_now, source=previous_action)
     return action

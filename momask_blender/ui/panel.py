@@ -2,7 +2,8 @@
 
 Main panel: prompt, duration (or auto), seed (+ randomise), variations, Advanced (guidance, steps,
 temperature, foot lock, in place), Generate / Cancel, a progress bar with the current stage, and the
-last error with its fix. Sub-panels: In-between, Takes, Bone Mapping. ``draw`` only reads state
+last error with its fix. Sub-panels: In-between, Takes, Bone Mapping, Apply Motion, Path & Root
+Motion. ``draw`` only reads state
 (no backend calls, no file system beyond the cached preset list), so it never stalls the UI.
 """
 
@@ -13,6 +14,7 @@ import bpy
 from ..anim import takes
 from ..remote import jobs
 from . import properties
+from .operators.apply_motion import other_selected_armatures
 from .operators.common import active_armature
 from .operators.generate import regenerated_note
 from .preferences import get_prefs, wrap
@@ -245,4 +247,72 @@ class MOMASK_PT_mapping(_ArmaturePanel):
             row.prop_search(item, "bone", obj.data, "bones", text=item.name.replace("_", " "))
 
 
-classes = (MOMASK_UL_takes, MOMASK_PT_main, MOMASK_PT_inbetween, MOMASK_PT_takes, MOMASK_PT_mapping)
+class MOMASK_PT_apply_motion(_ArmaturePanel):
+    """Apply Motion (a file's or another armature's motion onto this rig) and Copy Take."""
+
+    bl_label = "Apply Motion"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        layout = self.layout
+        a = context.scene.momask_apply
+        layout.row().prop(a, "source", expand=True)
+        if a.source == "FILE":
+            layout.prop(a, "filepath", text="")
+        else:
+            layout.prop(a, "armature")
+            layout.prop(a, "action")
+        layout.operator("momask.apply_motion", icon="IMPORT")
+        others = other_selected_armatures(context)
+        row = layout.row()
+        row.operator("momask.copy_take", icon="DUPLICATE",
+                     text=f"Copy Take to {len(others)} Selected" if others else "Copy Take to Selected")
+
+
+class MOMASK_UL_waypoints(bpy.types.UIList):
+    """The waypoints: an empty and the scene frame the root passes it."""
+
+    def draw_item(self, context, layout, data, item, icon, active_data, active_property, index, flt_flag=0):
+        row = layout.row(align=True)
+        row.prop(item, "target", text="", icon="EMPTY_AXIS")
+        row.prop(item, "frame", text="")
+
+
+class MOMASK_PT_steer(_ArmaturePanel):
+    """Path, waypoints, root motion and ground for Generate (docs/protocol.md "Steering")."""
+
+    bl_label = "Path & Root Motion"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        layout = self.layout
+        steer = context.scene.momask_steer
+        obj = active_armature(context)
+        layout.prop(steer, "use_path")
+        if steer.use_path:
+            col = layout.column()
+            col.prop(steer, "path")
+            col.row().prop(steer, "timing", expand=True)
+            if steer.timing == "fit_duration":
+                col.prop(context.scene.momask, "seconds")
+            col.prop(steer, "facing")
+        layout.label(text="Waypoints (empties at frames)")
+        row = layout.row()
+        row.template_list("MOMASK_UL_waypoints", "", steer, "waypoints", steer, "waypoint_index", rows=3)
+        col = row.column(align=True)
+        col.operator("momask.waypoint_add", text="", icon="ADD")
+        col.operator("momask.waypoint_remove", text="", icon="REMOVE")
+        layout.prop(steer, "root_motion")
+        if steer.root_motion == "root_bone":
+            layout.prop_search(steer, "root_bone", obj.data, "bones", text="Bone")
+            if not steer.root_bone:
+                found = next((b.name for b in obj.data.bones if b.name.lower() == "root"), None)
+                layout.label(text=f"Bone: {found} (found)" if found else "No 'root' bone: the object moves",
+                             icon="INFO")
+        if steer.root_motion != "none":
+            layout.prop(steer, "heading")
+        layout.prop(steer, "ground")
+
+
+classes = (MOMASK_UL_takes, MOMASK_PT_main, MOMASK_PT_inbetween, MOMASK_PT_takes, MOMASK_PT_mapping,
+           MOMASK_PT_apply_motion, MOMASK_UL_waypoints, MOMASK_PT_steer)

@@ -13,6 +13,7 @@ import bpy
 from bpy.props import (
     BoolProperty,
     CollectionProperty,
+    EnumProperty,
     FloatProperty,
     IntProperty,
     PointerProperty,
@@ -20,6 +21,7 @@ from bpy.props import (
 )
 
 MAX_SECONDS = 9.8  # 196 model frames at 20 fps
+MIN_SECONDS = 0.2  # 4 model frames (one token) at 20 fps: the shortest take
 SEED_MAX = 2**31 - 1  # Blender's IntProperty is 32-bit signed; the backend takes any 32-bit seed
 
 
@@ -188,7 +190,93 @@ def store_mapping(obj, mapping: dict, keep_edits: bool = True) -> None:
     obj["momask_missing_roles"] = [r for r in roles if not (edits.get(r) or bones.get(r))]
 
 
-classes = (MoMaskSettings, MoMaskBoneRole)
+def _other_armature(settings, obj) -> bool:
+    """Apply Motion's source armature: any armature but the one the motion goes to (the active)."""
+    active = getattr(bpy.context, "active_object", None)
+    return obj.type == "ARMATURE" and obj != active
+
+
+class MoMaskApplySettings(bpy.types.PropertyGroup):
+    """Apply Motion: where the motion comes from (Scene.momask_apply)."""
+
+    source: EnumProperty(
+        name="From",
+        items=[("FILE", "File", "A BVH or FBX file, read by Blender's own importer (nothing of it stays)"),
+               ("ARMATURE", "Armature", "Another armature's action or take in this file")],
+        default="FILE",
+    )
+    filepath: StringProperty(
+        name="File", subtype="FILE_PATH", description="The BVH or FBX file whose motion to apply"
+    )
+    armature: PointerProperty(
+        name="Armature", type=bpy.types.Object, poll=_other_armature,
+        description="The armature whose animation to apply to the active one",
+    )
+    action: PointerProperty(
+        name="Action", type=bpy.types.Action,
+        description="The action (or take) to apply; empty: the one the armature plays",
+    )
+
+
+def _is_curve(settings, obj) -> bool:
+    return obj.type == "CURVE"
+
+
+def _is_empty(item, obj) -> bool:
+    return obj.type == "EMPTY"
+
+
+class MoMaskWaypoint(bpy.types.PropertyGroup):
+    """A waypoint: the root passes ``target`` (an empty; its ground projection) at scene ``frame``."""
+
+    target: PointerProperty(name="Empty", type=bpy.types.Object, poll=_is_empty,
+                            description="The empty the root passes through")
+    frame: IntProperty(name="Frame", default=1, description="The scene frame the root is there")
+
+
+class MoMaskSteerSettings(bpy.types.PropertyGroup):
+    """Steering a generation (Scene.momask_steer; docs/protocol.md "Steering")."""
+
+    use_path: BoolProperty(name="Follow Path", default=False,
+                           description="The take's root follows a curve (its ground projection)")
+    path: PointerProperty(name="Curve", type=bpy.types.Object, poll=_is_curve,
+                          description="A Bezier, poly or NURBS curve the root walks along, from its start")
+    timing: EnumProperty(
+        name="Timing",
+        items=[("keep_speed", "Keep Speed", "The motion keeps its own walking speed; the duration comes "
+                "from the path's length"),
+               ("fit_duration", "Fit Duration", "The take's duration (Seconds) covers the whole path; the "
+                "speed (stride) is scaled to fit")],
+        default="keep_speed",
+    )
+    facing: EnumProperty(
+        name="Facing",
+        items=[("tangent", "Along Path", "The body turns to face along the path"),
+               ("keep_relative", "Keep Relative", "The body keeps the motion's own facing relative to the "
+                "path (a sidestep stays a sidestep)")],
+        default="tangent",
+    )
+    waypoints: CollectionProperty(type=MoMaskWaypoint)
+    waypoint_index: IntProperty(name="Waypoint", default=0)
+    root_motion: EnumProperty(
+        name="Root Motion",
+        items=[("none", "On the Hips", "The travel stays on the hips bone, as generated"),
+               ("root_bone", "Root Bone", "Travel extracted onto a root bone above the hips (game engines: "
+                "UE's 'root')"),
+               ("object", "Object", "Travel extracted onto the armature object's own keys")],
+        default="none",
+    )
+    root_bone: StringProperty(name="Root Bone", default="",
+                              description="The bone that carries the travel; empty: a bone named 'root' if "
+                              "the rig has one, else the object")
+    heading: BoolProperty(name="Heading", default=True,
+                          description="The extracted root also turns with the body's facing")
+    ground: BoolProperty(name="Ground", default=False,
+                         description="No foot below the rig's rest sole height; the pelvis lowers where a "
+                         "foot cannot reach")
+
+
+classes = (MoMaskSettings, MoMaskBoneRole, MoMaskApplySettings, MoMaskWaypoint, MoMaskSteerSettings)
 
 
 def register_properties() -> None:
@@ -196,6 +284,8 @@ def register_properties() -> None:
     bpy.types.Scene.momask = PointerProperty(type=MoMaskSettings)  # type: ignore[attr-defined]
     bpy.types.Object.momask_mapping = CollectionProperty(type=MoMaskBoneRole)  # type: ignore[attr-defined]
     bpy.types.Object.momask_take_index = IntProperty(name="Take", default=-1)  # type: ignore[attr-defined]
+    bpy.types.Scene.momask_apply = PointerProperty(type=MoMaskApplySettings)  # type: ignore[attr-defined]
+    bpy.types.Scene.momask_steer = PointerProperty(type=MoMaskSteerSettings)  # type: ignore[attr-defined]
 
 
 def unregister_properties() -> None:
@@ -203,6 +293,8 @@ def unregister_properties() -> None:
         (bpy.types.Scene, "momask"),
         (bpy.types.Object, "momask_mapping"),
         (bpy.types.Object, "momask_take_index"),
+        (bpy.types.Scene, "momask_apply"),
+        (bpy.types.Scene, "momask_steer"),
     ):
         if hasattr(owner, name):
             delattr(owner, name)

@@ -12,6 +12,7 @@ Run only inside a Blender interpreter (``tests/conftest.py::run_blender``). Impo
 * :func:`describe_armature` — the ``RigDescription.to_dict()`` shape (``backend/retarget/rig.py``).
 * :func:`exit_blender` — end a script with an exit code that survives Blender 4.2's module shutdown.
 * :func:`shared_file` — a file of the real test data; without it the script ends as a skipped test.
+* :func:`ground_travel` — a ground track's travel (low-passed), what a steering path places.
 """
 
 from __future__ import annotations
@@ -253,3 +254,14 @@ def describe_armature(obj: bpy.types.Object) -> dict:
         "name": obj.name,
     }
 
+
+
+def ground_travel(track: np.ndarray, sigma_frames: float) -> np.ndarray:
+    """A ground track (T, k) low-passed with a Gaussian of ``sigma_frames`` (ends reflected): its travel,
+    which a steering path places (docs/retargeting.md §11.1, σ = 0.25 s); the sway about it is the body's."""
+    radius = int(3 * sigma_frames)
+    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma_frames) ** 2)
+    kernel /= kernel.sum()
+    padded = np.concatenate([2 * track[:1] - track[radius:0:-1], track,
+                             2 * track[-1:] - track[-2:-radius - 2:-1]])
+    return np.stack([np.convolve(padded[:, k], kernel, mode="valid") for k in range(track.shape[1])], axis=1)

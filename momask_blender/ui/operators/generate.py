@@ -31,6 +31,7 @@ from .common import (
     submit_model_job,
     take_name,
 )
+from .steer import generation_steering, steering_note
 
 #: Context read around an in-between's range, each side: the backend inpaints a window of at most
 #: 196 model frames (9.8 s) centred on the range, so ±5 s covers it; the rest is never read.
@@ -83,10 +84,14 @@ class MOMASK_OT_generate(bpy.types.Operator):
             self.report({"ERROR"}, "Type a prompt first, e.g. 'a person walks forward and waves'.")
             return {"CANCELLED"}
         try:
+            seconds = None if s.auto_length else round(s.seconds, 3)
+            # the path, waypoints, root motion and ground, checked before anything changes (steer.py)
+            steering, planned = generation_steering(context, obj, scene.frame_current, seconds)
+            seconds = seconds if planned is None else max(planned, properties.MIN_SECONDS)
             seed = next_seed(s)
             request = jobs.messages.GenerateRequest(
                 prompts=(prompt,),
-                seconds=None if s.auto_length else (round(s.seconds, 3),),
+                seconds=None if seconds is None else (seconds,),
                 seed=seed,
                 variations=s.variations,
                 sampling=sampling_options(s),
@@ -95,7 +100,7 @@ class MOMASK_OT_generate(bpy.types.Operator):
                     overrides=properties.mapping_overrides(obj),
                     dst_fps=scene_fps(scene),
                     foot_lock=s.foot_lock,
-                    in_place=s.in_place,
+                    **steering,
                 ),
             )
         except Exception as exc:  # noqa: BLE001
@@ -174,7 +179,8 @@ class MOMASK_OT_generate_inbetween(bpy.types.Operator):
                     overrides=properties.mapping_overrides(obj),
                 ),
                 # no in_place: the root follows the source around the range (the backend ignores it)
-                retarget=jobs.messages.RetargetSpec(dst_fps=fps, foot_lock=s.foot_lock),
+                retarget=jobs.messages.RetargetSpec(dst_fps=fps, foot_lock=s.foot_lock,
+                                                    ground=scene.momask_steer.ground),
             )
         except Exception as exc:  # noqa: BLE001
             return report_error(self, exc)
@@ -217,10 +223,11 @@ def apply_generate(job: jobs.Job, obj) -> str:
         properties.store_mapping(obj, mapping)
     obj.momask_take_index = bpy.data.actions.find(made[0].name) if made else -1
     job.made_actions = [a.name for a in made]
+    note = steering_note(job.data["takes"][0].get("retarget") or {}) if job.data["takes"] else ""
     if len(made) == 1:
         length = made[0].frame_range[1] - made[0].frame_range[0] + 1
-        return f"MoMask: made take '{made[0].name}' ({length:g} frames)"
-    return f"MoMask: made {len(made)} takes; playing '{made[0].name}'"
+        return f"MoMask: made take '{made[0].name}' ({length:g} frames){note}"
+    return f"MoMask: made {len(made)} takes; playing '{made[0].name}'{note}"
 
 
 @jobs.applier("inpaint")
