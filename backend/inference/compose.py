@@ -333,6 +333,44 @@ def _window_settings(window: Window, settings: SamplingSettings) -> SamplingSett
                                res_cond_scale=1.0)
 
 
+def plan_windows(plan: Plan, seed: int, anchor: str | None = None, context: int = 0,
+                 regenerate_index: int | None = None) -> list[Window]:
+    """Every window of a job, in the order they run: the segments' cores (the one next to a source's
+    context outpainted from it), then the transitions; regenerating segment k: its core and its
+    transitions only."""
+    if regenerate_index is not None:
+        return (_segment_windows(plan, regenerate_index, None, 0)
+                + _transition_windows(plan, seed, transitions_of(plan, regenerate_index)))
+    last = len(plan.prompts) - 1
+    windows = []
+    for k in range(last + 1):
+        own = anchor if (anchor == "left" and k == 0) or (anchor == "right" and k == last) else None
+        windows += _segment_windows(plan, k, own, context if own else 0)
+    return windows + _transition_windows(plan, seed)
+
+
+def _units(windows: list[Window], settings: SamplingSettings, tokens: int, regenerate: bool) -> int:
+    """Progress units of a job: each window's steps and residual layers, one per decode chunk (twice
+    when regenerating: the old take is decoded again to compare)."""
+    return (sum(window_units(w, settings) for w in windows)
+            + len(decode_chunks(tokens)) * (2 if regenerate else 1))
+
+
+def job_units(plan: Plan, settings: SamplingSettings, context: int = 0,
+              regenerate_index: int | None = None) -> int:
+    """The progress total :func:`compose` will report for ``plan`` (known before loading when no
+    segment's length is left to the estimator)."""
+    anchor = None if not context else "left" if plan.direction == "after" else "right"
+    windows = plan_windows(plan, 0, anchor, context, regenerate_index)
+    return _units(windows, settings, plan.tokens + context, regenerate_index is not None)
+
+
+def context_tokens(frames: int, model_fps: float) -> int:
+    """How many tokens of a ``frames``-long source (model fps) a continuation keeps: its last ≤ 2 s."""
+    span_tokens = min(frames, MAX_FRAMES) // TOKEN_FRAMES
+    return max(1, min(span_tokens, int(round(CONTEXT_SECONDS * model_fps / TOKEN_FRAMES))))
+
+
 # --- the job ----------------------------------------------------------------------------------------
 
 class Composer:
@@ -444,14 +482,7 @@ def compose(pipeline: MoMaskPipeline, segments: Sequence[SegmentSpec],
                 or previous_codes.max() >= sampling.NUM_CODES or (previous_codes[:, 0] < 0).any():
             raise InputError("The take's codes are not MoMask tokens (whole numbers -1..511, a base code "
                              "everywhere).", "Send the codes the take came with.")
-        windows = (_segment_windows(plan, regenerate_index, None, 0)
-                   + _transition_windows(plan, settings.seed, transitions_of(plan, regenerate_index)))
-    else:
-        windows = []
-        for k in range(len(segments)):
-            own = anchor if (anchor == "left" and k == 0) or (anchor == "right" and k == last) else None
-            windows += _segment_windows(plan, k, own, context if own else 0)
-        windows += _transition_windows(plan, settings.seed)
+    windows = plan_windows(plan, settings.seed, anchor, context, regenerate_index)
 
     # The timeline, with a continuation's context before it (a lead-in's after it).
     offset = context if anchor == "left" else 0
@@ -466,9 +497,7 @@ def compose(pipeline: MoMaskPipeline, segments: Sequence[SegmentSpec],
         for window in windows:
             window.positions = window.positions + offset   # (a continuation never loops: no wrap)
 
-    chunks = len(decode_chunks(total_tokens))
-    decodes = 2 if previous_codes is not None else 1
-    units = sum(window_units(w, settings) for w in windows) + chunks * decodes
+    units = _units(windows, settings, total_tokens, previous_codes is not None)
     reporter = sampling.StepReporter(progress, cancel, total=units + extra_units)
     reporter.check()
     composer.run_windows(timeline, windows, plan, reporter)
@@ -501,7 +530,7 @@ def source_context(pipeline: MoMaskPipeline, source: np.ndarray, direction: str)
     span = min(len(features), MAX_FRAMES) // TOKEN_FRAMES * TOKEN_FRAMES
     part = features[-span:] if direction == "after" else features[:span]
     tokens = pipeline.encode(part)
-    keep = max(1, min(len(tokens), int(round(CONTEXT_SECONDS * pipeline.fps / TOKEN_FRAMES))))
+    keep = min(len(tokens), context_tokens(len(features), pipeline.fps))
     return tokens[-keep:] if direction == "after" else tokens[:keep]
 
 
