@@ -48,6 +48,7 @@ from backend.inference.pipeline import (
     rigid_onto,
 )
 from backend.portable.errors import InputError
+from backend.portable.messages import MAX_COMPOSE_SECONDS
 from backend.retarget.metrics import loop_closure
 from backend.retarget.resample import resample_vectors
 
@@ -171,6 +172,10 @@ def plan_timeline(segments: Sequence[SegmentSpec], token_counts: Sequence[int | 
                              f"({per_token:g} s) where it lies on the timeline.",
                              f"Make it at least {per_token:g} s long.")
     total = float(cumulative[-1])
+    if total > MAX_COMPOSE_SECONDS + 1e-9:
+        raise InputError(f"The timeline lasts {total:g} s, more than the maximum of "
+                         f"{MAX_COMPOSE_SECONDS:g} s ({MAX_COMPOSE_SECONDS / 60:g} minutes).",
+                         "Shorten or remove segments, or compose the rest as a second take.")
     frames = exact_frames(total, fps)
     frame_bounds = [exact_frames(c, fps) for c in cumulative]
     if loop:
