@@ -40,6 +40,7 @@ from backend.inference.pipeline import (
     MAX_TOKENS,
     TOKEN_FRAMES,
     MoMaskPipeline,
+    MotionBatch,
     Progress,
     SamplingSettings,
     align_to_source,
@@ -418,15 +419,15 @@ class Composer:
                 counts.append(self.pipeline.estimate_tokens(cond, generator)[0])
         return counts
 
-    def run_windows(self, timeline: np.ndarray, windows: list[Window], plan: Plan,
+    def run_windows(self, timeline: np.ndarray, windows: list[Window], prompts: list[str],
                     reporter: sampling.StepReporter) -> None:
-        """Fill ``timeline`` (tokens, 6), window after window, in place."""
+        """Fill ``timeline`` (tokens, 6), window after window, in place (``prompts``: per segment)."""
         for window in windows:
             reporter.check()
             positions = window.positions
             codes = timeline[positions]
             codes[~window.keep] = -1
-            prompt = None if window.segment is None else plan.prompts[window.segment]
+            prompt = None if window.segment is None else prompts[window.segment]
             settings = _window_settings(window, self.settings)
             out = self.pipeline.regenerate_window(
                 codes, window.keep, self.conditions(prompt), settings,
@@ -505,7 +506,7 @@ def compose(pipeline: MoMaskPipeline, segments: Sequence[SegmentSpec],
     units = _units(windows, settings, total_tokens, previous_codes is not None)
     reporter = sampling.StepReporter(progress, cancel, total=units + extra_units)
     reporter.check()
-    composer.run_windows(timeline, windows, plan, reporter)
+    composer.run_windows(timeline, windows, plan.prompts, reporter)
 
     features = pipeline.decode_tokens(timeline, circular=loop, reporter=reporter)
     if context_codes is not None:
@@ -633,3 +634,93 @@ def _keep_outside(take: ComposedTake, old_joints: np.ndarray, old_features: np.n
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
     return list(zip(np.nonzero(edges == 1)[0].tolist(), np.nonzero(edges == -1)[0].tolist(), strict=True))
+
+
+# --- long in-betweens -------------------------------------------------------------------------------
+
+#: The longest range one in-between window regenerates with context on both sides (188 frames); longer
+#: ranges go through :func:`inpaint_long`.
+ONE_WINDOW_RANGE_FRAMES = MAX_FRAMES - 2 * TOKEN_FRAMES
+
+
+def needs_long_inpaint(start: int, end: int, frames: int) -> bool:
+    """Whether [start, end) of a ``frames``-long source is too long for one in-between window."""
+    wide_start = start // TOKEN_FRAMES * TOKEN_FRAMES
+    wide_end = -(-end // TOKEN_FRAMES) * TOKEN_FRAMES
+    return frames > MAX_FRAMES + TOKEN_FRAMES - 1 and wide_end - wide_start > ONE_WINDOW_RANGE_FRAMES
+
+
+def long_inpaint_windows(wide_start: int, wide_end: int, frames: int, seed: int
+                         ) -> tuple[int, int, list[Window]]:
+    """(first frame, end frame, windows) of a long in-between's token timeline: up to
+    ``SLIDE_CONTEXT_TOKENS`` source tokens on each side of the widened range [wide_start, wide_end)."""
+    span = frames // TOKEN_FRAMES * TOKEN_FRAMES
+    slide = SLIDE_CONTEXT_TOKENS * TOKEN_FRAMES
+    left_from, right_to = max(0, wide_start - slide), min(span, wide_end + slide)
+    left, right = (wide_start - left_from) // TOKEN_FRAMES, (right_to - wide_end) // TOKEN_FRAMES
+    inside = (wide_end - wide_start) // TOKEN_FRAMES
+    windows = []
+    for i, (lo, hi, first) in enumerate(outpaint_windows(left, left + inside, left=left, right=right)):
+        positions = np.arange(lo, hi)
+        windows.append(Window(SEGMENT, i, positions, (positions < first) | (positions >= left + inside), 0,
+                              seed))
+    return left_from, right_to, windows
+
+
+def long_inpaint_units(start: int, end: int, frames: int, settings: SamplingSettings) -> int:
+    """The progress total of :func:`inpaint_long` (known before loading)."""
+    wide_start = start // TOKEN_FRAMES * TOKEN_FRAMES
+    wide_end = min(-(-end // TOKEN_FRAMES) * TOKEN_FRAMES, frames // TOKEN_FRAMES * TOKEN_FRAMES)
+    left_from, right_to, windows = long_inpaint_windows(wide_start, wide_end, frames, 0)
+    return _units(windows, settings, (right_to - left_from) // TOKEN_FRAMES, False)
+
+
+def inpaint_long(pipeline: MoMaskPipeline, source: np.ndarray, start: int, end: int, prompt: str,
+                 settings: SamplingSettings, progress: Progress | None = None,
+                 cancel: threading.Event | None = None) -> MotionBatch:
+    """Regenerate a range longer than one window (docs/compose.md, "Long in-betweens").
+
+    The range, widened to whole tokens, is filled left to right by sliding windows, the first keeping
+    up to ``SLIDE_CONTEXT_TOKENS`` source tokens before it, the last as many after it (every window
+    ≤ 49 tokens, context on all six layers); the context tokens are encoded from 196-frame windows of
+    the source that reach into the range, so the encoder sees real motion on both sides of them.
+    Returns a ``MotionBatch`` like ``MoMaskPipeline.inpaint``: the source's joints outside the
+    widened range, the new motion placed on both seams inside it.
+    """
+    settings.validate()
+    prompts = check_prompts([prompt])
+    features, source_joints = pipeline.source_motion(source)
+    frames = len(features)
+    wide_start, wide_end = pipeline.widen_range(start, end, frames)
+    if (wide_end - wide_start) / pipeline.fps > MAX_COMPOSE_SECONDS:
+        raise InputError(f"The range is {(wide_end - wide_start) / pipeline.fps:g} s long, more than "
+                         f"{MAX_COMPOSE_SECONDS:g} s.", "Select a shorter range.")
+    span = frames // TOKEN_FRAMES * TOKEN_FRAMES
+    left_from, right_to, windows = long_inpaint_windows(wide_start, wide_end, frames, settings.seed)
+    left = (wide_start - left_from) // TOKEN_FRAMES
+    right = (right_to - wide_end) // TOKEN_FRAMES
+    # Context tokens: a 196-frame window starting at the left context (ending at the right one).
+    left_tokens = pipeline.encode(features[left_from: min(span, left_from + MAX_FRAMES)])[:left]
+    right_window = max(0, right_to - MAX_FRAMES)
+    right_tokens = pipeline.encode(features[right_window:right_to])
+    right_tokens = right_tokens[(wide_end - right_window) // TOKEN_FRAMES:]
+    inside = (wide_end - wide_start) // TOKEN_FRAMES
+    timeline = np.full((left + inside + right, sampling.NUM_QUANTIZERS), -1, dtype=np.int64)
+    timeline[:left] = left_tokens
+    timeline[left + inside:] = right_tokens[:right]
+
+    composer = Composer(pipeline, settings, progress, cancel)
+    reporter = sampling.StepReporter(progress, cancel, total=_units(windows, settings, len(timeline), False))
+    reporter.check()
+    composer.run_windows(timeline, windows, prompts, reporter)
+    decoded = pipeline.decode_tokens(timeline, reporter=reporter)
+    region = slice(left_from, left_from + len(decoded))
+    generated = pipeline.joints_from_features(decoded)
+    joints = source_joints.copy()
+    joints[wide_start:wide_end] = align_to_source(
+        generated, source_joints[region], wide_start - left_from, wide_end - left_from, pipeline.dataset)
+    out_features = features.astype(np.float32)
+    out_features[wide_start:wide_end] = decoded[wide_start - left_from: wide_end - left_from]
+    return MotionBatch(joints=joints[None], features=out_features[None], tokens=timeline[None],
+                       lengths=np.array([frames], dtype=np.int64), fps=pipeline.fps, start=wide_start,
+                       end=wide_end)
