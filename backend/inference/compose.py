@@ -203,6 +203,9 @@ def plan_timeline(segments: Sequence[SegmentSpec], token_counts: Sequence[int | 
     if tau + 2 > MAX_TOKENS:
         raise InputError(f"A transition of {tau} tokens leaves no room for context in a {MAX_TOKENS}-token "
                          "window.", f"Use a transition of at most {(MAX_TOKENS - 2) * per_token:g} s.")
+    if direction == "before" and tokens > bounds[-1]:
+        # A lead-in ends at the source: the tokens it needs beyond the user's length go first.
+        bounds = [0] + [b + tokens - bounds[-1] for b in bounds[1:]]
     ends = list(bounds)
     ends[-1] = tokens                     # the last segment runs past the user's end
     joins = list(range(1, len(segments))) + ([0] if loop else [])
@@ -523,8 +526,8 @@ def compose(pipeline: MoMaskPipeline, segments: Sequence[SegmentSpec],
     if previous_codes is None:
         return take
     old_features = pipeline.decode_tokens(previous_codes.astype(np.int64), circular=loop, reporter=reporter)
-    old_joints, _ = finish_joints(pipeline, old_features, plan)
-    return _keep_outside(take, old_joints, old_features, plan)
+    old_joints, old_offset = finish_joints(pipeline, old_features, plan)
+    return _keep_outside(take, old_joints, old_features, plan, old_offset)
 
 
 # --- from tokens to the take ------------------------------------------------------------------------
@@ -611,10 +614,11 @@ def close_loop(joints: np.ndarray, offset: np.ndarray, fps: float) -> np.ndarray
         length *= 2
 
 
-def _keep_outside(take: ComposedTake, old_joints: np.ndarray, old_features: np.ndarray, plan: Plan
-                  ) -> ComposedTake:
+def _keep_outside(take: ComposedTake, old_joints: np.ndarray, old_features: np.ndarray, plan: Plan,
+                  old_offset: np.ndarray | None = None) -> ComposedTake:
     """Regenerated take: the old joints wherever the decoded frames did not change; each changed run
-    placed onto the old take at its seams."""
+    placed onto the old take at its seams. A loop keeps the old take's per-cycle offset, and when a
+    changed run reaches its first or last frame, the closing blend is made again."""
     changed_model = np.any(take.features != old_features, axis=1)
     if not changed_model.any():
         take.joints = old_joints
@@ -626,6 +630,10 @@ def _keep_outside(take: ComposedTake, old_joints: np.ndarray, old_features: np.n
     runs = _runs(touched)
     for start, stop in runs:
         joints[start:stop] = align_to_source(take.joints, old_joints, start, stop)
+    if plan.loop and old_offset is not None:
+        take.loop_offset = old_offset
+        if runs[0][0] == 0 or runs[-1][1] == len(joints):
+            joints = close_loop(joints, old_offset.astype(np.float64), plan.fps)
     take.joints = joints.astype(np.float32)
     take.changed = (runs[0][0], runs[-1][1])
     return take

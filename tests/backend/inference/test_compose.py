@@ -209,3 +209,24 @@ def test_a_long_in_between_keeps_everything_outside(pipeline, windows) -> None:
     # The seams stay continuous: the step into and out of the range is like the source's own steps.
     steps = np.linalg.norm(np.diff(batch.joints[0, :, 0], axis=0), axis=-1)
     assert steps[19] < 0.5 and steps[379] < 0.5
+
+
+def test_regenerating_a_segment_of_a_loop_keeps_it_closed(pipeline) -> None:
+    timeline = segments(("a person walks", 3.0), ("a person turns", 3.0), ("a person jumps", 3.0))
+    base = c.compose(pipeline, timeline, FAST, loop=True, fps=24)
+    for index in (0, 2):                             # both touch the wrap-around transition
+        changed = list(timeline)
+        changed[index] = c.SegmentSpec("a person kicks", 3.0, seed=5)
+        new = c.compose(pipeline, changed, FAST, loop=True, fps=24, previous_codes=base.codes,
+                        regenerate_index=index)
+        assert new.frames == base.frames
+        np.testing.assert_array_equal(new.loop_offset, base.loop_offset)
+        assert loop_closure(new.joints, new.loop_offset)["within"]
+
+
+def test_a_lead_in_puts_the_extra_tokens_first(pipeline) -> None:
+    plan = c.plan_timeline(segments(("a", 2.5), ("b", 2.5)), [None, None], 0, None, False, 24.0, 20.0,
+                           direction="before")
+    assert plan.tokens == 25 and plan.bounds == [0, 13, 25]     # 2.5 s → 12.5 tokens: the first gets it
+    plan = c.plan_timeline(segments(("a", 2.5), ("b", 2.5)), [None, None], 0, None, False, 24.0, 20.0)
+    assert plan.bounds[-1] == 25 and plan.tokens >= 25
