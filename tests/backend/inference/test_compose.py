@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from backend.inference import compose as c
-from backend.inference import fast_transformer
 from backend.inference.pipeline import (
     DECODE_CHUNK_TOKENS,
     DECODER_RECEPTIVE_TOKENS,
@@ -26,22 +25,6 @@ FAST = SamplingSettings(steps=2, seed=4)
 @pytest.fixture(scope="module")
 def pipeline(tiny_weights) -> MoMaskPipeline:
     return MoMaskPipeline.load(tiny_weights, device="cpu")
-
-
-@pytest.fixture()
-def windows(monkeypatch, pipeline) -> list[int]:
-    """Motion tokens of every transformer pass: the sequence minus its text token (masked transformer)
-    or its text and layer tokens (residual transformer)."""
-    seen: list[int] = []
-    original = fast_transformer.encoder_forward
-    masked = pipeline.models.mask_transformer.seqTransEncoder
-
-    def recording(encoder, sequence, attention_bias):
-        seen.append(int(sequence.shape[1]) - (1 if encoder is masked else 2))
-        return original(encoder, sequence, attention_bias)
-
-    monkeypatch.setattr(fast_transformer, "encoder_forward", recording)
-    return seen
 
 
 def segments(*pairs) -> list[c.SegmentSpec]:
