@@ -138,6 +138,9 @@ def test_continue_and_lead_in_from_a_source(pipeline) -> None:
     # last frame leads into the source's first), not the model's canonical origin.
     assert np.linalg.norm(after.joints[0, 0] - source[-1, 0]) < 0.5 + 5 * step
     assert np.linalg.norm(before.joints[-1, 0] - source[0, 0]) < 0.5 + 5 * step
+    # One token of source is enough (a continuation of the last 4 frames).
+    short = c.compose(pipeline, segments(("a person sits down", 1.0)), FAST, fps=24, source=source[-4:])
+    assert short.frames == 24
     # The source's context is kept: the same source and seed give the same continuation.
     again = c.compose(pipeline, segments(("a person sits down", 3.0)), FAST, fps=24, source=source)
     np.testing.assert_array_equal(again.joints, after.joints)
