@@ -21,9 +21,10 @@ bl_info = {
 #: The add-on's modules, each after the ones it imports: re-enabling reloads them in this order.
 MODULES = (
     "remote.client", "user_folder", "install.weights", "anim.presets", "anim.armature", "anim.actions",
-    "anim.rig_io",
+    "anim.rig_io", "anim.segments",
     "anim.takes", "anim.keys", "anim.bake", "remote.jobs", "ui.preferences", "ui.properties",
-    "ui.operators.common", "ui.operators.generate", "ui.operators.results", "ui.operators.backend",
+    "ui.operators.common", "ui.operators.generate", "ui.operators.compose", "ui.operators.results",
+    "ui.operators.backend",
     "ui.operators.takes", "ui.operators.mapping", "ui.operators.install_weights", "ui.operators", "ui.panel",
 )
 

@@ -23,7 +23,7 @@ import numpy as np
 from mathutils import Euler, Quaternion
 
 from ..remote.client import load_backend_module
-from . import takes
+from . import segments, takes
 from .actions import Channels, assign_action, is_slotted, new_action, object_slot, unique_action_name
 from .armature import CHANNEL_SIZES, MoMaskError, RigError, require_armature, scene_of
 
@@ -174,24 +174,35 @@ def _publish(obj, action, slot, **take_info) -> None:
     takes.record_take(obj, action, **take_info)
     takes.remember_original(obj)
     assign_action(obj, action, slot)
+    segments.sync_scene_markers(scene_of(obj), action)  # the previous take's prompt markers go
 
 
 # --------------------------------------------------------------------------------------------
 # In-betweening
 
 
-def blend_weights(range_start: int, range_end: int, blend_frames: int) -> np.ndarray:
+def blend_weights(range_start: int, range_end: int, blend_frames: int,
+                  extend: str | None = None) -> np.ndarray:
     """Weight of the new motion on each frame of ``[range_start, range_end)``: 0 → existing, 1 → new.
 
     The first and last frames of the range keep the existing value (weight 0), then a smoothstep
     over ``blend_frames`` frames reaches the new motion, so neither seam steps and the curve segments
     leading into the range keep their shape.
+
+    ``extend`` ("after" | "before"): the range extends the motion past its end (Continue) or before
+    its start (Lead-in), so there is one seam only, at the range's start (after) or end (before): the
+    frame next to it already moves a step towards the new motion and the open side is all new.
     """
     length = range_end - range_start
     if blend_frames <= 0:
         return np.ones(length)
     i = np.arange(length)
-    u = np.minimum(np.minimum(i, length - 1 - i) / (blend_frames + 1.0), 1.0)
+    if extend == "after":
+        u = np.minimum((i + 1) / (blend_frames + 1.0), 1.0)
+    elif extend == "before":
+        u = np.minimum((length - i) / (blend_frames + 1.0), 1.0)
+    else:
+        u = np.minimum(np.minimum(i, length - 1 - i) / (blend_frames + 1.0), 1.0)
     return u * u * (3.0 - 2.0 * u)
 
 
@@ -336,7 +347,8 @@ def write_inbetween(obj, result: dict, range_start: int, range_end: int, blend_f
                     source_action=None, *, result_start: int | None = None, name: str | None = None,
                     prompt: str | None = None, seed: int | None = None,
                     source_channels: tuple[int, dict] | None = None, unblended: frozenset[str] = frozenset(),
-                    extra_curves: tuple[tuple[str, int, str, np.ndarray], ...] = ()):
+                    extra_curves: tuple[tuple[str, int, str, np.ndarray], ...] = (),
+                    extend: str | None = None):
     """Make a new take: a copy of the current action with ``[range_start, range_end)`` regenerated.
 
     ``result`` covers the source span that was sent to the backend; its frame 0 is scene frame
@@ -348,6 +360,11 @@ def write_inbetween(obj, result: dict, range_start: int, range_end: int, blend_f
     source evaluated to when it was read; channels the action does not key blend from those values
     (else from the rig's current pose). The source action stays as it was and selectable; the copy
     is assigned last, and removed on failure.
+
+    ``extend`` ("after" | "before", Continue and Lead-in): the range lies past the end (before the
+    start) of the kept motion: the copy's keys from ``range_start`` on (before ``range_end``) are
+    dropped first on every curve, so the take is the source up to the range (from it) followed
+    (preceded) by the new frames, blended at the one seam (:func:`blend_weights`).
 
     ``unblended``: bones whose channels take the new motion on every frame but the two seam frames,
     because something else blends them in (a control rig's IK/FK switch). ``extra_curves``: (data
@@ -385,8 +402,11 @@ def write_inbetween(obj, result: dict, range_start: int, range_end: int, blend_f
         if is_slotted(action) and source_slot is not None:  # the copy keeps the slot identifiers
             slot = next(s for s in action.slots if s.identifier == source_slot.identifier)
         channels = Channels(action, slot, ensure=True)
+        if extend is not None:
+            _drop_keys(channels, range_start if extend == "after" else None,
+                       range_end if extend == "before" else None)
         frames = np.arange(range_start, range_end, dtype=np.float64)
-        weight = blend_weights(range_start, range_end, blend_frames)
+        weight = blend_weights(range_start, range_end, blend_frames, extend)
         whole = (weight > 0).astype(np.float64)  # the new motion at once, the seam frames kept
         window = slice(range_start - result_start, range_end - result_start)
         pose_bones = obj.pose.bones
@@ -410,6 +430,31 @@ def write_inbetween(obj, result: dict, range_start: int, range_end: int, blend_f
                  seed=seed, frames=range_end - range_start, fps=fps_now, source=source,
                  frame_range=(range_start, range_end))
     return action
+
+
+def _drop_keys(channels: Channels, from_frame: int | None, before_frame: int | None) -> None:
+    """Remove every key at or after ``from_frame`` (or before ``before_frame``) from every curve of
+    ``channels``; a curve left without keys is removed (it would evaluate to 0)."""
+    for fcurve in list(channels.fcurves):
+        points = fcurve.keyframe_points
+        old = _read_keys(points)
+        frames = old["co"][:, 0]
+        keep = frames < from_frame if from_frame is not None else frames >= before_frame
+        if keep.all():
+            continue
+        if not keep.any():
+            channels.remove(fcurve)
+            continue
+        kept = {prop: array[keep] for prop, array in old.items()}
+        if hasattr(points, "clear"):
+            points.clear()
+        else:  # older Blender
+            while len(points):
+                points.remove(points[len(points) - 1], fast=True)
+        points.add(int(keep.sum()))
+        _write_keys(points, kept)
+        fcurve.update()
+        _write_keys(points, kept, _HANDLES)  # the kept keys' handles exactly as they were
 
 
 def evaluate(fcurve, frames: np.ndarray) -> np.ndarray:

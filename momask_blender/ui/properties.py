@@ -189,9 +189,11 @@ def register_properties() -> None:
     bpy.types.Scene.momask = PointerProperty(type=MoMaskSettings)  # type: ignore[attr-defined]
     bpy.types.Object.momask_mapping = CollectionProperty(type=MoMaskBoneRole)  # type: ignore[attr-defined]
     bpy.types.Object.momask_take_index = IntProperty(name="Take", default=-1)  # type: ignore[attr-defined]
+    register_sequence_properties()
 
 
 def unregister_properties() -> None:
+    unregister_sequence_properties()
     for owner, name in (
         (bpy.types.Scene, "momask"),
         (bpy.types.Object, "momask_mapping"),
@@ -199,3 +201,67 @@ def unregister_properties() -> None:
     ):
         if hasattr(owner, name):
             delattr(owner, name)
+
+
+# --- Sequence, Continue and Lead-in (ui/operators/compose.py) -------------------------------------------
+# A block of its own: the sequence's segments, its transition and loop, and what Continue / Lead-in
+# ask for. ``Scene.momask_sequence`` holds it.
+
+#: The longest composed take the add-on asks for (5 minutes; the backend's own bound is the one that
+#: counts: ``compose.max_sequence_seconds``).
+MAX_SEQUENCE_SECONDS = 300.0
+
+
+class MoMaskSegment(bpy.types.PropertyGroup):
+    """One prompt of a sequence and how long it lasts."""
+
+    prompt: StringProperty(name="Prompt", default="a person walks forward",
+                           description="What the character does during this segment")
+    seconds: FloatProperty(name="Seconds", default=3.0, min=0.0, soft_min=0.2, soft_max=60.0,
+                           max=MAX_SEQUENCE_SECONDS, step=10, precision=2,
+                           description="How long the segment lasts (keyed as round(seconds x fps) frames)")
+
+
+class MoMaskSequence(bpy.types.PropertyGroup):
+    segments: CollectionProperty(type=MoMaskSegment)  # type: ignore[valid-type]
+    index: IntProperty(name="Segment", default=0, description="The selected segment (Regenerate "
+                       "Segment regenerates this one of the take)")
+    transition: FloatProperty(name="Transition", default=0.4, min=0.0, max=5.0, step=10, precision=2,
+                              description="Seconds at each join regenerated from both neighbours, so "
+                              "one segment flows into the next")
+    loop: BoolProperty(name="Loop", default=False,
+                       description="The end flows into the start: cyclic keys (the last key equals "
+                       "the first)")
+    cycles: BoolProperty(name="Cycles Modifier", default=True,
+                         description="Repeat a looped take for ever with a Cycles modifier on its curves")
+    show_regenerate: BoolProperty(name="Regenerate", default=False)
+    continue_prompt: StringProperty(name="Prompt", default="the person keeps walking",
+                                    description="What happens in the frames Continue adds (or Lead-in "
+                                    "puts before)")
+    continue_seconds: FloatProperty(name="Seconds", default=2.0, min=0.0, soft_min=0.2, max=60.0, step=10,
+                                    precision=2, description="How long the added motion lasts")
+    continue_blend: IntProperty(name="Blend", default=4, min=0, max=24,
+                                description="Frames over which the new motion blends out of (into) your keys")
+
+
+def add_segment(sequence, prompt: str, seconds: float):
+    """Append a segment to ``sequence`` and select it."""
+    item = sequence.segments.add()
+    item.prompt, item.seconds = prompt, seconds
+    sequence.index = len(sequence.segments) - 1
+    return item
+
+
+SEQUENCE_CLASSES = (MoMaskSegment, MoMaskSequence)
+
+
+def register_sequence_properties() -> None:
+    bpy.types.Scene.momask_sequence = PointerProperty(type=MoMaskSequence)  # type: ignore[attr-defined]
+
+
+def unregister_sequence_properties() -> None:
+    if hasattr(bpy.types.Scene, "momask_sequence"):
+        del bpy.types.Scene.momask_sequence
+
+
+classes = (*classes, *SEQUENCE_CLASSES)  # registered after MoMaskSettings, in this order
