@@ -39,12 +39,23 @@ from backend.portable.errors import InputError
 from backend.portable.quaternion import wrap_angle
 
 Progress = Callable[[str, int, int], None]   # (stage, done, total); total = job_units(steps)
+Conditions = tuple[torch.Tensor, torch.Tensor]   # (masked, residual) text conditions (b, 512)
 
 FLOWS = ("fast", "reference")
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 TOKEN_FRAMES = sk.UNIT_LENGTH
 MAX_FRAMES = sk.MAX_MOTION_FRAMES
+#: The longest token window any transformer call sees (49 tokens = 196 frames, docs/model.md §1).
+MAX_TOKENS = MAX_FRAMES // TOKEN_FRAMES
+
+#: Receptive field of the RVQ-VAE decoder, in tokens on each side (docs/compose.md, "Decoding"): conv
+#: k3 (1) + Resnet1D dilations 9, 3, 1 (13) at token rate, then at 2x [conv k3 (1/2) + Resnet1D (13/2)]
+#: and at 4x three k3 convolutions (3/4): 21.75 tokens = 87 frames, measured by a test.
+DECODER_RECEPTIVE_TOKENS = 22
+#: Long token sequences are decoded on a fixed grid of chunks this long, each decoded with
+#: ``DECODER_RECEPTIVE_TOKENS`` of context on both sides (see :meth:`MoMaskPipeline.decode_tokens`).
+DECODE_CHUNK_TOKENS = 16
 
 
 #: Residual guidance scale of the official temporal-inpainting script (edit_t2m passes 2, gen_t2m 5);
@@ -266,6 +277,119 @@ class MoMaskPipeline:
             topk=sampling.RESIDUAL_TOPK, keep=keep, keep_tokens=keep_tokens, reporter=reporter,
             num_layers=model.num_quantizers - 1, pad_id=model.pad_id)
 
+    def _masked_regeneration(self, flow: sampling.Flow, cond: torch.Tensor, residual_cond: torch.Tensor,
+                             tokens: torch.Tensor, edit_mask: torch.Tensor, lengths: torch.Tensor,
+                             settings: SamplingSettings, generator: torch.Generator,
+                             reporter: sampling.StepReporter, keep: torch.Tensor | None) -> torch.Tensor:
+        """Masked regeneration of one window (docs/sampling.md §6), shared by in-betweens and compose.
+
+        ``tokens`` (b, n, 6) are the window's codes (n ≤ 49), ``edit_mask`` (b, n) the base tokens to
+        regenerate by confidence-ordered unmasking (every other base token stays), ``keep`` (b, n) the
+        positions whose residual tokens are forced to ``tokens`` on layers 1..5 (None: regenerate
+        them everywhere, the official edit). Returns all six layers (b, n, 6), −1 = no code.
+        """
+        if tokens.shape[1] > MAX_TOKENS:
+            raise AssertionError(f"a {tokens.shape[1]}-token window reached the transformers")
+        masked = self.models.mask_transformer
+        padding = sampling.padding_mask_for(lengths, tokens.shape[1])
+        base_logits = flow.base_logits(masked, cond, padding, settings.cond_scale)
+        base = sampling.masked_edit(
+            base_logits, tokens[..., 0], edit_mask, lengths, settings.steps, generator=generator,
+            temperature=settings.temperature, topk=settings.topk, gumbel=settings.gumbel,
+            reporter=reporter, mask_id=masked.mask_id)
+        return self._residual_tokens(flow, residual_cond, base, lengths, padding, settings, generator,
+                                     reporter, keep=keep, keep_tokens=tokens)
+
+    def text_conditions(self, prompts: list[str], settings: SamplingSettings) -> Conditions:
+        """(masked, residual) text conditions for ``prompts``: one CLIP pass, two in the reference flow."""
+        with torch.inference_mode():
+            cond = self._text_features(prompts, settings.flow)
+            residual = self._text_features(prompts, settings.flow) if settings.flow == "reference" else cond
+        return cond, residual
+
+    def generator(self, seed: int) -> torch.Generator:
+        """A fresh generator on the run device seeded with ``seed`` (one per job, docs/sampling.md §7)."""
+        return self._generator(seed)
+
+    def regenerate(self, codes: np.ndarray, keep: np.ndarray, prompt: str,
+                   settings: SamplingSettings | None = None, progress: Progress | None = None,
+                   cancel: threading.Event | None = None) -> np.ndarray:
+        """One masked regeneration as a job of its own: :meth:`regenerate_window` with the prompt's
+        condition and a generator seeded with ``settings.seed``; progress counts base steps and
+        residual layers (``job_units(steps) - 1``: nothing is decoded)."""
+        settings = settings or SamplingSettings()
+        settings.validate()
+        prompts = check_prompts([prompt])
+        reporter = sampling.StepReporter(progress, cancel, total=sampling.job_units(settings.steps) - 1)
+        reporter.check()
+        return self.regenerate_window(codes, keep, self.text_conditions(prompts, settings), settings,
+                                      self._generator(settings.seed), reporter)
+
+    def regenerate_window(self, codes: np.ndarray, keep: np.ndarray, conditions: Conditions,
+                          settings: SamplingSettings, generator: torch.Generator,
+                          reporter: sampling.StepReporter, flow: sampling.Flow | None = None) -> np.ndarray:
+        """Regenerate the unkept tokens of one window ≤ 49 tokens; kept ones stay on all six layers.
+
+        ``codes`` (n, 6) int (−1 where unknown: such positions must not be kept on the base layer),
+        ``keep`` (n,) bool. Unkept base tokens are masked and filled by confidence-ordered steps
+        conditioned on the kept ones (both sides: in-betweens, transitions, outpainting); residual
+        layers 1..5 are then sampled for the regenerated positions only, the kept positions' codes
+        forced on every layer before they enter the history. Draws come from ``generator`` in the
+        official order (docs/sampling.md §7), so a job that calls this window after window with one
+        generator is reproducible from its seed. Returns (n, 6) int64; kept rows bit-identical.
+        """
+        codes = np.asarray(codes)
+        keep = np.asarray(keep, dtype=bool)
+        if codes.ndim != 2 or codes.shape[1] != sampling.NUM_QUANTIZERS or keep.shape != (len(codes),):
+            raise InputError(f"Codes {codes.shape} and keep mask {keep.shape} do not describe one window.",
+                             "Pass codes (tokens, 6) and one keep flag per token.")
+        if not 1 <= len(codes) <= MAX_TOKENS:
+            raise InputError(f"A window of {len(codes)} tokens is outside 1..{MAX_TOKENS} tokens (the "
+                             "longest the models were trained on).", "Split the motion into windows.")
+        if (codes < -1).any() or (codes >= sampling.NUM_CODES).any():
+            raise InputError("The codes hold values outside -1..511.", "Pass tokens of a MoMask take.")
+        if (keep & (codes[:, 0] < 0)).any():
+            raise InputError("A kept token has no base-layer code (-1).",
+                             "Keep only known tokens; regenerate the unknown ones.")
+        if keep.all():
+            return codes.astype(np.int64)
+        flow = flow or self._flow(settings)
+        cond, residual_cond = conditions
+        with torch.inference_mode():
+            tokens = torch.from_numpy(codes.astype(np.int64))[None].to(self.device)
+            edit = torch.from_numpy(~keep)[None].to(self.device)
+            lengths = torch.tensor([len(codes)], dtype=torch.long, device=self.device)
+            ids = self._masked_regeneration(flow, cond, residual_cond, tokens, edit, lengths, settings,
+                                            generator, reporter, keep=~edit)
+        out = ids[0].cpu().numpy().astype(np.int64)
+        out[keep] = codes[keep]          # (already equal: the samplers never touch kept positions)
+        return out
+
+    def decode_tokens(self, codes: np.ndarray) -> np.ndarray:
+        """Tokens (n, 6) of any length → de-normalised features (4n, D) float32.
+
+        Decoded on a fixed grid of ``DECODE_CHUNK_TOKENS``-token chunks, each from its tokens plus
+        ``DECODER_RECEPTIVE_TOKENS`` on both sides (clipped to the motion), keeping the chunk's own
+        frames. A frame therefore depends only on the tokens of its chunk's window, always decoded with
+        the same shape: changing some tokens leaves every frame bit-identical whose chunk window does
+        not contain one of them (docs/compose.md, "Decoding"). Up to float rounding this equals one
+        decode of the whole sequence (the margin covers the decoder's receptive field).
+        """
+        codes = np.asarray(codes, dtype=np.int64)
+        n = len(codes)
+        out = np.empty((n * TOKEN_FRAMES, self.feature_dim), dtype=np.float32)
+        with torch.inference_mode():
+            for start, stop, lo, hi in decode_chunks(n):
+                ids = torch.from_numpy(codes[lo:hi])[None].to(self.device)
+                frames = self._decode(ids)[0]
+                out[start * TOKEN_FRAMES: stop * TOKEN_FRAMES] = \
+                    frames[(start - lo) * TOKEN_FRAMES: (stop - lo) * TOKEN_FRAMES]
+        return out
+
+    def joints_from_features(self, features: np.ndarray) -> np.ndarray:
+        """Joint positions (T, J, 3) float32 of de-normalised features (T, D) (docs/model.md §9)."""
+        return recover_from_ric(np.asarray(features, dtype=np.float32), self.joints_num).astype(np.float32)
+
     # --- jobs -------------------------------------------------------------------------------------
 
     def text_to_motion(self, prompts: list[str], frames: list[int | None] | None,
@@ -448,7 +572,6 @@ class MoMaskPipeline:
         reporter.check()
         reference = settings.flow == "reference"
         flow = self._flow(settings)
-        masked = self.models.mask_transformer
         with torch.inference_mode():
             # 1. Source tokens: the source encoded zero-padded to 196 frames, as edit_t2m does.
             source_tokens = self.models.vq.encode(self._normalised_tensor(features, pad_to=MAX_FRAMES))
@@ -462,21 +585,14 @@ class MoMaskPipeline:
             # 3. Lengths and the edit mask: the source's whole tokens; the widened range is
             #    regenerated, and everything else is kept on every layer unless asked otherwise.
             lengths = torch.tensor([span_tokens], dtype=torch.long, device=self.device)
-            padding = sampling.padding_mask_for(lengths, seq_len)
             positions = torch.arange(seq_len, device=self.device)[None]
             edit_mask = (positions >= wide_start // TOKEN_FRAMES) & (positions < wide_end // TOKEN_FRAMES)
             keep = None if regen_residual_everywhere else (~edit_mask) & (positions < span_tokens)
 
-            # 4. Base tokens: unmasking restricted to the edit mask (docs/sampling.md §6).
-            base_logits = flow.base_logits(masked, cond, padding, settings.cond_scale)
-            base = sampling.masked_edit(
-                base_logits, source_tokens[..., 0], edit_mask, lengths, settings.steps, generator=generator,
-                temperature=settings.temperature, topk=settings.topk, gumbel=settings.gumbel,
-                reporter=reporter, mask_id=masked.mask_id)
-
-            # 5. Residual tokens: the source's outside the range (``keep``), generated inside it.
-            ids = self._residual_tokens(flow, residual_cond, base, lengths, padding, settings, generator,
-                                        reporter, keep=keep, keep_tokens=source_tokens)
+            # 4.–5. Base tokens by unmasking restricted to the edit mask, then residual tokens: the
+            #       source's outside the range (``keep``), generated inside it (docs/sampling.md §6).
+            ids = self._masked_regeneration(flow, cond, residual_cond, source_tokens, edit_mask, lengths,
+                                            settings, generator, reporter, keep)
 
             # 6. Decode the source's span.
             generated = self._decode(ids)[0, : span_tokens * TOKEN_FRAMES]
@@ -516,6 +632,14 @@ class MoMaskPipeline:
         return MotionBatch(joints=joints[None], features=out_features[None], tokens=part.tokens,
                            lengths=np.array([len(features)], dtype=np.int64), fps=self.fps,
                            start=part.start + window, end=part.end + window)
+
+
+def decode_chunks(tokens: int, chunk: int = DECODE_CHUNK_TOKENS, margin: int = DECODER_RECEPTIVE_TOKENS
+                  ) -> list[tuple[int, int, int, int]]:
+    """The fixed decode grid of a ``tokens``-long sequence: (start, stop, lo, hi) per chunk, the chunk's
+    own tokens [start, stop) and the tokens [lo, hi) it is decoded from."""
+    return [(start, min(start + chunk, tokens), max(0, start - margin), min(tokens, start + chunk + margin))
+            for start in range(0, tokens, chunk)]
 
 
 def inpaint_window(start: int, end: int, frames: int) -> int | None:

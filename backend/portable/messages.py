@@ -41,6 +41,17 @@ MAX_SECONDS = MAX_MOTION_FRAMES / min(DATASET_FPS.values())
 #: Blender IntProperty) can hold them; a client may send any 32-bit seed (0..MAX_SEED).
 MAX_SEED = 2**32 - 1
 MAX_DRAWN_SEED = 2**31 - 1
+#: Compose (docs/compose.md): the longest composed take, the most segments, the longest transition.
+MAX_COMPOSE_SECONDS = 300.0
+MAX_SEGMENTS = 64
+MAX_TRANSITION_SECONDS = 4.0
+#: Tokens a composed take's ``codes`` may hold: 300 s at t2m's 5 tokens per second, plus the tokens
+#: generated past the end (KIT makes fewer: 12.5 fps / 4).
+MAX_COMPOSE_TOKENS = 1600
+#: ``compose`` capabilities that ``hello`` advertises (docs/protocol.md, compose).
+COMPOSE_CAPABILITIES: tuple[str, ...] = ("compose", "continue", "lead_in", "loop", "regenerate_segment",
+                                         "exact_durations")
+COMPOSE_DIRECTIONS: tuple[str, ...] = ("after", "before")
 
 @dataclasses.dataclass(frozen=True)
 class Bound:
@@ -102,6 +113,16 @@ BOUNDS: dict[str, Bound] = {
     "overrides": Bound("count", 0, 256, "role -> bone overrides of one mapping"),
     "name": Bound("chars", 1, 255, "a bone, role or rotation-mode name (Blender names are 63 bytes)"),
     "text": Bound("chars", 0, 4096, "a path, a device, a dataset or a client name"),
+    # compose (docs/compose.md)
+    "segments": Bound("count", 1, MAX_SEGMENTS, "segments of one composed take (one prompt each)"),
+    "segment_seconds": Bound("number", 0, MAX_COMPOSE_SECONDS, "one segment's duration; longer than "
+                             "9.8 s is made by sliding-window outpainting", low_open=True),
+    "total_seconds": Bound("number", 0, MAX_COMPOSE_SECONDS, "a composed take's length (the sum of its "
+                           "segments, auto ones counted as 9.8 s), tested to 5 minutes", low_open=True),
+    "transition": Bound("number", 0, MAX_TRANSITION_SECONDS, "seconds of each inpainted transition "
+                        "(rounded up to whole tokens of 0.2 s; default 0.4 s)", low_open=True),
+    "index": Bound("integer", 0, MAX_SEGMENTS - 1, "the segment of a composed take to regenerate"),
+    "codes": Bound("count", 1, MAX_COMPOSE_TOKENS, "tokens of a composed take (5 per second at t2m)"),
 }
 
 # --- typed replies (the ``data`` of a result; ``result(id, ...)`` takes them as they are) -------------
@@ -124,9 +145,17 @@ class Take:
     window: Mapping[str, Any] | None = None
     source_range: Mapping[str, Any] | None = None
     source_frames: int | None = None
+    # compose: each segment {prompt, seed, start, end} in this take's frames at ``fps`` (end exclusive),
+    # the (tokens, 6) int codes that ``regenerate`` sends back, and a loop's per-cycle root offset
+    segments: tuple[Mapping[str, Any], ...] | None = None
+    codes: Any = None
+    loop: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return _present(self)
+        data = _present(self)
+        if self.segments is not None:
+            data["segments"] = [dict(segment) for segment in self.segments]
+        return data
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -591,6 +620,59 @@ class InpaintRequest(Request):
 
 
 @_SCHEMA
+class Segment:
+    """One segment of a composed take: its prompt, ``seconds`` (None: the length estimator's) and
+    ``seed`` (None: derived from the take's seed and the segment's index, docs/compose.md)."""
+
+    prompt: str
+    seconds: float | None = None
+    seed: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _present(self)
+
+
+@_SCHEMA
+class RegenerateSpec:
+    """Regenerate segment ``index`` of a previous composed take: its ``codes`` (tokens, 6) and the
+    ``segments`` it was made from (their seconds must equal the request's)."""
+
+    codes: Any
+    segments: tuple[Segment, ...]
+    index: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"codes": self.codes, "segments": [s.to_dict() for s in self.segments], "index": self.index}
+
+
+@_SCHEMA
+class ComposeRequest(Request):
+    """A long take from a timeline of segments joined by inpainted transitions (docs/compose.md):
+    optionally a ``loop``, a continuation of (``direction`` "after") or a lead-in to ("before") the
+    motion ``continue_from``, or ``regenerate`` one segment of a previous take. ``fps``: the take's
+    frame rate (None: ``retarget.dst_fps``, else the model's); every duration is exact at it."""
+
+    TYPE = protocol.COMPOSE
+    segments: tuple[Segment, ...]
+    transition: float | None = None
+    loop: bool = False
+    seed: int | None = None
+    fps: float | None = None
+    sampling: SamplingOptions = dataclasses.field(default_factory=SamplingOptions)
+    retarget: RetargetSpec | None = None
+    continue_from: Source | None = None
+    direction: str = "after"
+    regenerate: RegenerateSpec | None = None
+
+    def fields(self) -> dict[str, Any]:
+        return {"segments": [s.to_dict() for s in self.segments], "transition": self.transition,
+                "loop": self.loop, "seed": self.seed, "fps": self.fps, **self.sampling.given(),
+                "retarget": self.retarget, "continue_from": self.continue_from,
+                "direction": self.direction if self.continue_from is not None else None,
+                "regenerate": self.regenerate.to_dict() if self.regenerate is not None else None}
+
+
+@_SCHEMA
 class MapRigRequest(Request):
     TYPE = protocol.MAP_RIG
     rig: RigSpec
@@ -750,10 +832,10 @@ def _generate(f: _Fields) -> GenerateRequest:
         retarget=None if section is None else _retarget_spec(section, rig_required=True))
 
 
-def _source(f: _Fields) -> Source:
-    source = f.section("source")
+def _source(f: _Fields, name: str = "source") -> Source:
+    source = f.section(name)
     if source is None:
-        raise f.fail("source", "The inpaint request has no {field}.",
+        raise f.fail(name, "The inpaint request has no {field}.",
                      "Send \"source\": {\"kind\": \"pose\"|\"joints\"|\"features\", ...}.")
     kind = source.text("kind", choices=SOURCE_KINDS, required=True)
     fps = source.number("fps")
@@ -787,6 +869,79 @@ def _inpaint(f: _Fields) -> InpaintRequest:
         retarget=None if section is None else _retarget_spec(section, rig_required=False))
 
 
+def _segments(f: _Fields, name: str = "segments") -> tuple[Segment, ...]:
+    """A timeline: 1..64 segments, each a prompt, seconds (or null: auto) and an optional seed."""
+    value = f.get(name)
+    if value is None or value == []:
+        raise f.fail(name, "The timeline {field} has no segment.",
+                     "Add at least one segment: {\"prompt\": \"a person walks\", \"seconds\": 4}.")
+    segments = []
+    for i, item in enumerate(f.items(name, "segments")):
+        if not isinstance(item, Mapping):
+            raise f.fail(f"{name}[{i}]", f"{{field}} must be an object, not {protocol.kind_of(item)}.",
+                         "Send {\"prompt\": \"...\", \"seconds\": 4}.")
+        seg = _Fields(item, f.request_id, f"{f.path}{name}[{i}].")
+        prompt = seg.get("prompt")
+        if isinstance(prompt, str) and not prompt.strip():
+            raise seg.fail("prompt", f"Segment {i + 1}'s {{field}} is empty.",
+                           "Describe the segment's motion, e.g. 'a person walks forward'.")
+        if prompt is None:
+            raise seg.fail("prompt", f"Segment {i + 1} has no {{field}}.", "Give every segment a prompt.")
+        seconds = seg.get("seconds")
+        segments.append(Segment(
+            prompt=seg.check_text(prompt, "prompt", "prompt", strip=True),
+            seconds=None if seconds is None else seg.check_number(seconds, "seconds", "segment_seconds"),
+            seed=seg.integer("seed")))
+    return tuple(segments)
+
+
+def _compose(f: _Fields) -> ComposeRequest:
+    segments = _segments(f)
+    known = sum(s.seconds or 0.0 for s in segments)
+    automatic = sum(s.seconds is None for s in segments)
+    total = known + automatic * MAX_MOTION_FRAMES / DATASET_FPS["t2m"]
+    if not BOUNDS["total_seconds"].contains(total):
+        raise f.fail("segments", f"The timeline {{field}} lasts {total:g} s"
+                     + (f" (its {automatic} automatic segments counted as 9.8 s each)" if automatic else "")
+                     + f", more than the maximum of {MAX_COMPOSE_SECONDS:g} s ({MAX_COMPOSE_SECONDS / 60:g} "
+                     "minutes).", "Shorten or remove segments, or compose the rest as a second take.")
+    transition = f.number("transition")
+    loop = f.flag("loop", False)
+    section = f.section("retarget")
+    source = _source(f, "continue_from") if f.given("continue_from") else None
+    direction = f.text("direction", choices=COMPOSE_DIRECTIONS) or "after"
+    if source is not None and loop:
+        raise f.fail("loop", "A continuation or lead-in cannot be a {field}: it joins the source motion, "
+                     "not its own start.", "Send either 'loop' or 'continue_from'.")
+    regenerate = None
+    spec = f.section("regenerate")
+    if spec is not None:
+        if source is not None:
+            raise f.fail("regenerate", "A request cannot both {field} a segment and continue a motion.",
+                         "Send one of 'regenerate' and 'continue_from'.")
+        previous = _segments(spec, "segments")
+        codes = spec.array("codes", (6,), first="codes")
+        index = spec.integer("index", required=True)
+        assert index is not None
+        if index >= len(previous):
+            raise spec.fail("index", f"{{field}}={index} names no segment: the take has {len(previous)} "
+                            f"segments (0..{len(previous) - 1}).", "Pick a segment of the take.")
+        if len(previous) != len(segments) or any(
+                a.seconds != b.seconds for a, b in zip(previous, segments, strict=True)):
+            raise spec.fail("segments", "The request's segments do not have the durations of the take's "
+                            "{field}.", "Send the take's segments, changing only the prompt or seed of the "
+                            "regenerated one.")
+        if any(s.seconds is None for s in previous):
+            raise spec.fail("segments", "{field} has a segment without seconds.",
+                            "Send the take's segments with their real durations ((end - start) / fps).")
+        regenerate = RegenerateSpec(codes=codes, segments=previous, index=index)
+    retarget = None if section is None else _retarget_spec(section, rig_required=True)
+    return ComposeRequest(
+        segments=segments, transition=transition, loop=loop, seed=f.integer("seed"), fps=f.number("fps"),
+        sampling=_sampling(f), retarget=retarget, continue_from=source, direction=direction,
+        regenerate=regenerate)
+
+
 def _map_rig(f: _Fields) -> MapRigRequest:
     rig = _rig(f)
     assert rig is not None
@@ -813,4 +968,5 @@ _PARSERS: dict[str, Callable[[_Fields], Request]] = {
     protocol.HELLO: _hello, protocol.DIAGNOSE: _diagnose, protocol.LOAD: _load,
     protocol.GENERATE: _generate, protocol.INPAINT: _inpaint, protocol.MAP_RIG: _map_rig,
     protocol.RETARGET: _retarget, protocol.CANCEL: _cancel, protocol.SHUTDOWN: _shutdown,
+    protocol.COMPOSE: _compose,
 }

@@ -46,4 +46,5 @@ def run(request: messages.HelloRequest, job: Job, state: ServiceState) -> dict[s
         "host": platform.node(),  # which computer answers: the panel names it for a remote backend
         "pid": os.getpid(),
         "log": str(config.log_path) if config.log_path else None,
+        "capabilities": list(messages.COMPOSE_CAPABILITIES),     # what ``compose`` can do (protocol.md)
     }
