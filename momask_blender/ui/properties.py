@@ -19,6 +19,8 @@ from bpy.props import (
     StringProperty,
 )
 
+from ..remote.client import load_backend_module
+
 MAX_SECONDS = 9.8  # 196 model frames at 20 fps
 SEED_MAX = 2**31 - 1  # Blender's IntProperty is 32-bit signed; the backend takes any 32-bit seed
 
@@ -207,9 +209,11 @@ def unregister_properties() -> None:
 # A block of its own: the sequence's segments, its transition and loop, and what Continue / Lead-in
 # ask for. ``Scene.momask_sequence`` holds it.
 
-#: The longest composed take the add-on asks for (5 minutes; the backend's own bound is the one that
-#: counts: ``compose.max_sequence_seconds``).
-MAX_SEQUENCE_SECONDS = 300.0
+#: The wire's compose bounds (backend/portable/messages.py, docs/protocol.md "Bounds"), loaded by path.
+_messages = load_backend_module("messages")
+MAX_SEQUENCE_SECONDS = _messages.MAX_COMPOSE_SECONDS      # 5 minutes: one composed take
+MAX_SEGMENTS = _messages.MAX_SEGMENTS
+MAX_TRANSITION_SECONDS = _messages.MAX_TRANSITION_SECONDS
 
 
 class MoMaskSegment(bpy.types.PropertyGroup):
@@ -226,9 +230,9 @@ class MoMaskSequence(bpy.types.PropertyGroup):
     segments: CollectionProperty(type=MoMaskSegment)  # type: ignore[valid-type]
     index: IntProperty(name="Segment", default=0, description="The selected segment (Regenerate "
                        "Segment regenerates this one of the take)")
-    transition: FloatProperty(name="Transition", default=0.4, min=0.0, max=5.0, step=10, precision=2,
-                              description="Seconds at each join regenerated from both neighbours, so "
-                              "one segment flows into the next")
+    transition: FloatProperty(name="Transition", default=0.4, min=0.2, max=MAX_TRANSITION_SECONDS, step=10,
+                              precision=2, description="Seconds at each join regenerated from both "
+                              "neighbours (whole 0.2 s tokens), so one segment flows into the next")
     loop: BoolProperty(name="Loop", default=False,
                        description="The end flows into the start: cyclic keys (the last key equals "
                        "the first)")

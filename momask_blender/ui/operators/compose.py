@@ -86,6 +86,10 @@ def sequence_plan(rows: list[tuple[str, float]], transition: float, loop: bool, 
     if not rows:
         raise InputProblem("The sequence has no segments.",
                            "Press + in the Sequence box to add a segment (a prompt and its seconds).")
+    if len(rows) > properties.MAX_SEGMENTS:
+        raise InputProblem(f"The sequence has {len(rows)} segments, more than the {properties.MAX_SEGMENTS} "
+                           "of one composed take.", "Merge or remove segments (or compose the rest as a "
+                           "second take with Continue).")
     plan = []
     for k, (prompt, seconds) in enumerate(rows):
         if not prompt.strip():
@@ -100,8 +104,10 @@ def sequence_plan(rows: list[tuple[str, float]], transition: float, loop: bool, 
                            "take.",
                            "Shorten or remove segments (or compose the rest as a second take with Continue).")
     transition = float(transition)
-    if not math.isfinite(transition) or transition < 0:
-        raise InputProblem(f"The transition is {transition:g} s.", "Set a transition of 0 s or more.")
+    if not math.isfinite(transition) or not 0 < transition <= properties.MAX_TRANSITION_SECONDS:
+        raise InputProblem(f"The transition is {transition:g} s.",
+                           f"Set a transition between {TOKEN_SECONDS:g} and "
+                           f"{properties.MAX_TRANSITION_SECONDS:g} s (0.4 s joins most motions).")
     joins = [(k, k + 1) for k in range(len(rows) - 1)] + ([(len(rows) - 1, 0)] if loop else [])
     for a, b in joins:
         for k in (a, b):
@@ -121,11 +127,12 @@ def request_segments(plan: list[tuple[str, int]], fps: float, seeds: list[int | 
                  for (prompt, frames), seed in zip(plan, seeds, strict=True))
 
 
-def retarget_spec(obj, settings, fps: float, rig: bool = True):
+def retarget_spec(obj, settings, fps: float, follow_source: bool = False):
+    """The rig the take is keyed on; ``follow_source`` (Continue, Lead-in): never in place, the root
+    goes on from the source's."""
     return jobs.messages.RetargetSpec(
-        rig=rig_spec(describe_target(obj)) if rig else None,
-        overrides=properties.mapping_overrides(obj), dst_fps=fps, foot_lock=settings.foot_lock,
-        in_place=settings.in_place if rig else False)
+        rig=rig_spec(describe_target(obj)), overrides=properties.mapping_overrides(obj), dst_fps=fps,
+        foot_lock=settings.foot_lock, in_place=settings.in_place and not follow_source)
 
 
 def playing_action(obj):
@@ -274,7 +281,7 @@ class MOMASK_OT_generate_sequence(bpy.types.Operator):
             seed = next_seed(s)
             request = jobs.messages.ComposeRequest(
                 segments=request_segments(plan, fps), transition=float(seq.transition), loop=seq.loop,
-                seed=seed, sampling=sampling_options(s), retarget=retarget_spec(obj, s, fps))
+                seed=seed, fps=fps, sampling=sampling_options(s), retarget=retarget_spec(obj, s, fps))
         except Exception as exc:  # noqa: BLE001
             return report_error(self, exc)
         job_context = SequenceContext(scene.frame_current, tuple(plan), float(seq.transition), seq.loop,
@@ -345,14 +352,15 @@ class MOMASK_OT_regenerate_segment(bpy.types.Operator):
         try:
             seed = next_seed(s)
             codes = segments_mod.stored_codes(action)
-            stored = tuple(jobs.messages.Segment(prompt=prompt if i == k else str(r["prompt"]),
-                                                 seconds=(int(r["end"]) - int(r["start"])) / fps,
-                                                 seed=seed if i == k else r.get("seed"))
-                           for i, r in enumerate(rows))
+            previous = tuple(jobs.messages.Segment(prompt=str(r["prompt"]),
+                                                   seconds=(int(r["end"]) - int(r["start"])) / fps,
+                                                   seed=r.get("seed")) for r in rows)
+            changed = tuple(dataclasses.replace(p, prompt=prompt, seed=seed) if i == k else p
+                            for i, p in enumerate(previous))
             request = jobs.messages.ComposeRequest(
-                segments=stored, transition=transition, loop=loop, seed=seed, sampling=sampling_options(s),
-                retarget=retarget_spec(obj, s, fps),
-                regenerate=jobs.messages.Regenerate(codes=codes, index=k))
+                segments=changed, transition=transition, loop=loop, seed=seed, fps=fps,
+                sampling=sampling_options(s), retarget=retarget_spec(obj, s, fps),
+                regenerate=jobs.messages.RegenerateSpec(codes=codes, segments=previous, index=k))
         except Exception as exc:  # noqa: BLE001
             return report_error(self, exc)
         frames = int(rows[-1]["end"])
@@ -458,13 +466,12 @@ class MOMASK_OT_extend_motion(bpy.types.Operator):
         try:
             seed = next_seed(s)
             request = jobs.messages.ComposeRequest(
-                segments=request_segments([(prompt, hi - lo)], fps, [seed]), seed=seed,
+                segments=request_segments([(prompt, hi - lo)], fps, [seed]), seed=seed, fps=fps,
                 sampling=sampling_options(s),
                 continue_from=jobs.messages.PoseSource(
                     rig=rig_spec(rig), pose_matrices=pose.astype(np.float32), fps=fps,
                     overrides=properties.mapping_overrides(obj)),
-                direction=direction,
-                retarget=jobs.messages.RetargetSpec(dst_fps=fps, foot_lock=s.foot_lock))
+                direction=direction, retarget=retarget_spec(obj, s, fps, follow_source=True))
         except Exception as exc:  # noqa: BLE001
             return report_error(self, exc)
         job_context = ExtendContext(direction, span_start, span_end, lo, hi, action.name,
@@ -594,7 +601,7 @@ def changed_frames(take: dict, rows: list[dict], ctx: RegenerateContext) -> tupl
     """The take frames ``[lo, hi)`` Regenerate Segment replaces: the backend's ``changed`` range when it
     says, else segment k widened by the transition on each side (and by one token for the decoder's
     reach), within the take."""
-    changed = take.get("changed") or take.get("range")
+    changed = take.get("range")
     if changed:
         lo, hi = int(changed["start"]), int(changed["end"])
     else:
@@ -609,18 +616,11 @@ def apply_extend(job: jobs.Job, obj, ctx: ExtendContext) -> str:
     source = _source(ctx.source_action, verb)
     take = job.data["takes"][0]
     n = ctx.range_end - ctx.range_start
-    result = take["retarget"]
-    count = int(result["frame_count"])
-    source_frames = ctx.span_end - ctx.span_start
-    # the reply keys the new frames alone, or the source read and the new frames in time order
-    if count >= n + source_frames:
-        result_start = ctx.span_start if ctx.direction == "after" else ctx.range_start
-    else:
-        result = trimmed(result, n)
-        result_start = ctx.range_start
+    # the take holds only the new frames, placed in the source's world (docs/protocol.md, compose)
+    result = trimmed(take["retarget"], n)
     action = write_inbetween_take(
         obj, result, ctx.range_start, ctx.range_end, ctx.blend_frames, source_action=source,
-        result_start=result_start,
+        result_start=ctx.range_start,
         name=f"{short_prompt(ctx.prompt)} {'+' if ctx.direction == 'after' else '-'}{n}f s{ctx.seed}",
         prompt=ctx.prompt, seed=ctx.seed, source_channels=ctx.source_channels,
         extend=ctx.direction)
