@@ -97,13 +97,6 @@ class Channels:
             fcurve.group = self._group(group)
             return fcurve
 
-    def remove(self, fcurve) -> None:
-        """Delete ``fcurve`` from the action (from its channelbag on slotted actions)."""
-        if self.bag is None:
-            self.action.fcurves.remove(fcurve)
-        else:
-            self.bag.fcurves.remove(fcurve)
-
     def _group(self, name: str):
         group = self._groups.get(name)
         if group is None:

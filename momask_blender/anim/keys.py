@@ -190,19 +190,15 @@ def blend_weights(range_start: int, range_end: int, blend_frames: int,
     leading into the range keep their shape.
 
     ``extend`` ("after" | "before"): the range extends the motion past its end (Continue) or before
-    its start (Lead-in), so there is one seam only, at the range's start (after) or end (before): the
-    frame next to it already moves a step towards the new motion and the open side is all new.
+    its start (Lead-in), so there is one seam only, the range's first (after) or last (before) frame,
+    which keeps the existing value; the open side is all new.
     """
     length = range_end - range_start
     if blend_frames <= 0:
         return np.ones(length)
     i = np.arange(length)
-    if extend == "after":
-        u = np.minimum((i + 1) / (blend_frames + 1.0), 1.0)
-    elif extend == "before":
-        u = np.minimum((length - i) / (blend_frames + 1.0), 1.0)
-    else:
-        u = np.minimum(np.minimum(i, length - 1 - i) / (blend_frames + 1.0), 1.0)
+    to_seam = {"after": i, "before": length - 1 - i}.get(extend, np.minimum(i, length - 1 - i))
+    u = np.minimum(to_seam / (blend_frames + 1.0), 1.0)
     return u * u * (3.0 - 2.0 * u)
 
 
@@ -361,10 +357,11 @@ def write_inbetween(obj, result: dict, range_start: int, range_end: int, blend_f
     (else from the rig's current pose). The source action stays as it was and selectable; the copy
     is assigned last, and removed on failure.
 
-    ``extend`` ("after" | "before", Continue and Lead-in): the range lies past the end (before the
-    start) of the kept motion: the copy's keys from ``range_start`` on (before ``range_end``) are
-    dropped first on every curve, so the take is the source up to the range (from it) followed
-    (preceded) by the new frames, blended at the one seam (:func:`blend_weights`).
+    ``extend`` ("after" | "before", Continue and Lead-in): the source is kept up to the range's first
+    frame (from its last frame), the seam, and the range holds the new frames after (before) it: on
+    every curve of the copy the seam frame is keyed with what the curve evaluates to there and the keys
+    past it are dropped (:func:`_cut_at`), then the range is written with one blend, at the seam
+    (:func:`blend_weights`).
 
     ``unblended``: bones whose channels take the new motion on every frame but the two seam frames,
     because something else blends them in (a control rig's IK/FK switch). ``extra_curves``: (data
@@ -403,8 +400,7 @@ def write_inbetween(obj, result: dict, range_start: int, range_end: int, blend_f
             slot = next(s for s in action.slots if s.identifier == source_slot.identifier)
         channels = Channels(action, slot, ensure=True)
         if extend is not None:
-            _drop_keys(channels, range_start if extend == "after" else None,
-                       range_end if extend == "before" else None)
+            _cut_at(channels, range_start if extend == "after" else range_end - 1, extend)
         frames = np.arange(range_start, range_end, dtype=np.float64)
         weight = blend_weights(range_start, range_end, blend_frames, extend)
         whole = (weight > 0).astype(np.float64)  # the new motion at once, the seam frames kept
@@ -432,29 +428,42 @@ def write_inbetween(obj, result: dict, range_start: int, range_end: int, blend_f
     return action
 
 
-def _drop_keys(channels: Channels, from_frame: int | None, before_frame: int | None) -> None:
-    """Remove every key at or after ``from_frame`` (or before ``before_frame``) from every curve of
-    ``channels``; a curve left without keys is removed (it would evaluate to 0)."""
+def _cut_at(channels: Channels, seam: int, extend: str) -> None:
+    """Every curve of ``channels`` ends (``extend`` "after") or starts ("before") at frame ``seam``:
+    keyed there with the value it evaluates to (unless a key is there already), the keys past it
+    removed; the kept keys stay exactly as they were, handles included."""
     for fcurve in list(channels.fcurves):
         points = fcurve.keyframe_points
         old = _read_keys(points)
         frames = old["co"][:, 0]
-        keep = frames < from_frame if from_frame is not None else frames >= before_frame
-        if keep.all():
+        keep = frames <= seam if extend == "after" else frames >= seam
+        if keep.all() and (frames == seam).any():
             continue
-        if not keep.any():
-            channels.remove(fcurve)
-            continue
+        value = fcurve.evaluate(seam)
         kept = {prop: array[keep] for prop, array in old.items()}
         if hasattr(points, "clear"):
             points.clear()
         else:  # older Blender
             while len(points):
                 points.remove(points[len(points) - 1], fast=True)
-        points.add(int(keep.sum()))
-        _write_keys(points, kept)
+        pinned = not (kept["co"][:, 0] == seam).any()
+        points.add(int(keep.sum()) + int(pinned))
+        merged = _read_keys(points)          # the new seam key keeps Blender's defaults
+        rows = np.arange(len(merged["co"]))
+        at = (len(rows) - 1 if extend == "after" else 0) if pinned else -1
+        old_rows = rows != at
+        for prop in _KEY_PROPS:
+            merged[prop][old_rows] = kept[prop]
+        if pinned:
+            merged["co"][at] = (seam, value)
+            merged["interpolation"][at] = _INTERP_LINEAR
+            merged["type"][at] = _KEY_GENERATED
+        _write_keys(points, merged)
         fcurve.update()
-        _write_keys(points, kept, _HANDLES)  # the kept keys' handles exactly as they were
+        recomputed = _read_keys(points)
+        for prop in _HANDLES:                # the kept keys' handles exactly as they were
+            recomputed[prop][old_rows] = kept[prop]
+        _write_keys(points, recomputed, _HANDLES)
 
 
 def evaluate(fcurve, frames: np.ndarray) -> np.ndarray:

@@ -292,8 +292,10 @@ class MOMASK_PT_sequence(_ArmaturePanel):
         playing = obj.animation_data.action if obj.animation_data else None
         rows = segments.stored_segments(playing) if playing is not None else None
         if rows and segments.stored_codes(playing) is not None:
-            layout.operator("momask.regenerate_segment", icon="FILE_REFRESH",
-                            text=f"Regenerate Segment {seq.index + 1} of {len(rows)}")
+            row = layout.row(align=True)
+            row.operator("momask.regenerate_segment", icon="FILE_REFRESH",
+                         text=f"Regenerate Segment {seq.index + 1} of {len(rows)}")
+            row.operator("momask.segments_from_take", text="", icon="IMPORT")
         if playing is not None and playing.get(segments.LOOP):
             on = bool(playing.get(segments.CYCLES))
             layout.operator("momask.take_cycles", text="Cycles Modifier", icon="MOD_WAVE", depress=on)

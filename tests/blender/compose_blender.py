@@ -31,7 +31,7 @@ WEIGHTS = ARGS[0]
 
 rigs.reset_scene()
 addon_utils.enable("momask_blender", default_set=True, handle_error=None)
-from momask_blender.anim import actions, segments, takes  # noqa: E402
+from momask_blender.anim import actions, rig_io, segments, takes  # noqa: E402
 from momask_blender.remote import jobs  # noqa: E402
 from momask_blender.ui.operators import compose  # noqa: E402
 
@@ -255,9 +255,13 @@ def case_regenerate_segment_changes_only_that_segment():
     RIG.momask_take_index = bpy.data.actions.find(old.name)
     bpy.ops.momask.take_apply()
     before = key_arrays(RIG, old)
-    set_segments([("a person walks forward", 1.5), ("a person jumps high", 2.0),
-                  ("a person sits down", 1.25)])
+    SEQ.segments.clear()
     SEQ.index = 1
+    check(bpy.ops.momask.segments_from_take() == {"FINISHED"}, "Segments From Take failed")
+    listed = [(item.prompt, round(item.seconds * 24)) for item in SEQ.segments]
+    check(listed == [("a person walks forward", 36), ("a person waves", 48), ("a person sits down", 30)],
+          f"the list shows {listed}")
+    SEQ.segments[1].prompt = "a person jumps high"
     S.seed = 99
     job = press(bpy.ops.momask.regenerate_segment)
     new = RIG.animation_data.action
@@ -308,6 +312,7 @@ def case_continue_and_lead_in_keep_the_users_action():
     activate(rig)
     mine = hand_keyed_action(rig, 1, 60)
     before = key_arrays(rig, mine)
+    yours = rig_io.read_pose_matrices(rig, 1, 61)         # your pose on frames 1..60
     values = {}
     for direction, frame in (("after", 40), ("before", 20)):
         actions.assign_action(rig, mine)
@@ -319,11 +324,14 @@ def case_continue_and_lead_in_keep_the_users_action():
         check(same_keys(key_arrays(rig, mine), before), f"{direction}: the user's action was modified")
         n = round(1.3 * 30)
         after = key_arrays(rig, take)
-        for key, rows in before.items():
-            kept = rows[rows[:, 0] <= frame] if direction == "after" else rows[rows[:, 0] >= frame]
-            got = after[key][after[key][:, 0] <= frame] if direction == "after" else \
-                after[key][after[key][:, 0] >= frame]
-            check(np.array_equal(kept, got), f"{direction}: your keys changed on {key}")
+        for key, rows in before.items():      # your keys before (after) the current frame, exactly
+            mine_side = rows[:, 0] < frame if direction == "after" else rows[:, 0] > frame
+            take_side = after[key][:, 0] < frame if direction == "after" else after[key][:, 0] > frame
+            check(np.array_equal(rows[mine_side], after[key][take_side]), f"{direction}: your keys changed "
+                  f"on {key}")
+        # the current frame keeps your pose: the new motion blends out of (into) it
+        seam_gap = float(np.abs(rig_io.read_pose_matrices(rig, frame, frame + 1) - yours[frame - 1]).max())
+        check(seam_gap < 1e-5, f"{direction}: the pose on frame {frame} moved by {seam_gap}")
         new_frames = sorted({float(f) for rows in after.values() for f in rows[:, 0]
                              if (f > frame if direction == "after" else f < frame)})
         expected = (list(range(frame + 1, frame + 1 + n)) if direction == "after"
@@ -356,16 +364,18 @@ def case_continue_bad_inputs():
     refused(bpy.ops.momask.extend_motion, ("shorter than one momask token",), direction="before")
     broken = mine.copy()
     broken.name = "broken walk"
-    fc = fcurves(rig, broken)[0] if not actions.is_slotted(broken) else None
     actions.assign_action(rig, broken)
-    fc = fc or fcurves(rig, broken)[0]
+    fc = fcurves(rig, broken)[0]
     fc.keyframe_points[len(fc.keyframe_points) // 2].co[1] = float("nan")
     fc.update()
     before = key_arrays(rig, broken)
     SCENE.frame_current = 50
-    refused(bpy.ops.momask.extend_motion, ("not a number",), direction="after")
-    check(key_arrays(rig, broken).keys() == before.keys(), "the broken action changed")
+    problem = refused(bpy.ops.momask.extend_motion, ("not a number",), direction="after")
+    after = key_arrays(rig, broken)
+    check(after.keys() == before.keys() and all(np.array_equal(after[k], before[k], equal_nan=True)
+                                                for k in before), "the broken action changed")
     actions.assign_action(rig, mine)
+    return {"nan_problem": problem}
 
 
 @case
@@ -421,7 +431,6 @@ def case_loop_cyclic_keys_and_cycles_modifier():
     check(take.use_cyclic and tuple(take.frame_range) == (1.0, 1.0 + n),
           f"cycle range {tuple(take.frame_range)}")
     # the Cycles modifier really repeats the take: one period later the pose is the same
-    from momask_blender.anim import rig_io
     poses = rig_io.read_pose_matrices(RIG, 5, 6)
     again = rig_io.read_pose_matrices(RIG, 5 + n, 6 + n)
     rotation_gap = float(np.abs(poses[:, :, :3, :3] - again[:, :, :3, :3]).max())
@@ -439,12 +448,16 @@ def case_one_real_undo_removes_a_sequence_take():
     bpy.ops.ed.undo_push(message="before")          # background Blender has no undo stack until one
     SCENE.frame_end = 321
     bpy.ops.ed.undo_push(message="user edit")
-    count = len(takes.list_takes(bpy.data.objects[RIG.name]))
+    name = RIG.name
+    count = len(takes.list_takes(RIG))
+    markers = sorted(m.name for m in SCENE.timeline_markers)
     set_segments([("a person walks forward", 1.0), ("a person waves", 1.0)])
     press(bpy.ops.momask.generate_sequence)
-    check(len(takes.list_takes(bpy.data.objects["metarig"])) == count + 1, "no take made")
+    check(len(takes.list_takes(bpy.data.objects[name])) == count + 1, "no take made")
     bpy.ops.ed.undo()
-    check(len(takes.list_takes(bpy.data.objects["metarig"])) == count, "one undo did not remove the take")
+    check(len(takes.list_takes(bpy.data.objects[name])) == count, "one undo did not remove the take")
+    check(sorted(m.name for m in bpy.context.scene.timeline_markers) == markers,
+          "the undo did not take the sequence's markers back")
     check(bpy.context.scene.frame_end == 321, "one undo also took back the edit before")
 
 

@@ -253,6 +253,38 @@ class MOMASK_OT_segment_move(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class MOMASK_OT_segments_from_take(bpy.types.Operator):
+    """Put the playing sequence take's segments (prompts and seconds) into the list, to change one
+    and press Regenerate Segment"""
+
+    bl_idname = "momask.segments_from_take"
+    bl_label = "Segments From Take"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        action = playing_action(active_armature(context))
+        if action is None or segments_mod.stored_segments(action) is None:
+            cls.poll_message_set("Play a take made by Generate Sequence first")
+            return False
+        return True
+
+    def execute(self, context):
+        scene = context.scene
+        seq = scene.momask_sequence
+        action = playing_action(active_armature(context))
+        fps = float(action.get(takes.PREFIX + "fps", scene_fps(scene)))
+        index = seq.index
+        seq.segments.clear()
+        for row in segments_mod.stored_segments(action):
+            properties.add_segment(seq, str(row["prompt"]), (int(row["end"]) - int(row["start"])) / fps)
+        seq.index = min(max(index, 0), len(seq.segments) - 1)
+        if segments_mod.TRANSITION in action:
+            seq.transition = float(action[segments_mod.TRANSITION])
+        seq.loop = bool(action.get(segments_mod.LOOP, False))
+        return {"FINISHED"}
+
+
 # --- Generate Sequence ------------------------------------------------------------------------------------
 
 
@@ -526,6 +558,19 @@ def trimmed(result: dict, frames: int) -> dict:
             "root": {**root, "location": np.asarray(root["location"])[:frames]} if root else root}
 
 
+def with_seam_row(result: dict, after: bool) -> dict:
+    """``result`` with one more frame before (``after``) or after its frames: the seam frame, whose
+    blend weight is 0 (the action's own pose), so its values are never used."""
+    def pad(values):
+        values = np.asarray(values)
+        return np.concatenate([values[:1], values] if after else [values, values[-1:]])
+
+    root = result.get("root")
+    return {**result, "frame_count": int(result["frame_count"]) + 1,
+            "bones": [{**b, "values": pad(b["values"])} for b in result.get("bones", [])],
+            "root": {**root, "location": pad(root["location"])} if root else root}
+
+
 def reply_segments(take: dict, fallback: list[dict]) -> list[dict]:
     rows = take.get("segments")
     return [dict(r) for r in rows] if rows else fallback
@@ -616,11 +661,13 @@ def apply_extend(job: jobs.Job, obj, ctx: ExtendContext) -> str:
     source = _source(ctx.source_action, verb)
     take = job.data["takes"][0]
     n = ctx.range_end - ctx.range_start
-    # the take holds only the new frames, placed in the source's world (docs/protocol.md, compose)
-    result = trimmed(take["retarget"], n)
+    # The take holds only the new frames, placed in the source's world (docs/protocol.md, compose).
+    # The range written also holds the seam, the current frame, which keeps the action's pose.
+    after = ctx.direction == "after"
+    result = with_seam_row(trimmed(take["retarget"], n), after)
+    lo, hi = (ctx.range_start - 1, ctx.range_end) if after else (ctx.range_start, ctx.range_end + 1)
     action = write_inbetween_take(
-        obj, result, ctx.range_start, ctx.range_end, ctx.blend_frames, source_action=source,
-        result_start=ctx.range_start,
+        obj, result, lo, hi, ctx.blend_frames, source_action=source, result_start=lo,
         name=f"{short_prompt(ctx.prompt)} {'+' if ctx.direction == 'after' else '-'}{n}f s{ctx.seed}",
         prompt=ctx.prompt, seed=ctx.seed, source_channels=ctx.source_channels,
         extend=ctx.direction)
@@ -650,6 +697,7 @@ classes = (
     MOMASK_OT_segment_add,
     MOMASK_OT_segment_remove,
     MOMASK_OT_segment_move,
+    MOMASK_OT_segments_from_take,
     MOMASK_OT_generate_sequence,
     MOMASK_OT_regenerate_segment,
     MOMASK_OT_extend_motion,
