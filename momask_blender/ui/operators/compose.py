@@ -643,12 +643,17 @@ def apply_regenerate(job: jobs.Job, obj, ctx: RegenerateContext) -> str:
 
 
 def changed_frames(take: dict, rows: list[dict], ctx: RegenerateContext) -> tuple[int, int]:
-    """The take frames ``[lo, hi)`` Regenerate Segment replaces: the backend's ``changed`` range when it
-    says, else segment k widened by the transition on each side (and by one token for the decoder's
-    reach), within the take."""
+    """The take frames ``[lo, hi)`` Regenerate Segment replaces: the reply's ``range`` (the frames that
+    changed) when it has one, else segment k widened by the transition on each side and by one token
+    for the decoder's reach, within the take. On a loop the first and the last segment share the
+    wrap-around transition, so regenerating either (or a range that wraps) replaces the whole take,
+    whose first and last frames keep their values (the closing key stays equal to the first)."""
     changed = take.get("range")
-    if changed:
+    wraps = ctx.loop and ctx.index in (0, len(rows) - 1)
+    if changed and int(changed["start"]) < int(changed["end"]):
         lo, hi = int(changed["start"]), int(changed["end"])
+    elif changed or wraps:
+        lo, hi = 0, ctx.frames
     else:
         fps = float(take["retarget"]["fps"])
         pad = int(math.ceil((ctx.transition + TOKEN_SECONDS) * fps))
