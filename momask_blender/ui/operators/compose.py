@@ -650,12 +650,14 @@ def changed_frames(take: dict, rows: list[dict], ctx: RegenerateContext) -> tupl
     whose first and last frames keep their values (the closing key stays equal to the first)."""
     changed = take.get("range")
     wraps = ctx.loop and ctx.index in (0, len(rows) - 1)
-    if changed and int(changed["start"]) < int(changed["end"]):
-        lo, hi = int(changed["start"]), int(changed["end"])
+    fps = float(take["retarget"]["fps"])
+    if changed and float(changed["start"]) < float(changed["end"]):
+        scale = fps / float(changed.get("fps") or fps)      # a range at the model's rate, in take frames
+        lo = int(math.floor(float(changed["start"]) * scale))
+        hi = int(math.ceil(float(changed["end"]) * scale))
     elif changed or wraps:
         lo, hi = 0, ctx.frames
     else:
-        fps = float(take["retarget"]["fps"])
         pad = int(math.ceil((ctx.transition + TOKEN_SECONDS) * fps))
         lo, hi = int(rows[ctx.index]["start"]) - pad, int(rows[ctx.index]["end"]) + pad
     return max(0, lo), min(ctx.frames, hi)
