@@ -254,7 +254,7 @@ class MoMaskPipeline:
         normalised = self.models.vq.forward_decoder(ids).float().cpu().numpy()
         return (normalised * self.std + self.mean).astype(np.float32)
 
-    def _flow(self, settings: SamplingSettings) -> sampling.Flow:
+    def flow_for(self, settings: SamplingSettings) -> sampling.Flow:
         """The settings' flow, replayed as CUDA graphs when the accelerator is on (fast flow only)."""
         flow = settings.make_flow()
         if self.accel is not None and settings.flow == "fast":
@@ -353,7 +353,7 @@ class MoMaskPipeline:
                              "Keep only known tokens; regenerate the unknown ones.")
         if keep.all():
             return codes.astype(np.int64)
-        flow = flow or self._flow(settings)
+        flow = flow or self.flow_for(settings)
         cond, residual_cond = conditions
         with torch.inference_mode():
             tokens = torch.from_numpy(codes.astype(np.int64))[None].to(self.device)
@@ -365,8 +365,12 @@ class MoMaskPipeline:
         out[keep] = codes[keep]          # (already equal: the samplers never touch kept positions)
         return out
 
-    def decode_tokens(self, codes: np.ndarray) -> np.ndarray:
+    def decode_tokens(self, codes: np.ndarray, circular: bool = False,
+                      reporter: sampling.StepReporter | None = None) -> np.ndarray:
         """Tokens (n, 6) of any length → de-normalised features (4n, D) float32.
+
+        ``circular``: the tokens are one cycle of a loop, so each chunk's context wraps around (the
+        last frames are decoded seeing the first tokens after them). ``reporter``: one step per chunk.
 
         Decoded on a fixed grid of ``DECODE_CHUNK_TOKENS``-token chunks, each from its tokens plus
         ``DECODER_RECEPTIVE_TOKENS`` on both sides (clipped to the motion), keeping the chunk's own
@@ -380,11 +384,28 @@ class MoMaskPipeline:
         out = np.empty((n * TOKEN_FRAMES, self.feature_dim), dtype=np.float32)
         with torch.inference_mode():
             for start, stop, lo, hi in decode_chunks(n):
-                ids = torch.from_numpy(codes[lo:hi])[None].to(self.device)
+                if circular:
+                    lo, hi = start - DECODER_RECEPTIVE_TOKENS, stop + DECODER_RECEPTIVE_TOKENS
+                    window = codes[np.arange(lo, hi) % n]
+                else:
+                    window = codes[lo:hi]
+                ids = torch.from_numpy(np.ascontiguousarray(window))[None].to(self.device)
                 frames = self._decode(ids)[0]
                 out[start * TOKEN_FRAMES: stop * TOKEN_FRAMES] = \
                     frames[(start - lo) * TOKEN_FRAMES: (stop - lo) * TOKEN_FRAMES]
+                if reporter is not None:
+                    reporter.step("decode")
         return out
+
+    def estimate_tokens(self, cond: torch.Tensor, generator: torch.Generator) -> list[int]:
+        """The length estimator's token counts for text conditions (b, 512): one draw (sampling.md §7)."""
+        with torch.inference_mode():
+            return self._estimate_tokens(cond, generator)
+
+    def source_motion(self, source: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A source (features (T, D) or joints (T, J, 3) at the model's fps) as (features float64,
+        joints float32) of the same T frames, checked (shape, finite values, ≥ 2 tokens)."""
+        return self._source_motion(source)
 
     def joints_from_features(self, features: np.ndarray) -> np.ndarray:
         """Joint positions (T, J, 3) float32 of de-normalised features (T, D) (docs/model.md §9)."""
@@ -418,7 +439,7 @@ class MoMaskPipeline:
         reporter.check()
         generator = self._generator(settings.seed)
         reference = settings.flow == "reference"
-        flow = self._flow(settings)
+        flow = self.flow_for(settings)
         masked = self.models.mask_transformer
         with torch.inference_mode():
             # 1. Text condition: CLIP features (b, 512). The reference flow encodes again for the length
@@ -571,7 +592,7 @@ class MoMaskPipeline:
         reporter = sampling.StepReporter(progress, cancel, total=sampling.job_units(settings.steps))
         reporter.check()
         reference = settings.flow == "reference"
-        flow = self._flow(settings)
+        flow = self.flow_for(settings)
         with torch.inference_mode():
             # 1. Source tokens: the source encoded zero-padded to 196 frames, as edit_t2m does.
             source_tokens = self.models.vq.encode(self._normalised_tensor(features, pad_to=MAX_FRAMES))
@@ -686,6 +707,16 @@ def _turn(poses: np.ndarray, angle: np.ndarray | float, pivot: np.ndarray) -> np
     return out + pivot[..., None, :]
 
 
+def rigid_onto(poses: np.ndarray, frame: int, pose: np.ndarray, dataset: str = "t2m") -> np.ndarray:
+    """``poses`` (L, J, 3) moved by one yaw about the vertical and one translation so that
+    ``poses[frame]`` gets the heading and root position of ``pose`` (J, 3); float64."""
+    poses = np.asarray(poses, dtype=np.float64)
+    pose = np.asarray(pose, dtype=np.float64)
+    angle = wrap_angle(heading(pose, dataset) - heading(poses[frame], dataset))
+    moved = _turn(poses, angle, poses[frame, 0])
+    return moved + (pose[0] - poses[frame, 0])
+
+
 def align_to_source(generated: np.ndarray, source: np.ndarray, start: int, end: int,
                     dataset: str = "t2m") -> np.ndarray:
     """Frames [start, end) of ``generated`` (L, J, 3), placed in the source's world (float32).
@@ -707,9 +738,7 @@ def align_to_source(generated: np.ndarray, source: np.ndarray, start: int, end: 
     reference = end if end < len(poses) else end - 1
 
     def rigid(frame: int) -> np.ndarray:
-        angle = wrap_angle(heading(target[frame], dataset) - heading(poses[frame], dataset))
-        moved = _turn(poses, angle, poses[frame, 0])
-        return moved + (target[frame, 0] - poses[frame, 0])
+        return rigid_onto(poses, frame, target[frame], dataset)
 
     if start > 0:
         poses = rigid(start - 1)

@@ -935,7 +935,9 @@ def _compose(f: _Fields) -> ComposeRequest:
             raise spec.fail("segments", "{field} has a segment without seconds.",
                             "Send the take's segments with their real durations ((end - start) / fps).")
         regenerate = RegenerateSpec(codes=codes, segments=previous, index=index)
-    retarget = None if section is None else _retarget_spec(section, rig_required=True)
+    # A continuation of a posed rig is keyed back onto that rig unless ``retarget.rig`` names another.
+    retarget = None if section is None else _retarget_spec(
+        section, rig_required=not isinstance(source, PoseSource))
     return ComposeRequest(
         segments=segments, transition=transition, loop=loop, seed=f.integer("seed"), fps=f.number("fps"),
         sampling=_sampling(f), retarget=retarget, continue_from=source, direction=direction,

@@ -91,3 +91,84 @@ def jitter(joints: np.ndarray, fps: float = 20.0) -> float:
         return 0.0
     third = x[3:] - 3 * x[2:-1] + 3 * x[1:-2] - x[:-3]
     return float(np.linalg.norm(third, axis=-1).mean() * fps ** 3)
+
+
+# --- seams of composed takes and loop closure (docs/compose.md, "Measuring seams") -------------------
+
+def jerk_curve(joints: np.ndarray, fps: float = 20.0) -> np.ndarray:
+    """Per-frame jerk: the largest third difference of any joint's position × fps³ (m/s³), one value
+    per frame step t → t+3 (T − 3 values), as the seam measures below use it."""
+    joints = np.asarray(joints, dtype=np.float64)
+    third = np.diff(joints, n=3, axis=0)
+    return np.linalg.norm(third, axis=-1).max(axis=-1) * fps**3
+
+
+def _window_stats(curve: np.ndarray, centre: int, half: int, fps: float) -> tuple[float, float]:
+    """(peak, area) of the jerk curve over frames [centre − half, centre + half), the curve value of
+    step t sitting at its middle frame t + 1.5."""
+    lo, hi = max(0, centre - half - 1), min(len(curve), centre + half - 1)
+    part = curve[lo:hi]
+    if len(part) == 0:
+        return 0.0, 0.0
+    return float(part.max()), float(part.sum() / fps)
+
+
+def seam_jerk(joints: np.ndarray, boundaries: list[int], fps: float = 20.0, window_seconds: float = 0.5
+              ) -> dict[str, float]:
+    """Peak jerk (PJ, m/s³) and area under the jerk (AUJ, m/s²) around the seams of a composed take
+    versus inside its segments, the measures FlowMDM uses for transitions.
+
+    ``boundaries``: the take's segment boundaries in frames, first 0 and last its length; the seams
+    are the inner ones. Each seam is measured over a window of ``window_seconds`` centred on it, each
+    segment over a window of the same length centred in its middle. Returned: the means of PJ and AUJ
+    over the seams and over the segments, and their ratios (seam / inside; ≈ 1: seams are as smooth
+    as the motion itself, ≫ 1: visible seams).
+    """
+    curve = jerk_curve(joints, fps)
+    half = max(2, int(round(window_seconds * fps / 2)))
+    seams = [_window_stats(curve, b, half, fps) for b in boundaries[1:-1]]
+    inside = [_window_stats(curve, (a + b) // 2, half, fps)
+              for a, b in zip(boundaries[:-1], boundaries[1:], strict=True)]
+    result = {
+        "peak_jerk_seams": float(np.mean([s[0] for s in seams])) if seams else 0.0,
+        "auj_seams": float(np.mean([s[1] for s in seams])) if seams else 0.0,
+        "peak_jerk_inside": float(np.mean([s[0] for s in inside])),
+        "auj_inside": float(np.mean([s[1] for s in inside])),
+    }
+    result["peak_jerk_ratio"] = result["peak_jerk_seams"] / max(result["peak_jerk_inside"], 1e-12)
+    result["auj_ratio"] = result["auj_seams"] / max(result["auj_inside"], 1e-12)
+    return result
+
+
+def loop_closure(joints: np.ndarray, offset: np.ndarray | None = None, ratio: float = 1.5
+                 ) -> dict[str, float]:
+    """How well a loop closes: the step from its last frame to the next cycle's first (the first frame
+    moved by the per-cycle root ``offset``), against the take's median per-frame step.
+
+    * position: root-relative joints (each frame minus its root's x, z), mean over joints of the
+      step's length, versus the median of the same over the take's own steps;
+    * velocity: the change of velocity (all joints, world) at the two steps around the wrap, versus
+      the median change of velocity along the take.
+
+    ``within`` is 1.0 when both are at most ``ratio`` times their medians (docs/compose.md, "Loops").
+    """
+    joints = np.asarray(joints, dtype=np.float64)
+    offset = np.zeros(3) if offset is None else np.asarray(offset, dtype=np.float64)
+    wrapped = np.concatenate([joints, joints[:2] + offset])          # two frames of the next cycle
+    relative = wrapped.copy()
+    relative[..., 0] -= wrapped[:, :1, 0]
+    relative[..., 2] -= wrapped[:, :1, 2]
+    steps = np.linalg.norm(np.diff(relative, axis=0), axis=-1).mean(axis=-1)     # (T + 1,)
+    velocity = np.diff(wrapped, axis=0)
+    changes = np.linalg.norm(np.diff(velocity, axis=0), axis=-1).mean(axis=-1)   # (T,)
+    count = len(joints)
+    position_step, position_median = float(steps[count - 1]), float(np.median(steps[: count - 1]))
+    velocity_step = float(max(changes[count - 2], changes[count - 1]))
+    velocity_median = float(np.median(changes[: count - 2]))
+    position_ratio = position_step / max(position_median, 1e-12)
+    velocity_ratio = velocity_step / max(velocity_median, 1e-12)
+    return {"position_step": position_step, "position_median": position_median,
+            "velocity_step": velocity_step, "velocity_median": velocity_median,
+            "position_ratio": position_ratio, "velocity_ratio": velocity_ratio,
+            "within": float(position_step <= ratio * position_median + 1e-12
+                            and velocity_step <= ratio * velocity_median + 1e-12)}

@@ -4,8 +4,8 @@ Threads:
 
 * the reader reads stdin line by line and never does real work, so a ``cancel`` is seen while a
   generation runs; ``cancel`` and ``shutdown`` are answered right there;
-* the model lane runs the jobs that need the models (``load``, ``generate``, ``inpaint``) one at a
-  time, in arrival order;
+* the model lane runs the jobs that need the models (``load``, ``generate``, ``inpaint``,
+  ``compose``) one at a time, in arrival order;
 * the light lane runs the rest (``hello``, ``diagnose``, ``map_rig``, ``retarget``), so mapping a rig
   or checking the install never waits behind a generation.
 
@@ -28,6 +28,7 @@ from backend.portable import messages, protocol
 from backend.portable.errors import CancelledError, MoMaskError
 from backend.service.jobs import Job, check_cancel
 from backend.service.state import ServiceConfig, ServiceState
+from backend.service.usecases import compose as compose_usecase
 from backend.service.usecases import diagnose, generate, hello, inpaint, load, map_rig, retarget
 
 log = logging.getLogger("momask.service")
@@ -40,10 +41,11 @@ USE_CASES: dict[str, UseCase] = {
     protocol.HELLO: hello.run, protocol.DIAGNOSE: diagnose.run, protocol.LOAD: load.run,
     protocol.GENERATE: generate.run, protocol.INPAINT: inpaint.run,
     protocol.MAP_RIG: map_rig.run, protocol.RETARGET: retarget.run,
+    protocol.COMPOSE: compose_usecase.run,
 }
 #: The request types that need the models, run one at a time on the model lane; the rest go to the
 #: light lane.
-MODEL_LANE_TYPES = frozenset({protocol.LOAD, protocol.GENERATE, protocol.INPAINT})
+MODEL_LANE_TYPES = frozenset({protocol.LOAD, protocol.GENERATE, protocol.INPAINT, protocol.COMPOSE})
 FINAL_TYPES = (protocol.RESULT, protocol.ERROR)
 
 

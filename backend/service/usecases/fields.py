@@ -4,11 +4,13 @@ need the dataset or the whole array (docs/protocol.md, Bounds)."""
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Any
 
 import numpy as np
 
+from backend.inference.compose import exact_frames
 from backend.inference.pipeline import SamplingSettings, frames_to_tokens
 from backend.portable import messages
 from backend.portable.errors import InputError
@@ -26,12 +28,38 @@ def sampling_settings(options: messages.SamplingOptions, seed: int, **defaults: 
 
 
 def model_frames(request: messages.GenerateRequest, fps: float) -> list[int | None]:
-    """One length in model frames (``None``: the estimator's) per take, prompt-major like the takes."""
+    """One length in model frames to generate (``None``: the estimator's) per take, prompt-major like
+    the takes. ``frames`` are taken as they are (rounded down to whole tokens by the pipeline);
+    ``seconds`` are generated past the end, up to whole tokens, so that the take can be trimmed to
+    exactly :func:`take_frames` after resampling (docs/protocol.md, generate)."""
     if request.seconds is not None:
-        per_prompt = [None if s is None else max(1, int(round(s * fps))) for s in request.seconds]
+        dst = request.retarget.dst_fps if request.retarget is not None else None
+        per_prompt = [None if s is None else covering_frames(s, fps, dst) for s in request.seconds]
     else:
         per_prompt = list(request.frames or [None] * len(request.prompts))
     return [f for f in per_prompt for _ in range(request.variations)]
+
+
+def covering_frames(seconds: float, fps: float, dst_fps: float | None = None) -> int:
+    """Model frames to generate for exactly ``exact_frames(seconds, ·)`` frames at the model's ``fps``
+    and at ``dst_fps``: whole tokens covering both (the longest clip caps it; below one token the
+    pipeline refuses the length)."""
+    need = exact_frames(seconds, fps)
+    if need < messages.UNIT_LENGTH:
+        return max(1, need)
+    if dst_fps:
+        keys = exact_frames(seconds, dst_fps)
+        need = max(need, math.ceil((keys - 1) * fps / dst_fps - 1e-9) + 1)
+    covering = -(-need // messages.UNIT_LENGTH) * messages.UNIT_LENGTH
+    return covering if covering <= messages.MAX_MOTION_FRAMES or need > messages.MAX_MOTION_FRAMES \
+        else messages.MAX_MOTION_FRAMES
+
+
+def take_frames(request: messages.GenerateRequest, fps: float) -> list[int | None]:
+    """Per take, the exact frame count at ``fps`` its ``seconds`` ask for (None: ``frames`` or auto)."""
+    per_prompt = list(request.seconds) if request.seconds is not None else [None] * len(request.prompts)
+    return [None if s is None else exact_frames(s, fps)
+            for s in per_prompt for _ in range(request.variations)]
 
 
 def check_before_loading(settings: SamplingSettings, frames: list[int | None] | None = None) -> None:

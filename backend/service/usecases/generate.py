@@ -9,7 +9,13 @@ from backend.inference.sampling import job_units
 from backend.portable import messages
 from backend.service.jobs import Job, JobProgress, check_cancel
 from backend.service.state import ServiceState
-from backend.service.usecases.fields import check_before_loading, model_frames, pick_seed, sampling_settings
+from backend.service.usecases.fields import (
+    check_before_loading,
+    model_frames,
+    pick_seed,
+    sampling_settings,
+    take_frames,
+)
 from backend.service.usecases.rig_target import retarget_target
 
 
@@ -34,14 +40,18 @@ def run(request: messages.GenerateRequest, job: Job, state: ServiceState) -> mes
                                     progress=progress.pipeline_callback(load_units, tail))
     generated = time.perf_counter()
     takes = []
+    exact = take_frames(request, config.fps)                  # seconds: exactly round(s · fps) frames
+    keys = take_frames(request, target.dst_fps) if target else exact
     for i, prompt in enumerate(prompts):
-        length = int(batch.lengths[i])
-        joints = batch.joints[i, :length]
+        length = int(batch.lengths[i]) if exact[i] is None else min(exact[i], int(batch.lengths[i]))
+        joints = batch.joints[i, :int(batch.lengths[i])]
         driven: dict[str, Any] = {}
         if target:
             check_cancel(job)
-            driven = {"retarget": target.run(joints, float(batch.fps)), "mapping": target.mapping.to_dict()}
+            driven = {"retarget": target.run(joints, float(batch.fps), frame_count=keys[i]),
+                      "mapping": target.mapping.to_dict()}
             progress.report("retarget", progress.done + 1)
+        joints = joints[:length]
         takes.append(messages.Take(prompt=prompt, seed=seed, index=i, frames=length, fps=float(batch.fps),
                                    joints=joints, **driven))
     progress.finish()

@@ -6,20 +6,14 @@ import math
 import time
 from typing import Any
 
-import numpy as np
-
 from backend.inference.pipeline import INPAINT_RES_COND_SCALE, inpaint_window
 from backend.inference.sampling import job_units
 from backend.motion import skeleton as sk
 from backend.portable import messages
-from backend.portable.errors import InputError
-from backend.retarget.inverse import joints_and_transform_from_pose
-from backend.retarget.mapping import require_complete
-from backend.retarget.resample import resample_positions
 from backend.service.jobs import Job, JobProgress, check_cancel
 from backend.service.state import ServiceState
-from backend.service.usecases.fields import check_before_loading, float_array, pick_seed, sampling_settings
-from backend.service.usecases.rig_target import RetargetTarget, mapped_rig, retarget_target
+from backend.service.usecases.fields import check_before_loading, pick_seed, sampling_settings
+from backend.service.usecases.sources import read_source
 
 
 def run(request: messages.InpaintRequest, job: Job, state: ServiceState) -> messages.TakesResult:
@@ -29,50 +23,10 @@ def run(request: messages.InpaintRequest, job: Job, state: ServiceState) -> mess
     started = time.perf_counter()
     prompt = request.prompt
     model_fps = config.fps
-    source = request.source
-    src_fps = model_fps if source.fps is None else source.fps
-    target: RetargetTarget | None
-    placement = None      # the source → rig transform of a pose source retargeted onto its own rig
-    source_joints: np.ndarray | None = None
-    if isinstance(source, messages.PoseSource):
-        # The pose is read through the source rig's mapping; the answer is retargeted onto the same
-        # rig (the add-on writes it back there) unless the retarget section names another one.
-        source_rig, source_mapping = mapped_rig(source.rig, source.overrides)
-        require_complete(source_mapping)
-        retarget_spec = request.retarget or messages.RetargetSpec()
-        same_rig = retarget_spec.rig is None
-        target = retarget_target(retarget_spec, src_fps,
-                                 mapped=(source_rig, source_mapping) if same_rig else None)
-        matrices = float_array(source.pose_matrices, "source.pose_matrices",
-                               (len(source.rig.bone_names), 4, 4))
-        assert target is not None      # (a pose source always has a target: its own rig by default)
-        source_joints, read_transform = joints_and_transform_from_pose(
-            source_rig, source_mapping, matrices, setup=target.analysis() if same_rig else None)
-        # Back onto the same rig through the transform that read it, so retargeting the untouched
-        # source reproduces the rig's own motion (height, scale) and the range joins it seamlessly.
-        if same_rig:
-            placement = read_transform
-        source_frames = int(matrices.shape[0])
-    else:
-        target = retarget_target(request.retarget, src_fps)
-        if isinstance(source, messages.JointsSource):
-            source_joints = float_array(source.data, "source.data", (sk.NUM_JOINTS[config.dataset], 3))
-            source_frames = int(source_joints.shape[0])
-        else:
-            if abs(src_fps - model_fps) > 1e-6:
-                raise InputError(f"Feature sources must be at the model's {model_fps:g} fps, "
-                                 f"got {src_fps:g}.", "Send joints or a pose; those are resampled.")
-            features = float_array(source.data, "source.data", (sk.FEATURE_DIM[config.dataset],))
-            source_frames = int(features.shape[0])
-
+    read = read_source(request.source, request.retarget, config, job)
+    model_source, src_fps, source_frames = read.model_source, read.src_fps, read.source_frames
+    target, placement = read.target, read.placement
     start, end = request.start, request.end       # inside the source: parse_request checked that
-    if source_joints is not None:
-        check_cancel(job)
-        if abs(src_fps - model_fps) > 1e-6:
-            source_joints = resample_positions(source_joints, src_fps, model_fps)
-        model_source = np.asarray(source_joints, dtype=np.float32)
-    else:
-        model_source = features
     model_frames = int(model_source.shape[0])
     scale = model_fps / src_fps
     start_m = max(0, min(model_frames - 1, math.floor(start * scale)))

@@ -21,8 +21,8 @@ def test_generate_streams_step_progress_and_returns_every_variation(backend):
     assert len(takes) == 3
     for i, take in enumerate(takes):
         assert take["index"] == i and take["seed"] == 11 and take["prompt"] == "a person walks forward"
-        assert take["frames"] == 40                      # 2.1 s → 42 frames → whole tokens
-        assert take["joints"].shape == (40, 22, 3) and take["joints"].dtype == np.float32
+        assert take["frames"] == 42                      # 2.1 s → exactly 42 frames (44 generated)
+        assert take["joints"].shape == (42, 22, 3) and take["joints"].dtype == np.float32
         assert np.isfinite(take["joints"]).all()
     assert not np.array_equal(takes[0]["joints"], takes[1]["joints"]), "variations must differ"
     assert backend.call("hello")["weights"]["loaded"] is True
