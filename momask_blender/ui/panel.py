@@ -15,6 +15,7 @@ from ..anim import segments, takes
 from ..remote import jobs
 from . import properties
 from .operators.common import active_armature
+from .operators.compose import frames_for
 from .operators.generate import regenerated_note
 from .preferences import get_prefs, wrap
 
@@ -277,7 +278,7 @@ class MOMASK_PT_sequence(_ArmaturePanel):
         col.operator("momask.segment_move", text="", icon="TRIA_UP").direction = "UP"
         col.operator("momask.segment_move", text="", icon="TRIA_DOWN").direction = "DOWN"
         fps = context.scene.render.fps / context.scene.render.fps_base
-        total = sum(round(item.seconds * fps) for item in seq.segments)
+        total = sum(frames_for(item.seconds, fps) for item in seq.segments)
         layout.label(text=f"{len(seq.segments)} segments, {total} frames ({total / fps:.1f} s)", icon="TIME")
         layout.prop(seq, "transition")
         row = layout.row(align=True)

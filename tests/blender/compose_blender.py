@@ -208,7 +208,7 @@ def case_generate_sequence_24fps_markers_and_exact_frames():
 
 
 @case
-def case_exact_frame_counts_at_25_30_60_fps():
+def case_exact_frame_counts_at_24_25_30_60_fps():
     counts = {}
     for fps in (25, 30, 60):
         set_fps(fps)
@@ -217,18 +217,28 @@ def case_exact_frame_counts_at_25_30_60_fps():
         press(bpy.ops.momask.generate_sequence)
         take = RIG.animation_data.action
         frames = keyed_frames(RIG, take)
-        expected = round(2.5 * fps) + round(1.3 * fps)
+        expected = compose.frames_for(2.5, fps) + compose.frames_for(1.3, fps)
         check(len(frames) == expected and frames[0] == 1.0 and frames[-1] == float(expected),
               f"{fps} fps: {len(frames)} frames, expected {expected}")
         counts[fps] = len(frames)
         takes.delete_take(RIG, take)
+    single = {}                        # and Generate's one prompt: 2.5 s is round(2.5 x fps) frames too
+    for fps in (24, 25, 30, 60):
+        set_fps(fps)
+        S.auto_length, S.seconds, S.variations = False, 2.5, 1
+        press(bpy.ops.momask.generate)
+        take = RIG.animation_data.action
+        single[fps] = len(keyed_frames(RIG, take))
+        check(single[fps] == compose.frames_for(2.5, fps),
+              f"Generate 2.5 s at {fps} fps keyed {single[fps]} frames")
+        takes.delete_take(RIG, take)
     set_fps(24)
-    return {"frames": counts}
+    return {"frames": counts, "generate_frames": single}
 
 
 @case
 def case_applying_another_take_replaces_only_momask_markers():
-    sequence = bpy.data.actions[made("sequence")]
+    sequence = bpy.data.actions[made("sequence")[0]]
     plain = next(a for a in takes.list_takes(RIG) if segments.stored_segments(a) is None) \
         if any(segments.stored_segments(a) is None for a in takes.list_takes(RIG)) else None
     if plain is None:                                   # a one-prompt take to switch to
@@ -249,17 +259,23 @@ def case_applying_another_take_replaces_only_momask_markers():
 
 @case
 def case_regenerate_segment_changes_only_that_segment():
+    """A 20 s take (9 s, 2 s, 9 s): regenerating the middle segment replaces the frames the backend
+    says changed (its tokens and the decoder's reach, 7.6 s at most each side) and nothing else."""
     set_fps(24)
-    old = bpy.data.actions[made("sequence")]
     activate(RIG)
-    RIG.momask_take_index = bpy.data.actions.find(old.name)
-    bpy.ops.momask.take_apply()
+    SCENE.frame_current = 1
+    set_segments([("a person walks forward", 9.0), ("a person waves", 2.0), ("a person sits down", 9.0)])
+    SEQ.transition = 0.4
+    S.seed = 7
+    press(bpy.ops.momask.generate_sequence)
+    old = RIG.animation_data.action
     before = key_arrays(RIG, old)
+    old_codes = segments.stored_codes(old)
     SEQ.segments.clear()
     SEQ.index = 1
     check(bpy.ops.momask.segments_from_take() == {"FINISHED"}, "Segments From Take failed")
     listed = [(item.prompt, round(item.seconds * 24)) for item in SEQ.segments]
-    check(listed == [("a person walks forward", 36), ("a person waves", 48), ("a person sits down", 30)],
+    check(listed == [("a person walks forward", 216), ("a person waves", 48), ("a person sits down", 216)],
           f"the list shows {listed}")
     SEQ.segments[1].prompt = "a person jumps high"
     S.seed = 99
@@ -267,10 +283,10 @@ def case_regenerate_segment_changes_only_that_segment():
     new = RIG.animation_data.action
     check(new != old and job.made_actions == [new.name], "no new take")
     check(same_keys(key_arrays(RIG, old), before), "the old take was modified")
+    said = job.data["takes"][0]["range"]
     lo, hi = new["momask_range"]                  # the frames replaced (scene frames, end exclusive)
-    seg = segments.stored_segments(new)[1]
-    check(lo <= 10 + seg["start"] and hi >= 10 + seg["end"], f"replaced {lo}-{hi} misses segment 2 {seg}")
-    check(lo > 10 and hi < 10 + 114, f"replaced {lo}-{hi}: more than segment 2 and its transitions")
+    check((lo, hi) == (1 + said["start"], 1 + said["end"]), f"replaced {lo}-{hi}, the backend changed {said}")
+    check(1 < lo <= 1 + 216 and 1 + 264 <= hi < 1 + 480, f"replaced {lo}-{hi} for segment 2 (frames 217-264)")
     after = key_arrays(RIG, new)
     check(after.keys() == before.keys(), "channels changed")
     changed_inside = 0
@@ -282,17 +298,19 @@ def case_regenerate_segment_changes_only_that_segment():
         inside_old, inside_new = rows[~outside], new_rows[(new_rows[:, 0] >= lo) & (new_rows[:, 0] < hi)]
         changed_inside += int(not np.array_equal(inside_old[:, 1], inside_new[:, 1]))
     check(changed_inside > 0, "nothing changed inside segment 2")
+    new_codes = segments.stored_codes(new)
+    moved = np.flatnonzero((new_codes != old_codes).any(axis=1))
+    # segment 2 is model frames 180-220 (tokens 45-55); each transition adds up to 2 tokens (+1 rounding)
+    check(len(moved) and moved.min() >= 45 - 3 and moved.max() <= 55 + 3, f"tokens {moved} changed")
     names = {(m.name, m.frame) for m in SCENE.timeline_markers}
-    check(("2: a person jumps high", 46) in names,
-          f"segment 2's marker does not show its new prompt: {names}")
-    check(segments.stored_codes(new) is not None, "the regenerated take stores no tokens")
-    MADE["regenerated"] = new.name
-    return {"replaced": [lo, hi], "curves_changed": changed_inside}
+    check(("2: a person jumps high", 217) in names and ("1: a person walks forward", 1) in names,
+          f"segment markers after regenerating: {sorted(names)}")
+    return {"replaced": [lo, hi], "curves_changed": changed_inside, "tokens_changed": moved}
 
 
 @case
 def case_regenerate_segment_bad_inputs():
-    sequence = bpy.data.actions[made("sequence")]
+    sequence = bpy.data.actions[made("sequence")[0]]
     actions.assign_action(RIG, sequence)
     SEQ.index = 5
     refused(bpy.ops.momask.regenerate_segment, ("segment 6", "3 segments"))
@@ -348,8 +366,8 @@ def case_continue_and_lead_in_keep_the_users_action():
 
 @case
 def case_continue_bad_inputs():
-    rig = bpy.data.objects[made("user_rig")]
-    mine = bpy.data.actions[made("user_action")]
+    rig = bpy.data.objects[made("user_rig")[0]]
+    mine = bpy.data.actions[made("user_action")[0]]
     activate(rig)
     actions.assign_action(rig, mine)
     SEQ.continue_prompt, SEQ.continue_seconds = "", 1.0
@@ -380,9 +398,9 @@ def case_continue_bad_inputs():
 
 @case
 def case_inbetween_outside_the_action_is_refused_and_continue_offered():
-    rig = bpy.data.objects[made("user_rig")]
+    rig = bpy.data.objects[made("user_rig")[0]]
     activate(rig)
-    actions.assign_action(rig, bpy.data.actions[made("user_action")])
+    actions.assign_action(rig, bpy.data.actions[made("user_action")[0]])
     S.inbetween_custom_range, S.inbetween_start, S.inbetween_end = True, 80, 100
     before = {a.name for a in bpy.data.actions}
     try:
@@ -423,8 +441,9 @@ def case_loop_cyclic_keys_and_cycles_modifier():
             same = min(np.abs(first - last).max(), np.abs(first + last).max()) == 0.0
         elif path.endswith("location"):
             same = True                          # may close with its per-cycle offset
-        else:
-            same = np.array_equal(first, last)
+        else:                                    # an Euler angle may close by whole turns
+            turns = (last - first) / (2 * math.pi)
+            same = bool(np.abs(turns - np.round(turns)).max() < 1e-5)
         if not same:
             open_curves.append(path)
     check(not open_curves, f"the last key differs from the first on {open_curves[:4]}")

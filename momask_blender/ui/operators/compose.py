@@ -65,8 +65,10 @@ def refuse(op, exc: InputProblem) -> set[str]:
 
 
 def frames_for(seconds: float, fps: float) -> int:
-    """round(seconds x fps): the frames a duration is keyed as at the scene's rate."""
-    return int(round(seconds * fps))
+    """round(seconds x fps), halves up, as the backend rounds (docs/protocol.md, compose): the frames a
+    duration is keyed as at the scene's rate (2.5 s at 25 fps: 63). The seconds are taken to 5 decimals
+    first: a FloatProperty holds float32, so a typed 1.3 reads 1.2999999523 (32 frames at 25 fps, not 33)."""
+    return int(math.floor(round(float(seconds), 5) * fps + 0.5 + 1e-9))
 
 
 def check_seconds(seconds: float, what: str, fix_hint: str) -> float:
