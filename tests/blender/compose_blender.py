@@ -460,8 +460,69 @@ def case_loop_cyclic_keys_and_cycles_modifier():
     return {"curves": len(curves), "rotation_gap": rotation_gap}
 
 
+class Layout:
+    """Records what a panel's draw shows (labels, properties, buttons) and checks each property and
+    operator it names exists, as Blender would when drawing it."""
+
+    def __init__(self, shown: list[str]) -> None:
+        self.shown = shown
+        self.enabled, self.scale_y, self.ui_units_x, self.alert = True, 1.0, 0, False
+
+    def row(self, align: bool = False) -> Layout:
+        return self
+
+    column = box = row
+
+    def separator(self) -> None:
+        pass
+
+    def label(self, text: str = "", icon: str = "NONE") -> None:
+        self.shown.append(f"[{icon}] {text}")
+
+    def prop(self, data, name: str, **options) -> None:
+        check(name in data.bl_rna.properties, f"the panel shows a property {name!r} that {data} lacks")
+        self.shown.append(f"({name})")
+
+    def template_list(self, listtype, list_id, data, propname, active_data, active_propname, **options):
+        check(hasattr(bpy.types, listtype), f"no UIList {listtype}")
+        check(propname in data.bl_rna.properties and active_propname in active_data.bl_rna.properties,
+              f"the list draws {propname}/{active_propname}, which do not exist")
+        self.shown.append(f"[LIST {listtype}] {len(getattr(data, propname))} rows")
+
+    def operator(self, idname: str, text: str = "", icon: str = "NONE", **options):
+        group, name = idname.split(".")
+        op = getattr(getattr(bpy.ops, group), name)
+        op.get_rna_type()                          # raises when no such operator is registered
+        self.shown.append(f"<{idname}> {text}")
+        return type("Props", (), {})()             # the button's properties (direction=...)
+
+
+def drawn(panel: str) -> str:
+    shown: list[str] = []
+    getattr(bpy.types, panel).draw(type("Panel", (), {"layout": Layout(shown)})(), bpy.context)
+    return "\n".join(shown)
+
+
 @case
-def case_one_real_undo_removes_a_sequence_take():
+def case_sequence_and_continue_panels_show_their_buttons():
+    activate(RIG)
+    take = RIG.animation_data.action                # the looped sequence take of the case before
+    check(take.get("momask_loop"), "the playing take is not the looped one")
+    set_segments([("a person walks forward", 2.0), ("a person waves", 1.0)])
+    sequence, extend = drawn("MOMASK_PT_sequence"), drawn("MOMASK_PT_continue")
+    for shown in ("[LIST MOMASK_UL_segments] 2 rows", "<momask.generate_sequence>", "(transition)",
+                  "(loop)", "(cycles)", "<momask.segment_add>", "<momask.segment_move>",
+                  "<momask.regenerate_segment> Regenerate Segment 1 of 1", "<momask.take_cycles>",
+                  "<momask.segments_from_take>", "2 segments, 72 frames (3.0 s)"):
+        check(shown in sequence, f"the Sequence box does not show {shown!r}:\n{sequence}")
+    for shown in ("<momask.extend_motion> Continue", "<momask.extend_motion> Lead-in", "(continue_prompt)",
+                  "(continue_seconds)", f"'{take.name}' at frame {SCENE.frame_current}"):
+        check(shown in extend, f"the Continue box does not show {shown!r}:\n{extend}")
+    return {"sequence": sequence.splitlines(), "continue": extend.splitlines()}
+
+
+@case
+def case_one_real_undo_removes_a_sequence_take_and_a_continue_take():
     set_fps(24)
     activate(RIG)
     bpy.ops.ed.undo_push(message="before")          # background Blender has no undo stack until one
@@ -477,6 +538,23 @@ def case_one_real_undo_removes_a_sequence_take():
     check(len(takes.list_takes(bpy.data.objects[name])) == count, "one undo did not remove the take")
     check(sorted(m.name for m in bpy.context.scene.timeline_markers) == markers,
           "the undo did not take the sequence's markers back")
+    # Continue on the user's action, then one Ctrl+Z: the take is gone, the action as it was
+    rig_name, action_name = made("user_rig", "user_action")
+    activate(bpy.data.objects[rig_name])
+    actions.assign_action(bpy.data.objects[rig_name], bpy.data.actions[action_name])
+    bpy.ops.ed.undo_push(message="playing my walk")
+    mine = key_arrays(bpy.data.objects[rig_name], bpy.data.actions[action_name])
+    actions_before = {a.name for a in bpy.data.actions}
+    scene = bpy.context.scene                      # (the undo replaced the scene the globals held)
+    scene.momask_sequence.continue_prompt, scene.momask_sequence.continue_seconds = "a person runs", 1.0
+    scene.frame_current = 30
+    press(bpy.ops.momask.extend_motion, direction="after")
+    check({a.name for a in bpy.data.actions} != actions_before, "Continue made no take")
+    bpy.ops.ed.undo()
+    rig = bpy.data.objects[rig_name]
+    check({a.name for a in bpy.data.actions} == actions_before, "one undo did not remove the Continue take")
+    check(rig.animation_data.action.name == action_name, "the undo did not play your action again")
+    check(same_keys(key_arrays(rig, bpy.data.actions[action_name]), mine), "your action changed")
     check(bpy.context.scene.frame_end == 321, "one undo also took back the edit before")
 
 

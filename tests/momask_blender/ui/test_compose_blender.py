@@ -22,7 +22,8 @@ EXPECTED_CASES = {
     "continue_bad_inputs",
     "inbetween_outside_the_action_is_refused_and_continue_offered",
     "loop_cyclic_keys_and_cycles_modifier",
-    "one_real_undo_removes_a_sequence_take",
+    "sequence_and_continue_panels_show_their_buttons",
+    "one_real_undo_removes_a_sequence_take_and_a_continue_take",
 }
 
 
