@@ -40,6 +40,7 @@ from backend.inference.pipeline import (
     MAX_TOKENS,
     TOKEN_FRAMES,
     MoMaskPipeline,
+    MotionBatch,
     Progress,
     SamplingSettings,
     align_to_source,
@@ -48,6 +49,7 @@ from backend.inference.pipeline import (
     rigid_onto,
 )
 from backend.portable.errors import InputError
+from backend.portable.messages import MAX_COMPOSE_SECONDS
 from backend.retarget.metrics import loop_closure
 from backend.retarget.resample import resample_vectors
 
@@ -171,6 +173,10 @@ def plan_timeline(segments: Sequence[SegmentSpec], token_counts: Sequence[int | 
                              f"({per_token:g} s) where it lies on the timeline.",
                              f"Make it at least {per_token:g} s long.")
     total = float(cumulative[-1])
+    if total > MAX_COMPOSE_SECONDS + 1e-9:
+        raise InputError(f"The timeline lasts {total:g} s, more than the maximum of "
+                         f"{MAX_COMPOSE_SECONDS:g} s ({MAX_COMPOSE_SECONDS / 60:g} minutes).",
+                         "Shorten or remove segments, or compose the rest as a second take.")
     frames = exact_frames(total, fps)
     frame_bounds = [exact_frames(c, fps) for c in cumulative]
     if loop:
@@ -197,6 +203,9 @@ def plan_timeline(segments: Sequence[SegmentSpec], token_counts: Sequence[int | 
     if tau + 2 > MAX_TOKENS:
         raise InputError(f"A transition of {tau} tokens leaves no room for context in a {MAX_TOKENS}-token "
                          "window.", f"Use a transition of at most {(MAX_TOKENS - 2) * per_token:g} s.")
+    if direction == "before" and tokens > bounds[-1]:
+        # A lead-in ends at the source: the tokens it needs beyond the user's length go first.
+        bounds = [0] + [b + tokens - bounds[-1] for b in bounds[1:]]
     ends = list(bounds)
     ends[-1] = tokens                     # the last segment runs past the user's end
     joins = list(range(1, len(segments))) + ([0] if loop else [])
@@ -413,15 +422,15 @@ class Composer:
                 counts.append(self.pipeline.estimate_tokens(cond, generator)[0])
         return counts
 
-    def run_windows(self, timeline: np.ndarray, windows: list[Window], plan: Plan,
+    def run_windows(self, timeline: np.ndarray, windows: list[Window], prompts: list[str],
                     reporter: sampling.StepReporter) -> None:
-        """Fill ``timeline`` (tokens, 6), window after window, in place."""
+        """Fill ``timeline`` (tokens, 6), window after window, in place (``prompts``: per segment)."""
         for window in windows:
             reporter.check()
             positions = window.positions
             codes = timeline[positions]
             codes[~window.keep] = -1
-            prompt = None if window.segment is None else plan.prompts[window.segment]
+            prompt = None if window.segment is None else prompts[window.segment]
             settings = _window_settings(window, self.settings)
             out = self.pipeline.regenerate_window(
                 codes, window.keep, self.conditions(prompt), settings,
@@ -500,7 +509,7 @@ def compose(pipeline: MoMaskPipeline, segments: Sequence[SegmentSpec],
     units = _units(windows, settings, total_tokens, previous_codes is not None)
     reporter = sampling.StepReporter(progress, cancel, total=units + extra_units)
     reporter.check()
-    composer.run_windows(timeline, windows, plan, reporter)
+    composer.run_windows(timeline, windows, plan.prompts, reporter)
 
     features = pipeline.decode_tokens(timeline, circular=loop, reporter=reporter)
     if context_codes is not None:
@@ -517,8 +526,8 @@ def compose(pipeline: MoMaskPipeline, segments: Sequence[SegmentSpec],
     if previous_codes is None:
         return take
     old_features = pipeline.decode_tokens(previous_codes.astype(np.int64), circular=loop, reporter=reporter)
-    old_joints, _ = finish_joints(pipeline, old_features, plan)
-    return _keep_outside(take, old_joints, old_features, plan)
+    old_joints, old_offset = finish_joints(pipeline, old_features, plan)
+    return _keep_outside(take, old_joints, old_features, plan, old_offset)
 
 
 # --- from tokens to the take ------------------------------------------------------------------------
@@ -605,10 +614,11 @@ def close_loop(joints: np.ndarray, offset: np.ndarray, fps: float) -> np.ndarray
         length *= 2
 
 
-def _keep_outside(take: ComposedTake, old_joints: np.ndarray, old_features: np.ndarray, plan: Plan
-                  ) -> ComposedTake:
+def _keep_outside(take: ComposedTake, old_joints: np.ndarray, old_features: np.ndarray, plan: Plan,
+                  old_offset: np.ndarray | None = None) -> ComposedTake:
     """Regenerated take: the old joints wherever the decoded frames did not change; each changed run
-    placed onto the old take at its seams."""
+    placed onto the old take at its seams. A loop keeps the old take's per-cycle offset, and when a
+    changed run reaches its first or last frame, the closing blend is made again."""
     changed_model = np.any(take.features != old_features, axis=1)
     if not changed_model.any():
         take.joints = old_joints
@@ -620,6 +630,10 @@ def _keep_outside(take: ComposedTake, old_joints: np.ndarray, old_features: np.n
     runs = _runs(touched)
     for start, stop in runs:
         joints[start:stop] = align_to_source(take.joints, old_joints, start, stop)
+    if plan.loop and old_offset is not None:
+        take.loop_offset = old_offset
+        if runs[0][0] == 0 or runs[-1][1] == len(joints):
+            joints = close_loop(joints, old_offset.astype(np.float64), plan.fps)
     take.joints = joints.astype(np.float32)
     take.changed = (runs[0][0], runs[-1][1])
     return take
@@ -628,3 +642,93 @@ def _keep_outside(take: ComposedTake, old_joints: np.ndarray, old_features: np.n
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
     return list(zip(np.nonzero(edges == 1)[0].tolist(), np.nonzero(edges == -1)[0].tolist(), strict=True))
+
+
+# --- long in-betweens -------------------------------------------------------------------------------
+
+#: The longest range one in-between window regenerates with context on both sides (188 frames); longer
+#: ranges go through :func:`inpaint_long`.
+ONE_WINDOW_RANGE_FRAMES = MAX_FRAMES - 2 * TOKEN_FRAMES
+
+
+def needs_long_inpaint(start: int, end: int, frames: int) -> bool:
+    """Whether [start, end) of a ``frames``-long source is too long for one in-between window."""
+    wide_start = start // TOKEN_FRAMES * TOKEN_FRAMES
+    wide_end = -(-end // TOKEN_FRAMES) * TOKEN_FRAMES
+    return frames > MAX_FRAMES + TOKEN_FRAMES - 1 and wide_end - wide_start > ONE_WINDOW_RANGE_FRAMES
+
+
+def long_inpaint_windows(wide_start: int, wide_end: int, frames: int, seed: int
+                         ) -> tuple[int, int, list[Window]]:
+    """(first frame, end frame, windows) of a long in-between's token timeline: up to
+    ``SLIDE_CONTEXT_TOKENS`` source tokens on each side of the widened range [wide_start, wide_end)."""
+    span = frames // TOKEN_FRAMES * TOKEN_FRAMES
+    slide = SLIDE_CONTEXT_TOKENS * TOKEN_FRAMES
+    left_from, right_to = max(0, wide_start - slide), min(span, wide_end + slide)
+    left, right = (wide_start - left_from) // TOKEN_FRAMES, (right_to - wide_end) // TOKEN_FRAMES
+    inside = (wide_end - wide_start) // TOKEN_FRAMES
+    windows = []
+    for i, (lo, hi, first) in enumerate(outpaint_windows(left, left + inside, left=left, right=right)):
+        positions = np.arange(lo, hi)
+        windows.append(Window(SEGMENT, i, positions, (positions < first) | (positions >= left + inside), 0,
+                              seed))
+    return left_from, right_to, windows
+
+
+def long_inpaint_units(start: int, end: int, frames: int, settings: SamplingSettings) -> int:
+    """The progress total of :func:`inpaint_long` (known before loading)."""
+    wide_start = start // TOKEN_FRAMES * TOKEN_FRAMES
+    wide_end = min(-(-end // TOKEN_FRAMES) * TOKEN_FRAMES, frames // TOKEN_FRAMES * TOKEN_FRAMES)
+    left_from, right_to, windows = long_inpaint_windows(wide_start, wide_end, frames, 0)
+    return _units(windows, settings, (right_to - left_from) // TOKEN_FRAMES, False)
+
+
+def inpaint_long(pipeline: MoMaskPipeline, source: np.ndarray, start: int, end: int, prompt: str,
+                 settings: SamplingSettings, progress: Progress | None = None,
+                 cancel: threading.Event | None = None) -> MotionBatch:
+    """Regenerate a range longer than one window (docs/compose.md, "Long in-betweens").
+
+    The range, widened to whole tokens, is filled left to right by sliding windows, the first keeping
+    up to ``SLIDE_CONTEXT_TOKENS`` source tokens before it, the last as many after it (every window
+    ≤ 49 tokens, context on all six layers); the context tokens are encoded from 196-frame windows of
+    the source that reach into the range, so the encoder sees real motion on both sides of them.
+    Returns a ``MotionBatch`` like ``MoMaskPipeline.inpaint``: the source's joints outside the
+    widened range, the new motion placed on both seams inside it.
+    """
+    settings.validate()
+    prompts = check_prompts([prompt])
+    features, source_joints = pipeline.source_motion(source)
+    frames = len(features)
+    wide_start, wide_end = pipeline.widen_range(start, end, frames)
+    if (wide_end - wide_start) / pipeline.fps > MAX_COMPOSE_SECONDS:
+        raise InputError(f"The range is {(wide_end - wide_start) / pipeline.fps:g} s long, more than "
+                         f"{MAX_COMPOSE_SECONDS:g} s.", "Select a shorter range.")
+    span = frames // TOKEN_FRAMES * TOKEN_FRAMES
+    left_from, right_to, windows = long_inpaint_windows(wide_start, wide_end, frames, settings.seed)
+    left = (wide_start - left_from) // TOKEN_FRAMES
+    right = (right_to - wide_end) // TOKEN_FRAMES
+    # Context tokens: a 196-frame window starting at the left context (ending at the right one).
+    left_tokens = pipeline.encode(features[left_from: min(span, left_from + MAX_FRAMES)])[:left]
+    right_window = max(0, right_to - MAX_FRAMES)
+    right_tokens = pipeline.encode(features[right_window:right_to])
+    right_tokens = right_tokens[(wide_end - right_window) // TOKEN_FRAMES:]
+    inside = (wide_end - wide_start) // TOKEN_FRAMES
+    timeline = np.full((left + inside + right, sampling.NUM_QUANTIZERS), -1, dtype=np.int64)
+    timeline[:left] = left_tokens
+    timeline[left + inside:] = right_tokens[:right]
+
+    composer = Composer(pipeline, settings, progress, cancel)
+    reporter = sampling.StepReporter(progress, cancel, total=_units(windows, settings, len(timeline), False))
+    reporter.check()
+    composer.run_windows(timeline, windows, prompts, reporter)
+    decoded = pipeline.decode_tokens(timeline, reporter=reporter)
+    region = slice(left_from, left_from + len(decoded))
+    generated = pipeline.joints_from_features(decoded)
+    joints = source_joints.copy()
+    joints[wide_start:wide_end] = align_to_source(
+        generated, source_joints[region], wide_start - left_from, wide_end - left_from, pipeline.dataset)
+    out_features = features.astype(np.float32)
+    out_features[wide_start:wide_end] = decoded[wide_start - left_from: wide_end - left_from]
+    return MotionBatch(joints=joints[None], features=out_features[None], tokens=timeline[None],
+                       lengths=np.array([frames], dtype=np.int64), fps=pipeline.fps, start=wide_start,
+                       end=wide_end)

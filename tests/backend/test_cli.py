@@ -6,6 +6,7 @@ process (same code path, without paying the interpreter start each time).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -242,3 +243,82 @@ def test_frames_once_per_prompt(tiny_weights, tmp_path, cli_main) -> None:
     assert code == 0, err
     with np.load(out) as data:
         assert data["lengths"].tolist() == [20, 48] and data["joints"].shape == (2, 48, 22, 3)
+
+
+# --- compose (docs/compose.md): timelines, loops, continuations, regenerating a segment --------------------
+
+
+def test_compose_a_timeline_end_to_end_then_regenerate_a_segment(tiny_weights, tmp_path) -> None:
+    out = tmp_path / "take.npz"
+    proc = run_cli("compose", "--weights", tiny_weights, "--segment", "a person walks", "3",
+                   "--segment", "a person jumps", "2.5", "--segment", "a person waves", "auto",
+                   "--fps", "24", "--seed", "3", "--steps", "2", "--device", "cpu", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    with np.load(out) as data:
+        assert {"joints", "features", "tokens", "lengths", "fps", "segment_prompt", "segment_seed",
+                "segment_start", "segment_end"} <= set(data.files)
+        frames = int(data["lengths"][0])
+        assert data["joints"].shape == (1, frames, 22, 3) and float(data["fps"]) == 24.0
+        assert data["segment_start"].tolist()[:3] == [0, 72, 132] and data["segment_end"][-1] == frames
+        assert data["segment_prompt"].tolist() == ["a person walks", "a person jumps", "a person waves"]
+        tokens = data["tokens"][0]
+    again = tmp_path / "again.npz"
+    proc = run_cli("compose", "--weights", tiny_weights, "--regenerate", out, "--index", "0",
+                   "--prompt", "a person runs", "--seed", "3", "--steps", "2", "--device", "cpu",
+                   "--out", again)
+    assert proc.returncode == 0, proc.stderr
+    with np.load(again) as data:
+        changed = np.nonzero(np.any(data["tokens"][0] != tokens, axis=1))[0]
+        assert changed.max() < 17 and data["segment_prompt"][0] == "a person runs"
+        np.testing.assert_array_equal(data["tokens"][0][17:], tokens[17:])
+
+
+def test_compose_a_looped_timeline_file_and_a_continuation(tiny_weights, tmp_path, cli_main) -> None:
+    timeline = tmp_path / "timeline.json"
+    timeline.write_text(json.dumps({"segments": [{"prompt": "a person walks", "seconds": 2},
+                                                 {"prompt": "a person turns", "seconds": 2, "seed": 8}],
+                                    "loop": True, "fps": 30}))
+    out = tmp_path / "loop.npz"
+    code, stdout, err = cli_main("compose", "--weights", tiny_weights, "--timeline", timeline, "--steps", "2",
+                                 "--device", "cpu", "--out", out)
+    assert code == 0, err
+    with np.load(out) as data:
+        assert data["lengths"][0] == 120 and data["loop_offset"].shape == (3,)
+        assert data["segment_seed"][1] == 8
+        source = data["joints"][0]
+    source_npy = tmp_path / "source.npy"
+    np.save(source_npy, source[:40].astype(np.float32))
+    cont = tmp_path / "cont.npz"
+    code, _, err = cli_main("compose", "--weights", tiny_weights, "--continue-from", source_npy,
+                            "--prompt", "a person sits down", "--seconds", "2", "--steps", "2",
+                            "--device", "cpu", "--out", cont)
+    assert code == 0, err
+    with np.load(cont) as data:
+        assert data["lengths"][0] == 40 and data["joints"].shape == (1, 40, 22, 3)
+
+
+@pytest.mark.parametrize("args, words", [
+    ([], "give the timeline once"),
+    (["--segment", "a", "0"], "lasts 0.0 s"),
+    (["--segment", "a", "nan"], "lasts nan"),
+    (["--segment", " ", "2"], "prompt is empty"),
+    (["--segment", "a", "two"], "not a number"),
+    (["--segment", "a", "200", "--segment", "b", "200"], "more than the maximum of 300 s"),
+    (["--segment", "a", "2", "--segment", "b", "1", "--transition", "1.5"], "longer than segment 2"),
+    (["--prompt", "a", "--seconds", "2", "--continue-from", "missing.npy"], "does not exist"),
+])
+def test_bad_compose_input_is_one_line_and_writes_nothing(tmp_path, cli_main, args, words) -> None:
+    out = tmp_path / "x.npz"
+    code, _, err = cli_main("compose", "--weights", tmp_path / "no-weights", *args, "--out", out)
+    assert code == 2
+    assert_one_line_error(err, words)
+    assert not out.exists()
+
+
+def test_regenerating_needs_a_composed_take(tiny_weights, tmp_path, cli_main) -> None:
+    plain = tmp_path / "plain.npz"
+    np.savez(plain, joints=np.zeros((1, 8, 22, 3)), tokens=np.zeros((1, 2, 6)), fps=20.0)
+    code, _, err = cli_main("compose", "--weights", tiny_weights, "--regenerate", plain, "--index", "0",
+                            "--out", tmp_path / "x.npz")
+    assert code == 2
+    assert_one_line_error(err, "no stored segments")

@@ -6,6 +6,12 @@ import math
 import time
 from typing import Any
 
+from backend.inference.compose import (
+    SLIDE_CONTEXT_TOKENS,
+    inpaint_long,
+    long_inpaint_units,
+    needs_long_inpaint,
+)
 from backend.inference.pipeline import INPAINT_RES_COND_SCALE, inpaint_window
 from backend.inference.sampling import job_units
 from backend.motion import skeleton as sk
@@ -38,18 +44,28 @@ def run(request: messages.InpaintRequest, job: Job, state: ServiceState) -> mess
     check_before_loading(settings)
     load_units = 0 if state.loaded else 1
     tail = 1 if target else 0
-    total = load_units + job_units(settings.steps) + tail
-    progress = JobProgress(job, total, config.step_delay)
+    # A range longer than one window (188 model frames) is filled by sliding windows between the
+    # source's tokens on both sides (docs/compose.md, "Long in-betweens").
+    long = needs_long_inpaint(start_m, end_m, model_frames)
+    units = long_inpaint_units(start_m, end_m, model_frames, settings) if long else job_units(settings.steps)
+    progress = JobProgress(job, load_units + units + tail, config.step_delay)
     progress.report("start", 0)
     pipeline = state.ensure_pipeline(progress, job)
     loaded = time.perf_counter()
-    # A source longer than the 196 frames the models know is inpainted inside a token-aligned window
-    # around the range; the pipeline does that and reports the range in the whole source's frames.
-    window = inpaint_window(start_m, end_m, model_frames)
-    window = (0, model_frames) if window is None else (window, window + sk.MAX_MOTION_FRAMES)
-    batch = pipeline.inpaint(model_source, start_m, end_m, prompt, settings, cancel=job.cancel,
-                             regen_residual_everywhere=request.regen_residual_everywhere,
+    if long:
+        batch = inpaint_long(pipeline, model_source, start_m, end_m, prompt, settings, cancel=job.cancel,
                              progress=progress.pipeline_callback(load_units, tail))
+        window = (int(batch.start) - SLIDE_CONTEXT_TOKENS * sk.UNIT_LENGTH,
+                  int(batch.end) + SLIDE_CONTEXT_TOKENS * sk.UNIT_LENGTH)
+        window = (max(0, window[0]), min(model_frames // sk.UNIT_LENGTH * sk.UNIT_LENGTH, window[1]))
+    else:
+        # A source longer than the 196 frames the models know is inpainted inside a token-aligned window
+        # around the range; the pipeline does that and reports the range in the whole source's frames.
+        window = inpaint_window(start_m, end_m, model_frames)
+        window = (0, model_frames) if window is None else (window, window + sk.MAX_MOTION_FRAMES)
+        batch = pipeline.inpaint(model_source, start_m, end_m, prompt, settings, cancel=job.cancel,
+                                 regen_residual_everywhere=request.regen_residual_everywhere,
+                                 progress=progress.pipeline_callback(load_units, tail))
     generated = time.perf_counter()
     joints = batch.joints[0, :int(batch.lengths[0])]
     assert batch.start is not None and batch.end is not None

@@ -193,3 +193,40 @@ def test_bad_input_is_refused_before_any_window(pipeline, windows, kwargs, words
     with pytest.raises(InputError, match=words):
         c.compose(pipeline, timeline, FAST, **kwargs)
     assert windows == []
+
+
+def test_a_long_in_between_keeps_everything_outside(pipeline, windows) -> None:
+    once = SamplingSettings(steps=1, seed=4)
+    walk = c.compose(pipeline, segments(("a person walks", 10.0), ("a person runs", 10.0)), once)
+    source = walk.features[:400].astype(np.float64)
+    assert c.needs_long_inpaint(21, 379, len(source))
+    batch = c.inpaint_long(pipeline, source, 21, 379, "a person dances", once)
+    assert (batch.start, batch.end) == (20, 380) and max(windows) <= MAX_TOKENS
+    _, source_joints = pipeline.source_motion(source)
+    np.testing.assert_array_equal(batch.joints[0, :20], source_joints[:20])
+    np.testing.assert_array_equal(batch.joints[0, 380:], source_joints[380:])
+    assert not np.allclose(batch.joints[0, 40:360], source_joints[40:360], atol=1e-3)
+    # The seams stay continuous: the step into and out of the range is like the source's own steps.
+    steps = np.linalg.norm(np.diff(batch.joints[0, :, 0], axis=0), axis=-1)
+    assert steps[19] < 0.5 and steps[379] < 0.5
+
+
+def test_regenerating_a_segment_of_a_loop_keeps_it_closed(pipeline) -> None:
+    timeline = segments(("a person walks", 3.0), ("a person turns", 3.0), ("a person jumps", 3.0))
+    base = c.compose(pipeline, timeline, FAST, loop=True, fps=24)
+    for index in (0, 2):                             # both touch the wrap-around transition
+        changed = list(timeline)
+        changed[index] = c.SegmentSpec("a person kicks", 3.0, seed=5)
+        new = c.compose(pipeline, changed, FAST, loop=True, fps=24, previous_codes=base.codes,
+                        regenerate_index=index)
+        assert new.frames == base.frames
+        np.testing.assert_array_equal(new.loop_offset, base.loop_offset)
+        assert loop_closure(new.joints, new.loop_offset)["within"]
+
+
+def test_a_lead_in_puts_the_extra_tokens_first(pipeline) -> None:
+    plan = c.plan_timeline(segments(("a", 2.5), ("b", 2.5)), [None, None], 0, None, False, 24.0, 20.0,
+                           direction="before")
+    assert plan.tokens == 25 and plan.bounds == [0, 13, 25]     # 2.5 s → 12.5 tokens: the first gets it
+    plan = c.plan_timeline(segments(("a", 2.5), ("b", 2.5)), [None, None], 0, None, False, 24.0, 20.0)
+    assert plan.bounds[-1] == 25 and plan.tokens >= 25

@@ -39,9 +39,15 @@ def test_inpaint_a_long_joint_source_through_a_window_around_the_range(backend, 
     outside = np.r_[0:done["start"], done["end"]:len(long)]
     assert np.allclose(take["joints"][outside], long[outside], atol=1e-5)
     assert not np.allclose(take["joints"][250:290], long[250:290], atol=1e-3)
-    error = backend.wait(backend.send("inpaint", prompt="a person kicks", start=10, end=390,
-                                      source={"kind": "joints", "data": long, "fps": 20}))[1]["error"]
-    assert error["code"] == "bad_input" and "shorter range" in error["fix"]
+    # A range longer than one window (188 frames) is filled window after window (docs/compose.md).
+    events, final = backend.wait(backend.send("inpaint", prompt="a person kicks", start=10, end=390, steps=1,
+                                              source={"kind": "joints", "data": long, "fps": 20}))
+    assert final["type"] == "result", final
+    assert_progress_is_a_real_percentage(events)
+    take = final["data"]["takes"][0]
+    assert take["range"] == {"start": 8, "end": 392, "fps": 20.0} and take["frames"] == len(long)
+    assert np.allclose(take["joints"][:8], long[:8], atol=1e-5)
+    assert np.allclose(take["joints"][392:], long[392:], atol=1e-5)
 
 
 def test_inpaint_a_posed_rig_at_24_fps(backend, source_features):
