@@ -416,6 +416,34 @@ def case_inbetween_outside_the_action_is_refused_and_continue_offered():
 
 
 @case
+def case_long_inbetween_over_196_model_frames_keeps_keys_outside():
+    """An in-between of 10.7 s (321 frames at 30 fps, past one 9.8 s model window) in a 400-frame
+    action: the backend fills it window by window; every key outside the regenerated frames stays."""
+    set_fps(30)
+    rig = bpy.data.objects[made("user_rig")[0]]
+    activate(rig)
+    long_walk = hand_keyed_action(rig, 1, 400)
+    long_walk.name = "my long walk"
+    before = key_arrays(rig, long_walk)
+    S.inbetween_custom_range, S.inbetween_start, S.inbetween_end = True, 50, 370
+    S.inbetween_prompt = "a person dances"
+    job = press(bpy.ops.momask.generate_inbetween)
+    take = rig.animation_data.action
+    check(take != long_walk and job.made_actions == [take.name], "no in-between take")
+    check(same_keys(key_arrays(rig, long_walk), before), "the user's action was modified")
+    lo, hi = take["momask_range"]
+    check(lo <= 50 and hi >= 371 and lo >= 50 - 8 and hi <= 371 + 8, f"regenerated {lo}-{hi} for 50-370")
+    after = key_arrays(rig, take)
+    for key, rows in before.items():
+        outside = (rows[:, 0] < lo) | (rows[:, 0] >= hi)
+        got = after[key][(after[key][:, 0] < lo) | (after[key][:, 0] >= hi)]
+        check(np.array_equal(rows[outside], got), f"keys outside {lo}-{hi} changed on {key}")
+    S.inbetween_custom_range = False
+    set_fps(24)
+    return {"regenerated": [lo, hi]}
+
+
+@case
 def case_loop_cyclic_keys_and_cycles_modifier():
     set_fps(24)
     activate(RIG)

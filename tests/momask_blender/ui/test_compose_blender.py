@@ -21,6 +21,7 @@ EXPECTED_CASES = {
     "continue_and_lead_in_keep_the_users_action",
     "continue_bad_inputs",
     "inbetween_outside_the_action_is_refused_and_continue_offered",
+    "long_inbetween_over_196_model_frames_keeps_keys_outside",
     "loop_cyclic_keys_and_cycles_modifier",
     "sequence_and_continue_panels_show_their_buttons",
     "one_real_undo_removes_a_sequence_take_and_a_continue_take",
