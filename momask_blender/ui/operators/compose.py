@@ -43,6 +43,7 @@ from .common import (
     short_prompt,
     submit_model_job,
 )
+from .generate import InbetweenContext
 
 #: The model's token: 4 frames at 20 fps. A segment, and the source Continue reads, is at least one.
 TOKEN_SECONDS = jobs.messages.UNIT_LENGTH / jobs.messages.DATASET_FPS["t2m"]
@@ -177,20 +178,11 @@ class RegenerateContext:
 
 
 @dataclasses.dataclass(frozen=True)
-class ExtendContext:
-    """Continue ("after") / Lead-in ("before"): the frames read ``[span_start, span_end)``, the new
-    frames ``[range_start, range_end)``, the action copied and its channels as read."""
+class ExtendContext(InbetweenContext):
+    """Continue ("after") / Lead-in ("before"): an in-between's context whose new frames ``first`` ..
+    ``last`` lie after (before) the source frames read, ``[span_start, span_end)``."""
 
-    direction: str
-    span_start: int
-    span_end: int
-    range_start: int
-    range_end: int
-    source_action: str
-    source_channels: tuple[int, dict]
-    prompt: str
-    seed: int
-    blend_frames: int
+    direction: str = "after"
 
 
 # --- the Sequence list ----------------------------------------------------------------------------------
@@ -508,8 +500,8 @@ class MOMASK_OT_extend_motion(bpy.types.Operator):
                 direction=direction, retarget=retarget_spec(obj, s, fps, follow_source=True))
         except Exception as exc:  # noqa: BLE001
             return report_error(self, exc)
-        job_context = ExtendContext(direction, span_start, span_end, lo, hi, action.name,
-                                    (span_start, channels), prompt, seed, seq.continue_blend)
+        job_context = ExtendContext(span_start, span_end, lo, hi - 1, action.name, (span_start, channels),
+                                    prompt, seed, seq.continue_blend, direction)
         return submit_model_job(self, context, request, f"{verb} '{prompt}'", job_context,
                                 f"MoMask: {verb} of '{action.name}', frames {lo}-{hi - 1}, '{prompt}'")
 
@@ -669,12 +661,12 @@ def apply_extend(job: jobs.Job, obj, ctx: ExtendContext) -> str:
     verb = "Continue" if ctx.direction == "after" else "Lead-in"
     source = _source(ctx.source_action, verb)
     take = job.data["takes"][0]
-    n = ctx.range_end - ctx.range_start
+    n = ctx.last + 1 - ctx.first
     # The take holds only the new frames, placed in the source's world (docs/protocol.md, compose).
     # The range written also holds the seam, the current frame, which keeps the action's pose.
     after = ctx.direction == "after"
     result = with_seam_row(trimmed(take["retarget"], n), after)
-    lo, hi = (ctx.range_start - 1, ctx.range_end) if after else (ctx.range_start, ctx.range_end + 1)
+    lo, hi = (ctx.first - 1, ctx.last + 1) if after else (ctx.first, ctx.last + 2)
     action = write_inbetween_take(
         obj, result, lo, hi, ctx.blend_frames, source_action=source, result_start=lo,
         name=f"{short_prompt(ctx.prompt)} {'+' if ctx.direction == 'after' else '-'}{n}f s{ctx.seed}",
@@ -682,13 +674,13 @@ def apply_extend(job: jobs.Job, obj, ctx: ExtendContext) -> str:
         extend=ctx.direction)
     try:
         segments_mod.store_composition(
-            action, [{"prompt": ctx.prompt, "seed": ctx.seed, "start": 0, "end": n}], None, ctx.range_start,
+            action, [{"prompt": ctx.prompt, "seed": ctx.seed, "start": 0, "end": n}], None, ctx.first,
             kind="continue" if ctx.direction == "after" else "leadin")
         _finish_take(obj, action, job)
     except BaseException:
         takes.delete_take(obj, action)
         raise
-    return f"MoMask: {verb} made '{action.name}' (new frames {ctx.range_start}-{ctx.range_end - 1})"
+    return f"MoMask: {verb} made '{action.name}' (new frames {ctx.first}-{ctx.last})"
 
 
 @jobs.applier("compose")
