@@ -26,7 +26,8 @@ SEED_MAX = 2**31 - 1  # Blender's IntProperty is 32-bit signed; the backend take
 
 
 def _prompt_edited(settings, context) -> None:
-    """A prompt was typed: warm the backend up for it (preference "Warm Up While Typing")."""
+    """A prompt was typed: warm the backend up for it (preference "Warm Up While Typing"). ``settings``
+    is the group whose prompt changed: the panel's settings, a sequence segment or the sequence."""
     from ..remote import jobs
     from .preferences import client_config, get_prefs
 
@@ -34,7 +35,8 @@ def _prompt_edited(settings, context) -> None:
     if prefs is None or not prefs.warm_up:
         return
     try:
-        jobs.warm_up([settings.prompt, settings.inbetween_prompt], client_config(context))
+        prompts = [getattr(settings, name, "") for name in ("prompt", "inbetween_prompt", "continue_prompt")]
+        jobs.warm_up([p for p in prompts if isinstance(p, str)], client_config(context))
     except Exception as exc:  # noqa: BLE001 (typing must never fail; Generate reports backend problems)
         print(f"MoMask: the warm-up did not start: {exc}")
 
@@ -220,7 +222,7 @@ class MoMaskSegment(bpy.types.PropertyGroup):
     """One prompt of a sequence and how long it lasts."""
 
     prompt: StringProperty(name="Prompt", default="a person walks forward",
-                           description="What the character does during this segment")
+                           description="What the character does during this segment", update=_prompt_edited)
     seconds: FloatProperty(name="Seconds", default=3.0, min=0.0, soft_min=0.2, soft_max=60.0,
                            max=MAX_SEQUENCE_SECONDS, step=10, precision=2,
                            description="How long the segment lasts (keyed as round(seconds x fps) frames)")
@@ -241,7 +243,7 @@ class MoMaskSequence(bpy.types.PropertyGroup):
     show_regenerate: BoolProperty(name="Regenerate", default=False)
     continue_prompt: StringProperty(name="Prompt", default="the person keeps walking",
                                     description="What happens in the frames Continue adds (or Lead-in "
-                                    "puts before)")
+                                    "puts before)", update=_prompt_edited)
     continue_seconds: FloatProperty(name="Seconds", default=2.0, min=0.0, soft_min=0.2, max=60.0, step=10,
                                     precision=2, description="How long the added motion lasts")
     continue_blend: IntProperty(name="Blend", default=4, min=0, max=24,
