@@ -7,7 +7,8 @@ A composed take (Generate Sequence, Regenerate Segment, Continue, Lead-in) is an
   the take's first frame ``momask_start`` (scene frames, end exclusive);
 * ``momask_codes``: the take's motion tokens, (tokens, 6) ints stored flat (``momask_code_layers`` = 6):
   what Regenerate Segment sends back so the backend keeps every other token bit-identical. A
-  5-minute take is 1500 tokens, 9000 integers; :data:`MAX_STORED_CODES` bounds it.
+  5-minute take is 1500 tokens, 9000 integers; :data:`MAX_STORED_CODES` (the wire's ``codes``
+  bound) bounds it.
 
 Prompt markers: each segment's prompt is a **pose marker** of the take's action at the segment's
 start, so the markers travel with the take (the Action editor shows them with "Show Pose Markers").
@@ -34,8 +35,12 @@ import math
 
 import numpy as np
 
+from ..remote.client import load_backend_module
 from .actions import Channels, object_slot
 from .armature import MoMaskError
+
+# The wire's compose bounds (backend/portable/messages.py, docs/protocol.md "Bounds"), loaded by path.
+messages = load_backend_module("messages")
 
 PREFIX = "momask_"
 SEGMENTS = PREFIX + "segments"
@@ -47,12 +52,12 @@ LOOP = PREFIX + "loop"
 CYCLES = PREFIX + "cycles"
 COMPOSE = PREFIX + "compose"          # what made the take: sequence | regenerate | continue | leadin
 MARKERS = PREFIX + "markers"
-#: Tokens x layers a take stores: 5 minutes of motion (1500 tokens x 6) with room to spare.
-MAX_STORED_CODES = 4096 * 6
+#: Tokens x layers a take stores: the most a composed take has (``codes`` bound: 1600 tokens x 6).
+MAX_STORED_CODES = messages.MAX_COMPOSE_TOKENS * 6
 #: Blender stores marker names in 64 bytes (63 + NUL).
 MARKER_BYTES = 63
-#: Segments a take stores (each is a marker and a row of JSON).
-MAX_STORED_SEGMENTS = 256
+#: Segments a take stores (each is a marker and a row of JSON): the most a composed take has.
+MAX_STORED_SEGMENTS = messages.MAX_SEGMENTS
 
 
 # --------------------------------------------------------------------------------------------
