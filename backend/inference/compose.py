@@ -538,8 +538,12 @@ def source_context(pipeline: MoMaskPipeline, source: np.ndarray, direction: str)
     features, _ = _source_arrays(pipeline, source)
     span = min(len(features), MAX_FRAMES) // TOKEN_FRAMES * TOKEN_FRAMES
     part = features[-span:] if direction == "after" else features[:span]
+    if len(part) < 2 * TOKEN_FRAMES:      # one token: held for a second one on the far side (encode needs 2)
+        edge = part[:1] if direction == "after" else part[-1:]
+        hold = np.repeat(edge, 2 * TOKEN_FRAMES - len(part), axis=0)
+        part = np.concatenate([hold, part] if direction == "after" else [part, hold])
     tokens = pipeline.encode(part)
-    keep = min(len(tokens), context_tokens(len(features), pipeline.fps))
+    keep = min(span // TOKEN_FRAMES, context_tokens(len(features), pipeline.fps))
     return tokens[-keep:] if direction == "after" else tokens[:keep]
 
 

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from backend.inference import compose as c
-from backend.inference import fast_transformer
 from backend.inference.pipeline import (
     DECODE_CHUNK_TOKENS,
     DECODER_RECEPTIVE_TOKENS,
@@ -26,22 +25,6 @@ FAST = SamplingSettings(steps=2, seed=4)
 @pytest.fixture(scope="module")
 def pipeline(tiny_weights) -> MoMaskPipeline:
     return MoMaskPipeline.load(tiny_weights, device="cpu")
-
-
-@pytest.fixture()
-def windows(monkeypatch, pipeline) -> list[int]:
-    """Motion tokens of every transformer pass: the sequence minus its text token (masked transformer)
-    or its text and layer tokens (residual transformer)."""
-    seen: list[int] = []
-    original = fast_transformer.encoder_forward
-    masked = pipeline.models.mask_transformer.seqTransEncoder
-
-    def recording(encoder, sequence, attention_bias):
-        seen.append(int(sequence.shape[1]) - (1 if encoder is masked else 2))
-        return original(encoder, sequence, attention_bias)
-
-    monkeypatch.setattr(fast_transformer, "encoder_forward", recording)
-    return seen
 
 
 def segments(*pairs) -> list[c.SegmentSpec]:
@@ -155,6 +138,9 @@ def test_continue_and_lead_in_from_a_source(pipeline) -> None:
     # last frame leads into the source's first), not the model's canonical origin.
     assert np.linalg.norm(after.joints[0, 0] - source[-1, 0]) < 0.5 + 5 * step
     assert np.linalg.norm(before.joints[-1, 0] - source[0, 0]) < 0.5 + 5 * step
+    # One token of source is enough (a continuation of the last 4 frames).
+    short = c.compose(pipeline, segments(("a person sits down", 1.0)), FAST, fps=24, source=source[-4:])
+    assert short.frames == 24
     # The source's context is kept: the same source and seed give the same continuation.
     again = c.compose(pipeline, segments(("a person sits down", 3.0)), FAST, fps=24, source=source)
     np.testing.assert_array_equal(again.joints, after.joints)

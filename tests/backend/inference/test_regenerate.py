@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backend.inference import fast_transformer, sampling
+from backend.inference import sampling
 from backend.inference.pipeline import (
     DECODE_CHUNK_TOKENS,
     DECODER_RECEPTIVE_TOKENS,
@@ -20,22 +20,6 @@ from backend.portable.errors import InputError
 @pytest.fixture(scope="module")
 def pipeline(tiny_weights) -> MoMaskPipeline:
     return MoMaskPipeline.load(tiny_weights, device="cpu")
-
-
-@pytest.fixture()
-def windows(monkeypatch, pipeline) -> list[int]:
-    """Motion tokens of every transformer pass: the sequence minus its text token (masked transformer)
-    or its text and layer tokens (residual transformer)."""
-    seen: list[int] = []
-    original = fast_transformer.encoder_forward
-    masked = pipeline.models.mask_transformer.seqTransEncoder
-
-    def recording(encoder, sequence, attention_bias):
-        seen.append(int(sequence.shape[1]) - (1 if encoder is masked else 2))
-        return original(encoder, sequence, attention_bias)
-
-    monkeypatch.setattr(fast_transformer, "encoder_forward", recording)
-    return seen
 
 
 def _take(pipeline: MoMaskPipeline, frames: int = 196, seed: int = 3) -> np.ndarray:
