@@ -21,11 +21,11 @@ bl_info = {
 #: The add-on's modules, each after the ones it imports: re-enabling reloads them in this order.
 MODULES = (
     "remote.client", "user_folder", "install.weights", "anim.presets", "anim.armature", "anim.actions",
-    "anim.rig_io",
+    "anim.rig_io", "anim.segments",
     "anim.takes", "anim.keys", "anim.bake", "anim.sources", "anim.paths", "remote.jobs", "ui.preferences",
     "ui.properties",
-    "ui.operators.common", "ui.operators.steer", "ui.operators.generate", "ui.operators.results",
-    "ui.operators.backend",
+    "ui.operators.common", "ui.operators.steer", "ui.operators.generate", "ui.operators.compose",
+    "ui.operators.targets", "ui.operators.results", "ui.operators.backend",
     "ui.operators.takes", "ui.operators.mapping", "ui.operators.install_weights", "ui.operators.apply_motion",
     "ui.operators", "ui.panel",
 )

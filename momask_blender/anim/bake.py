@@ -427,7 +427,7 @@ def bake_inbetween(obj, result: dict, range_start: int, range_end: int, blend_fr
     take = bake_controls(obj, part, range_start)
     action = source_action if source_action is not None else obj.animation_data.action
     frames = np.arange(range_start, range_end, dtype=np.float64)
-    weight = keys.blend_weights(range_start, range_end, blend_frames)
+    weight = keys.blend_weights(range_start, range_end, blend_frames, options.get("extend"))
     baked = {bone["name"] for bone in take["bones"]}
     unblended: set[str] = set()
     ramps = []

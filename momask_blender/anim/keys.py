@@ -23,7 +23,7 @@ import numpy as np
 from mathutils import Euler, Matrix, Quaternion, Vector
 
 from ..remote.client import load_backend_module
-from . import takes
+from . import segments, takes
 from .actions import Channels, assign_action, is_slotted, new_action, object_slot, unique_action_name
 from .armature import CHANNEL_SIZES, MoMaskError, RigError, require_armature, scene_of
 
@@ -214,24 +214,31 @@ def _publish(obj, action, slot, **take_info) -> None:
     takes.record_take(obj, action, **take_info)
     takes.remember_original(obj)
     assign_action(obj, action, slot)
+    segments.sync_scene_markers(scene_of(obj), action)  # the previous take's prompt markers go
 
 
 # --------------------------------------------------------------------------------------------
 # In-betweening
 
 
-def blend_weights(range_start: int, range_end: int, blend_frames: int) -> np.ndarray:
+def blend_weights(range_start: int, range_end: int, blend_frames: int,
+                  extend: str | None = None) -> np.ndarray:
     """Weight of the new motion on each frame of ``[range_start, range_end)``: 0 → existing, 1 → new.
 
     The first and last frames of the range keep the existing value (weight 0), then a smoothstep
     over ``blend_frames`` frames reaches the new motion, so neither seam steps and the curve segments
     leading into the range keep their shape.
+
+    ``extend`` ("after" | "before"): the range extends the motion past its end (Continue) or before
+    its start (Lead-in), so there is one seam only, the range's first (after) or last (before) frame,
+    which keeps the existing value; the open side is all new.
     """
     length = range_end - range_start
     if blend_frames <= 0:
         return np.ones(length)
     i = np.arange(length)
-    u = np.minimum(np.minimum(i, length - 1 - i) / (blend_frames + 1.0), 1.0)
+    to_seam = {"after": i, "before": length - 1 - i}.get(extend, np.minimum(i, length - 1 - i))
+    u = np.minimum(to_seam / (blend_frames + 1.0), 1.0)
     return u * u * (3.0 - 2.0 * u)
 
 
@@ -376,7 +383,8 @@ def write_inbetween(obj, result: dict, range_start: int, range_end: int, blend_f
                     source_action=None, *, result_start: int | None = None, name: str | None = None,
                     prompt: str | None = None, seed: int | None = None,
                     source_channels: tuple[int, dict] | None = None, unblended: frozenset[str] = frozenset(),
-                    extra_curves: tuple[tuple[str, int, str, np.ndarray], ...] = ()):
+                    extra_curves: tuple[tuple[str, int, str, np.ndarray], ...] = (),
+                    extend: str | None = None):
     """Make a new take: a copy of the current action with ``[range_start, range_end)`` regenerated.
 
     ``result`` covers the source span that was sent to the backend; its frame 0 is scene frame
@@ -388,6 +396,12 @@ def write_inbetween(obj, result: dict, range_start: int, range_end: int, blend_f
     source evaluated to when it was read; channels the action does not key blend from those values
     (else from the rig's current pose). The source action stays as it was and selectable; the copy
     is assigned last, and removed on failure.
+
+    ``extend`` ("after" | "before", Continue and Lead-in): the source is kept up to the range's first
+    frame (from its last frame), the seam, and the range holds the new frames after (before) it: on
+    every curve of the copy the seam frame is keyed with what the curve evaluates to there and the keys
+    past it are dropped (:func:`_cut_at`), then the range is written with one blend, at the seam
+    (:func:`blend_weights`).
 
     ``unblended``: bones whose channels take the new motion on every frame but the two seam frames,
     because something else blends them in (a control rig's IK/FK switch). ``extra_curves``: (data
@@ -425,8 +439,10 @@ def write_inbetween(obj, result: dict, range_start: int, range_end: int, blend_f
         if is_slotted(action) and source_slot is not None:  # the copy keeps the slot identifiers
             slot = next(s for s in action.slots if s.identifier == source_slot.identifier)
         channels = Channels(action, slot, ensure=True)
+        if extend is not None:
+            _cut_at(channels, range_start if extend == "after" else range_end - 1, extend)
         frames = np.arange(range_start, range_end, dtype=np.float64)
-        weight = blend_weights(range_start, range_end, blend_frames)
+        weight = blend_weights(range_start, range_end, blend_frames, extend)
         whole = (weight > 0).astype(np.float64)  # the new motion at once, the seam frames kept
         window = slice(range_start - result_start, range_end - result_start)
         pose_bones = obj.pose.bones
@@ -450,6 +466,44 @@ def write_inbetween(obj, result: dict, range_start: int, range_end: int, blend_f
                  seed=seed, frames=range_end - range_start, fps=fps_now, source=source,
                  frame_range=(range_start, range_end))
     return action
+
+
+def _cut_at(channels: Channels, seam: int, extend: str) -> None:
+    """Every curve of ``channels`` ends (``extend`` "after") or starts ("before") at frame ``seam``:
+    keyed there with the value it evaluates to (unless a key is there already), the keys past it
+    removed; the kept keys stay exactly as they were, handles included."""
+    for fcurve in list(channels.fcurves):
+        points = fcurve.keyframe_points
+        old = _read_keys(points)
+        frames = old["co"][:, 0]
+        keep = frames <= seam if extend == "after" else frames >= seam
+        if keep.all() and (frames == seam).any():
+            continue
+        value = fcurve.evaluate(seam)
+        kept = {prop: array[keep] for prop, array in old.items()}
+        if hasattr(points, "clear"):
+            points.clear()
+        else:  # older Blender
+            while len(points):
+                points.remove(points[len(points) - 1], fast=True)
+        pinned = not (kept["co"][:, 0] == seam).any()
+        points.add(int(keep.sum()) + int(pinned))
+        merged = _read_keys(points)          # the new seam key keeps Blender's defaults
+        rows = np.arange(len(merged["co"]))
+        at = (len(rows) - 1 if extend == "after" else 0) if pinned else -1
+        old_rows = rows != at
+        for prop in _KEY_PROPS:
+            merged[prop][old_rows] = kept[prop]
+        if pinned:
+            merged["co"][at] = (seam, value)
+            merged["interpolation"][at] = _INTERP_LINEAR
+            merged["type"][at] = _KEY_GENERATED
+        _write_keys(points, merged)
+        fcurve.update()
+        recomputed = _read_keys(points)
+        for prop in _HANDLES:                # the kept keys' handles exactly as they were
+            recomputed[prop][old_rows] = kept[prop]
+        _write_keys(points, recomputed, _HANDLES)
 
 
 def evaluate(fcurve, frames: np.ndarray) -> np.ndarray:

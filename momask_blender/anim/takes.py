@@ -19,8 +19,9 @@ import datetime
 
 import bpy
 
+from . import segments
 from .actions import assign_action, object_slot
-from .armature import MoMaskError
+from .armature import MoMaskError, scene_of
 from .rig_io import armature_fingerprint
 
 PREFIX = "momask_"
@@ -97,6 +98,7 @@ def apply_take(obj, action) -> None:
         raise MoMaskError(f"'{action.name}' is not a MoMask take.", "Pick a take from the MoMask list.")
     remember_original(obj)
     assign_action(obj, action)
+    segments.sync_scene_markers(scene_of(obj), action)   # a composed take's prompts on the timeline
 
 
 def _compare_track(obj):
@@ -160,4 +162,5 @@ def delete_take(obj, action) -> None:
         if fallback == action:
             fallback = None
         assign_action(obj, fallback)
+        segments.sync_scene_markers(scene_of(obj), fallback)
     bpy.data.actions.remove(action)

@@ -50,7 +50,7 @@ STAGES = {
 
 #: The jobs that occupy the models lane: one at a time, shown in the panel with progress and Cancel.
 #: (``load``, the warm-up, runs in the light lane here: it must never make Generate wait or refuse.)
-MODEL_LANE_JOBS = (protocol.GENERATE, protocol.INPAINT, protocol.TARGETS)
+MODEL_LANE_JOBS = (protocol.GENERATE, protocol.INPAINT, protocol.TARGETS, protocol.COMPOSE)
 
 
 @dataclasses.dataclass

@@ -3,7 +3,7 @@
 Main panel: prompt, duration (or auto), seed (+ randomise), variations, Advanced (guidance, steps,
 temperature, foot lock, in place), Generate / Cancel, a progress bar with the current stage, and the
 last error with its fix. Sub-panels: In-between, Takes, Bone Mapping, Apply Motion, Path & Root
-Motion. ``draw`` only reads state
+Motion, Sequence (segments, Loop, Regenerate Segment) and Continue / Lead-in. ``draw`` only reads state
 (no backend calls, no file system beyond the cached preset list), so it never stalls the UI.
 """
 
@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import bpy
 
-from ..anim import takes
+from ..anim import segments, takes
 from ..remote import jobs
 from . import properties
 from .operators.apply_motion import other_selected_armatures
 from .operators.common import active_armature
+from .operators.compose import frames_for
 from .operators.generate import regenerated_note
 from .preferences import get_prefs, wrap
 
@@ -316,3 +317,87 @@ class MOMASK_PT_steer(_ArmaturePanel):
 
 classes = (MOMASK_UL_takes, MOMASK_PT_main, MOMASK_PT_inbetween, MOMASK_PT_takes, MOMASK_PT_mapping,
            MOMASK_PT_apply_motion, MOMASK_UL_waypoints, MOMASK_PT_steer)
+
+
+# --- Sequence and Continue (ui/operators/compose.py) ----------------------------------------------------
+
+
+class MOMASK_UL_segments(bpy.types.UIList):
+    """The Sequence box's segments: prompt and seconds, in order."""
+
+    def draw_item(self, context, layout, data, item, icon, active_data, active_property, index, flt_flag=0):
+        row = layout.row(align=True)
+        row.label(text=f"{index + 1}")
+        row.prop(item, "prompt", text="", emboss=False)
+        sub = row.row(align=True)
+        sub.ui_units_x = 3.5
+        sub.prop(item, "seconds", text="")
+
+
+class MOMASK_PT_sequence(_ArmaturePanel):
+    """Prompt segments composed into one take; Regenerate Segment on the playing sequence take."""
+
+    bl_label = "Sequence"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        layout = self.layout
+        seq = context.scene.momask_sequence
+        row = layout.row()
+        row.template_list("MOMASK_UL_segments", "", seq, "segments", seq, "index", rows=4)
+        col = row.column(align=True)
+        col.operator("momask.segment_add", text="", icon="ADD")
+        col.operator("momask.segment_remove", text="", icon="REMOVE")
+        col.separator()
+        col.operator("momask.segment_move", text="", icon="TRIA_UP").direction = "UP"
+        col.operator("momask.segment_move", text="", icon="TRIA_DOWN").direction = "DOWN"
+        fps = context.scene.render.fps / context.scene.render.fps_base
+        total = sum(frames_for(item.seconds, fps) for item in seq.segments)
+        layout.label(text=f"{len(seq.segments)} segments, {total} frames ({total / fps:.1f} s)", icon="TIME")
+        layout.prop(seq, "transition")
+        row = layout.row(align=True)
+        row.prop(seq, "loop", toggle=True, icon="FILE_REFRESH")
+        sub = row.row(align=True)
+        sub.enabled = seq.loop
+        sub.prop(seq, "cycles", toggle=True)
+        row = layout.row(align=True)
+        row.scale_y = 1.2
+        row.operator("momask.generate_sequence", icon="SEQ_SEQUENCER")
+        obj = active_armature(context)
+        playing = obj.animation_data.action if obj.animation_data else None
+        rows = segments.stored_segments(playing) if playing is not None else None
+        if rows and segments.stored_codes(playing) is not None:
+            row = layout.row(align=True)
+            row.operator("momask.regenerate_segment", icon="FILE_REFRESH",
+                         text=f"Regenerate Segment {seq.index + 1} of {len(rows)}")
+            row.operator("momask.segments_from_take", text="", icon="IMPORT")
+        if playing is not None and playing.get(segments.LOOP):
+            on = bool(playing.get(segments.CYCLES))
+            layout.operator("momask.take_cycles", text="Cycles Modifier", icon="MOD_WAVE", depress=on)
+
+
+class MOMASK_PT_continue(_ArmaturePanel):
+    """Continue the active action after the current frame, or lead into it before."""
+
+    bl_label = "Continue / Lead-in"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        layout = self.layout
+        seq = context.scene.momask_sequence
+        obj = active_armature(context)
+        action = obj.animation_data.action if obj.animation_data else None
+        if action is None:
+            layout.label(text="Generate or keyframe an animation first", icon="INFO")
+        else:
+            layout.label(text=f"'{action.name}' at frame {context.scene.frame_current}", icon="ACTION")
+        layout.prop(seq, "continue_prompt", text="")
+        row = layout.row(align=True)
+        row.prop(seq, "continue_seconds")
+        row.prop(seq, "continue_blend")
+        row = layout.row(align=True)
+        row.operator("momask.extend_motion", text="Lead-in", icon="TRIA_LEFT").direction = "before"
+        row.operator("momask.extend_motion", text="Continue", icon="TRIA_RIGHT").direction = "after"
+
+
+classes = (*classes, MOMASK_UL_segments, MOMASK_PT_sequence, MOMASK_PT_continue)

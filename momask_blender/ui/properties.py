@@ -20,13 +20,16 @@ from bpy.props import (
     StringProperty,
 )
 
+from ..remote.client import load_backend_module
+
 MAX_SECONDS = 9.8  # 196 model frames at 20 fps
 MIN_SECONDS = 0.2  # 4 model frames (one token) at 20 fps: the shortest take
 SEED_MAX = 2**31 - 1  # Blender's IntProperty is 32-bit signed; the backend takes any 32-bit seed
 
 
 def _prompt_edited(settings, context) -> None:
-    """A prompt was typed: warm the backend up for it (preference "Warm Up While Typing")."""
+    """A prompt was typed: warm the backend up for it (preference "Warm Up While Typing"). ``settings``
+    is the group whose prompt changed: the panel's settings, a sequence segment or the sequence."""
     from ..remote import jobs
     from .preferences import client_config, get_prefs
 
@@ -34,7 +37,8 @@ def _prompt_edited(settings, context) -> None:
     if prefs is None or not prefs.warm_up:
         return
     try:
-        jobs.warm_up([settings.prompt, settings.inbetween_prompt], client_config(context))
+        prompts = [getattr(settings, name, "") for name in ("prompt", "inbetween_prompt", "continue_prompt")]
+        jobs.warm_up([p for p in prompts if isinstance(p, str)], client_config(context))
     except Exception as exc:  # noqa: BLE001 (typing must never fail; Generate reports backend problems)
         print(f"MoMask: the warm-up did not start: {exc}")
 
@@ -286,9 +290,11 @@ def register_properties() -> None:
     bpy.types.Object.momask_take_index = IntProperty(name="Take", default=-1)  # type: ignore[attr-defined]
     bpy.types.Scene.momask_apply = PointerProperty(type=MoMaskApplySettings)  # type: ignore[attr-defined]
     bpy.types.Scene.momask_steer = PointerProperty(type=MoMaskSteerSettings)  # type: ignore[attr-defined]
+    register_sequence_properties()
 
 
 def unregister_properties() -> None:
+    unregister_sequence_properties()
     for owner, name in (
         (bpy.types.Scene, "momask"),
         (bpy.types.Object, "momask_mapping"),
@@ -298,3 +304,69 @@ def unregister_properties() -> None:
     ):
         if hasattr(owner, name):
             delattr(owner, name)
+
+
+# --- Sequence, Continue and Lead-in (ui/operators/compose.py) -------------------------------------------
+# A block of its own: the sequence's segments, its transition and loop, and what Continue / Lead-in
+# ask for. ``Scene.momask_sequence`` holds it.
+
+#: The wire's compose bounds (backend/portable/messages.py, docs/protocol.md "Bounds"), loaded by path.
+_messages = load_backend_module("messages")
+MAX_SEQUENCE_SECONDS = _messages.MAX_COMPOSE_SECONDS      # 5 minutes: one composed take
+MAX_SEGMENTS = _messages.MAX_SEGMENTS
+MAX_TRANSITION_SECONDS = _messages.MAX_TRANSITION_SECONDS
+
+
+class MoMaskSegment(bpy.types.PropertyGroup):
+    """One prompt of a sequence and how long it lasts."""
+
+    prompt: StringProperty(name="Prompt", default="a person walks forward",
+                           description="What the character does during this segment", update=_prompt_edited)
+    seconds: FloatProperty(name="Seconds", default=3.0, min=0.0, soft_min=0.2, soft_max=60.0,
+                           max=MAX_SEQUENCE_SECONDS, step=10, precision=2,
+                           description="How long the segment lasts (keyed as round(seconds x fps) frames)")
+
+
+class MoMaskSequence(bpy.types.PropertyGroup):
+    segments: CollectionProperty(type=MoMaskSegment)  # type: ignore[valid-type]
+    index: IntProperty(name="Segment", default=0, description="The selected segment (Regenerate "
+                       "Segment regenerates this one of the take)")
+    transition: FloatProperty(name="Transition", default=0.4, min=0.2, max=MAX_TRANSITION_SECONDS, step=10,
+                              precision=2, description="Seconds at each join regenerated from both "
+                              "neighbours (whole 0.2 s tokens), so one segment flows into the next")
+    loop: BoolProperty(name="Loop", default=False,
+                       description="The end flows into the start: cyclic keys (the last key equals "
+                       "the first)")
+    cycles: BoolProperty(name="Cycles Modifier", default=True,
+                         description="Repeat a looped take for ever with a Cycles modifier on its curves")
+    show_regenerate: BoolProperty(name="Regenerate", default=False)
+    continue_prompt: StringProperty(name="Prompt", default="the person keeps walking",
+                                    description="What happens in the frames Continue adds (or Lead-in "
+                                    "puts before)", update=_prompt_edited)
+    continue_seconds: FloatProperty(name="Seconds", default=2.0, min=0.0, soft_min=0.2, max=60.0, step=10,
+                                    precision=2, description="How long the added motion lasts")
+    continue_blend: IntProperty(name="Blend", default=4, min=0, max=24,
+                                description="Frames over which the new motion blends out of (into) your keys")
+
+
+def add_segment(sequence, prompt: str, seconds: float):
+    """Append a segment to ``sequence`` and select it."""
+    item = sequence.segments.add()
+    item.prompt, item.seconds = prompt, seconds
+    sequence.index = len(sequence.segments) - 1
+    return item
+
+
+SEQUENCE_CLASSES = (MoMaskSegment, MoMaskSequence)
+
+
+def register_sequence_properties() -> None:
+    bpy.types.Scene.momask_sequence = PointerProperty(type=MoMaskSequence)  # type: ignore[attr-defined]
+
+
+def unregister_sequence_properties() -> None:
+    if hasattr(bpy.types.Scene, "momask_sequence"):
+        del bpy.types.Scene.momask_sequence
+
+
+classes = (*classes, *SEQUENCE_CLASSES)  # registered after MoMaskSettings, in this order

@@ -142,6 +142,14 @@ class MOMASK_OT_generate_inbetween(bpy.types.Operator):
         if last < first:
             self.report({"ERROR"}, f"The frame range {first}-{last} is empty; set an end after the start.")
             return {"CANCELLED"}
+        animated = obj.animation_data.action
+        a0, a1 = int(math.floor(animated.frame_range[0])), int(math.ceil(animated.frame_range[1]))
+        if last < a0 or first > a1:  # no motion around the range: it would be inpainted from a frozen pose
+            self.report({"ERROR"}, f"The frames {first}-{last} do not overlap the animation of "
+                        f"'{animated.name}' (frames {a0}-{a1}). Fix: pick a range inside "
+                        f"frames {a0}-{a1}, or add motion {'after' if first > a1 else 'before'} it with "
+                        f"{'Continue' if first > a1 else 'Lead-in'} (MoMask panel, Continue box).")
+            return {"CANCELLED"}
         if where == "action range" and (last - first) / fps > properties.MAX_SECONDS:
             self.report({"ERROR"}, f"With no preview range the in-between would regenerate the whole action "
                         f"(frames {first}-{last}, {(last - first + 1) / fps:.1f} s), longer than the "
