@@ -152,9 +152,10 @@ class MOMASK_OT_generate_inbetween(bpy.types.Operator):
             return {"CANCELLED"}
         if where == "action range" and (last - first) / fps > properties.MAX_SECONDS:
             self.report({"ERROR"}, f"With no preview range the in-between would regenerate the whole action "
-                        f"(frames {first}-{last}, {(last - first + 1) / fps:.1f} s), longer than the "
-                        f"{properties.MAX_SECONDS:g} s MoMask makes at once. Fix: set a preview range over "
-                        "the frames to regenerate (Timeline: View > Set Preview Range) or tick Custom Range.")
+                        f"(frames {first}-{last}, {(last - first + 1) / fps:.1f} s, over "
+                        f"{properties.MAX_SECONDS:g} s), which is rarely meant. Fix: set a preview range "
+                        "over the frames to regenerate (Timeline: View > Set Preview Range), or tick Custom "
+                        "Range and give the whole action's frames to regenerate all of it.")
             return {"CANCELLED"}
         ad = obj.animation_data
         if ad.use_tweak_mode:
