@@ -142,16 +142,21 @@ def load_backend_module(name: str, root: Path | None = None) -> types.ModuleType
     return module
 
 
-def default_backend_python(root: Path | None, user_dir: Path | None = None) -> str:
+def default_backend_python(root: Path | None, user_dir: Path | None = None,
+                           installed: Path | None = None) -> str:
     """The interpreter to run the backend with when the preferences leave it empty.
 
     ``$MOMASK_BACKEND_PYTHON`` first (an explicit choice: tests and scripts pick the interpreter with
-    it), then the environment ``python build.py setup`` makes (``.venv`` next to ``backend/``), then
-    one in the user directory. Blender's own Python is never used: it has no torch.
+    it), then ``installed``, the environment Install Backend finished (``install/environment.py``:
+    only a complete one is passed), then the environment ``python build.py setup`` makes (``.venv``
+    next to ``backend/``), then one in the user directory. Blender's own Python is never used: it has
+    no torch.
     """
     candidates = []
     if os.environ.get("MOMASK_BACKEND_PYTHON"):
         candidates.append(Path(os.environ["MOMASK_BACKEND_PYTHON"]))
+    if installed is not None:
+        candidates.append(installed)
     for base in (root, user_dir):
         if base is not None:
             candidates += [
