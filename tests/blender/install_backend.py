@@ -113,7 +113,7 @@ def follow(timeout: float = 240.0) -> dict:
     preferences box at each tick as a redraw would."""
     job = backend_env.CURRENT
     check(job is not None, "nothing was started")
-    seen, worst = [], 0.0
+    seen, worst, worst_at = [], 0.0, ""
     deadline = time.monotonic() + timeout
     last = time.perf_counter()
     while True:
@@ -123,11 +123,13 @@ def follow(timeout: float = 240.0) -> dict:
             seen.append((job.fraction, job.text))
         time.sleep(0.005)
         now = time.perf_counter()
-        worst, last = max(worst, now - last - 0.005), now
+        if now - last - 0.005 > worst:
+            worst, worst_at = now - last - 0.005, job.text
+        last = now
         if not running and not job.running:
             break
         check(time.monotonic() < deadline, f"still running after {timeout:g} s: {job.text}")
-    return {"job": job, "seen": seen, "stall_ms": worst * 1000.0, "shown": shown}
+    return {"job": job, "seen": seen, "stall_ms": worst * 1000.0, "stall_at": worst_at, "shown": shown}
 
 
 class Layout:
@@ -255,7 +257,8 @@ def case_install_with_progress_and_the_addon_uses_it():
     check("Installed: torch CPU" in shown and "[CHECKMARK] Installed the backend environment" in shown,
           f"the box shows\n{shown}")
     MADE["main"] = USER()
-    return {"seconds": job.seconds, "main_thread_stall_ms": run["stall_ms"], "updates": len(texts)}
+    return {"seconds": job.seconds, "main_thread_stall_ms": run["stall_ms"], "stall_at": run["stall_at"],
+            "updates": len(texts)}
 
 
 @stand_in_case
