@@ -158,12 +158,13 @@ def start_repair(env_dir: Path, root: Path, log_path: Path, online_access: bool,
                  cache_dir: Path | None = None) -> BackendEnvJob:
     """Check the installed environment and reinstall what fails, on a worker thread."""
     if not online_access:
-        raise _refused(env_dir, log_path, "repair",
-                       client.BackendError("offline", OFFLINE_PROBLEM.replace("download", "repair"), OFFLINE_FIX))
+        raise _refused(env_dir, log_path, "repair", client.BackendError(
+            "offline", OFFLINE_PROBLEM.replace("download", "repair"), OFFLINE_FIX))
     marker = environment.read_marker(env_dir)
     if marker is None:
         raise _refused(env_dir, log_path, "repair", client.BackendError(
-            "not_installed", f"There is no backend environment in {env_dir} to repair.", "Press Install Backend."))
+            "not_installed", f"There is no backend environment in {env_dir} to repair.",
+            "Press Install Backend."))
     pins = environment.read_pins(root)
     build = torch_build.TorchBuild(str(marker.get("build", "cpu")), str(marker.get("label", "?")),
                                    str(marker.get("index", "")), str(marker.get("device", "cpu")))
@@ -215,7 +216,8 @@ def _run_builder(job: BackendEnvJob, plan: environment.Plan, action: str) -> Non
         job.repaired = builder.repair()
 
 
-def _start(action: str, env_dir: Path, log_path: Path, work: Callable[[BackendEnvJob], None]) -> BackendEnvJob:
+def _start(action: str, env_dir: Path, log_path: Path,
+           work: Callable[[BackendEnvJob], None]) -> BackendEnvJob:
     global CURRENT
     with _lock:
         if CURRENT is not None and CURRENT.running:

@@ -140,7 +140,8 @@ def read_pins(root: Path) -> list[Pin]:
             text = path.read_text(encoding="utf-8")
         except OSError as err:
             raise BackendError("not_installed", f"The backend's requirement file {path} is missing ({err}).",
-                               "Reinstall the MoMask extension from its zip (it ships requirements/).") from err
+                               "Reinstall the MoMask extension from its zip (it ships requirements/).") \
+                from err
         for line in text.splitlines():
             line = line.split("#", 1)[0].strip()
             if not line:
@@ -232,8 +233,9 @@ class Progress:
         if self.installing:
             return f"{head}: unpacking {self.packages_seen} packages"
         if self.filename and self.bytes_total:
+            number = min(self.packages_done + 1, max(self.packages_seen, 1))
             return (f"{head}: {self.filename} {_amount(self.bytes_done)} / {_amount(self.bytes_total)}, "
-                    f"package {min(self.packages_done + 1, max(self.packages_seen, 1))} of {self.packages_seen}")
+                    f"package {number} of {self.packages_seen}")
         if self.packages_seen:
             return f"{head}: {self.packages_done} of {self.packages_seen} packages"
         return head
@@ -306,7 +308,8 @@ class Builder:
             if bad:
                 raise BackendError("not_installed", "The new environment failed its check: "
                                    + "; ".join(f"{d} {why}" for d, why in bad) + ".",
-                                   f"See the install log ({plan.log_path}), then press Install Backend again.")
+                                   f"See the install log ({plan.log_path}), then press Install Backend "
+                                   "again.")
             self._finish(staging)
 
     def repair(self) -> list[str]:
@@ -317,8 +320,8 @@ class Builder:
         with self._logging("repair"):
             self._stages(REPAIR_STAGES)
             if read_marker(plan.env_dir) is None:
-                raise BackendError("not_installed", f"There is no finished backend environment in {plan.env_dir} "
-                                   "to repair.", "Press Install Backend.")
+                raise BackendError("not_installed", "There is no finished backend environment in "
+                                   f"{plan.env_dir} to repair.", "Press Install Backend.")
             self.remove_leftovers()
             self._stage(0)
             self._write_log(f"copying {plan.env_dir} to {staging} (hard links)")
@@ -335,7 +338,8 @@ class Builder:
                 self._write_log(f"broken: {dist} {why}")
             self._stage(2)
             pins = {p.name: p for p in plan.pins}
-            for group, index in ((["torch"], plan.torch_index), ([d for d in broken if d != "torch"], plan.pypi_index)):
+            groups = ((["torch"], plan.torch_index), ([d for d in broken if d != "torch"], plan.pypi_index))
+            for group, index in groups:
                 specs = [pins[d].spec for d in group if d in broken and d in pins]
                 if specs:
                     # reinstalled over the copy: pip unlinks the old files, so the installed
@@ -357,7 +361,8 @@ class Builder:
 
     def remove_leftovers(self) -> None:
         """Remove a staging folder (an interrupted install) and an old environment left by a swap."""
-        for path in (staging_dir(self.plan.env_dir), self.plan.env_dir.with_name(self.plan.env_dir.name + OLD_SUFFIX)):
+        env = self.plan.env_dir
+        for path in (staging_dir(env), env.with_name(env.name + OLD_SUFFIX)):
             if path.exists():
                 self._write_log(f"removing {path}, left by an install that did not finish")
                 remove_tree(path)
@@ -368,8 +373,8 @@ class Builder:
         except OSError:
             return
         if free < needed_mb * 1e6:
-            raise BackendError("not_installed", f"The disk holding {folder} has {free / 1e6:.0f} MB free; the "
-                               f"backend ({self.plan.build.label}) needs about {needed_mb} MB.",
+            raise BackendError("not_installed", f"The disk holding {folder} has {free / 1e6:.0f} MB free; "
+                               f"the backend ({self.plan.build.label}) needs about {needed_mb} MB.",
                                f"Free about {needed_mb} MB there, then press Install Backend again.")
 
     def check(self, python: Path) -> list[tuple[str, str]]:
@@ -477,18 +482,18 @@ class Builder:
         log = self.plan.log_path
         if re.search(r"No space left on device|Errno 28\b|ENOSPC|There is not enough space", text) or \
                 _nearly_full(self.plan.env_dir.parent):
-            return BackendError("not_installed", f"The disk holding {self.plan.env_dir.parent} is full (No space "
-                                "left on device); nothing was installed.",
-                                f"Free about {SPACE_NEEDED_MB.get(self.plan.build.device, 2500)} MB there, then press "
-                                "Install Backend again.")
+            needed = SPACE_NEEDED_MB.get(self.plan.build.device, 2500)
+            return BackendError("not_installed", f"The disk holding {self.plan.env_dir.parent} is full (No "
+                                "space left on device); nothing was installed.",
+                                f"Free about {needed} MB there, then press Install Backend again.")
         if re.search(r"Permission denied|Errno 13\b|Access is denied", text):
             return BackendError("not_installed", f"Permission denied while installing into "
                                 f"{self.plan.env_dir.parent}; nothing was installed.",
                                 "Make Blender's user folder writable for your account, then press Install "
                                 "Backend again.")
         if kind == "venv":
-            return BackendError("not_installed", f"{self.plan.base_python} could not make a virtual environment "
-                                f"(exit {code}): {_last(lines)}",
+            return BackendError("not_installed", f"{self.plan.base_python} could not make a virtual "
+                                f"environment (exit {code}): {_last(lines)}",
                                 "Pick another Python in 'Install With Python' (python.org's installers have "
                                 "venv; Debian/Ubuntu: apt install python3-venv).")
         if kind == "pip":
@@ -498,17 +503,17 @@ class Builder:
                                     f"{http.group(2)}; nothing was installed.", _index_fix(index, log))
             missing = re.search(r"No matching distribution found for (\S+)", text)
             if missing:
-                return BackendError("not_installed", f"{_explain_index(index, missing.group(1))}; nothing was "
-                                    "installed.", _index_fix(index, log))
+                why = _explain_index(index, missing.group(1))
+                return BackendError("not_installed", f"{why}; nothing was installed.", _index_fix(index, log))
             if re.search(r"Failed to establish a new connection|Max retries exceeded|ConnectTimeout|"
                          r"Read timed out|Name or service not known|getaddrinfo failed|SSLError", text):
                 return BackendError("not_installed", f"pip could not reach the package index {index} "
                                     f"({_last(lines)}); nothing was installed.",
-                                    "Check the network (and a proxy or firewall Blender must pass), then press "
-                                    "Install Backend again.")
+                                    "Check the network (and a proxy or firewall Blender must pass), then "
+                                    "press Install Backend again.")
         return BackendError("not_installed", f"Installing the backend failed (exit {code}): {_last(lines)}; "
-                            "nothing was installed.", f"See the install log ({log}), then press Install Backend "
-                            "again.")
+                            "nothing was installed.", f"See the install log ({log}), then press Install "
+                            "Backend again.")
 
     # --- progress -------------------------------------------------------------------------------
 
@@ -578,7 +583,8 @@ class Builder:
         except OSError as err:
             raise os_error(err, path.parent) from err
         self._write_log(f"MoMask {what} of the backend environment {self.plan.env_dir}, torch build "
-                        f"{self.plan.build.label} from {self.plan.torch_index}, Python {self.plan.base_python}")
+                        f"{self.plan.build.label} from {self.plan.torch_index}, "
+                        f"Python {self.plan.base_python}")
         ok = False
         try:
             yield
@@ -647,12 +653,13 @@ def _link_or_copy(src: str, dst: str) -> None:
 
 def os_error(err: OSError, folder: Path) -> BackendError:
     if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS) or isinstance(err, PermissionError):
-        return BackendError("not_writable", f"MoMask cannot write to {folder} ({err.strerror or err}); nothing "
-                            "was installed.", "Make Blender's user folder writable for your account (or start "
-                            "Blender as the user who owns it), then press Install Backend again.")
+        return BackendError("not_writable", f"MoMask cannot write to {folder} ({err.strerror or err}); "
+                            "nothing was installed.", "Make Blender's user folder writable for your account "
+                            "(or start Blender as the user who owns it), then press Install Backend again.")
     if err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
         return BackendError("not_installed", f"The disk holding {folder} is full ({err.strerror or err}); "
-                            "nothing was installed.", "Free a few GB there, then press Install Backend again.")
+                            "nothing was installed.", "Free a few GB there, then press Install Backend "
+                            "again.")
     return BackendError("not_installed", f"Installing the backend into {folder} failed: {err}.",
                         "Check that the folder and its disk are usable, then press Install Backend again.")
 
@@ -686,8 +693,8 @@ def _size(text: str) -> int:
 
 def _index_fix(index: str, log: Path) -> str:
     return (f"Check that {index} is reachable from this computer and is a package index (a proxy or captive "
-            "portal may answer instead); for a torch build that does not exist for this computer, choose Auto "
-            f"or CPU as the Torch Build. The install log has pip's output: {log}.")
+            "portal may answer instead); for a torch build that does not exist for this computer, choose "
+            f"Auto or CPU as the Torch Build. The install log has pip's output: {log}.")
 
 
 def _explain_index(index: str, requirement: str, timeout: float = 15.0) -> str:

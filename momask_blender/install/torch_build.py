@@ -117,8 +117,9 @@ def choose(system: str, machine: str, driver: str | None, python: tuple[int, int
     if override == "cpu":
         return Choice(cpu_build(), "CPU: chosen in the preferences (Torch Build).")
     if override == "default":
-        return Choice(TorchBuild("default", "PyPI Default", PYPI_INDEX, "cuda" if x86 and system == "Linux"
-                                 else "cpu"), "PyPI's default build: chosen in the preferences (Torch Build).")
+        device = "cuda" if x86 and system == "Linux" else "cpu"
+        return Choice(TorchBuild("default", "PyPI Default", PYPI_INDEX, device),
+                      "PyPI's default build: chosen in the preferences (Torch Build).")
     version = parse_version(driver)
     usable = [b for b in CUDA_BUILDS if (not arm or (b.aarch64 and system == "Linux"))]
     if override != "auto":
@@ -129,7 +130,8 @@ def choose(system: str, machine: str, driver: str | None, python: tuple[int, int
             return Choice(None, f"There is no CUDA {forced.cuda} build of torch for {system} on {machine}.",
                           "Choose Auto or CPU as the Torch Build.")
         note = "" if version is not None else " (no NVIDIA driver was found: it will run on the CPU)"
-        return Choice(cuda_build(forced), f"CUDA {forced.cuda}: chosen in the preferences (Torch Build){note}.")
+        return Choice(cuda_build(forced),
+                      f"CUDA {forced.cuda}: chosen in the preferences (Torch Build){note}.")
     if version is None:
         why = "no NVIDIA driver was found (nvidia-smi)" if not driver else f"nvidia-smi said '{driver}'"
         return Choice(cpu_build(), f"CPU: {why}.")
@@ -138,13 +140,13 @@ def choose(system: str, machine: str, driver: str | None, python: tuple[int, int
     need = (lambda b: b.windows_driver) if system == "Windows" else (lambda b: b.linux_driver)
     for build in usable:
         if version >= need(build):
-            return Choice(cuda_build(build),
-                          f"CUDA {build.cuda}: NVIDIA driver {shown(version)} runs it (needs {shown(need(build))}+).")
+            return Choice(cuda_build(build), f"CUDA {build.cuda}: NVIDIA driver {shown(version)} runs it "
+                                             f"(needs {shown(need(build))}+).")
     oldest = usable[-1]
     return Choice(cpu_build(),
-                  f"CPU: NVIDIA driver {shown(version)} is older than {shown(need(oldest))}, which the oldest "
-                  f"CUDA build (CUDA {oldest.cuda}) needs. Update the NVIDIA driver and Install Backend again "
-                  "to use the GPU.")
+                  f"CPU: NVIDIA driver {shown(version)} is older than {shown(need(oldest))}, which the "
+                  f"oldest CUDA build (CUDA {oldest.cuda}) needs. Update the NVIDIA driver and Install "
+                  "Backend again to use the GPU.")
 
 
 def _mac(arm: bool, override: str) -> Choice:

@@ -166,8 +166,8 @@ def draw_backend_env(layout, prefs) -> None:
     try:
         env_dir = backend_env_dir()
     except OSError as err:
-        problem, fix = environment.os_error(err, Path(err.filename or "the add-on's user folder")).args[0], ""
-        for line in wrap(problem, 90):
+        refusal = environment.os_error(err, Path(err.filename or "the add-on's user folder"))
+        for line in wrap(f"{refusal.problem} Fix: {refusal.fix}", 90):
             box.label(text=line, icon="ERROR")
         return
     marker = environment.read_marker(env_dir)

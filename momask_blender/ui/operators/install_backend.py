@@ -42,7 +42,8 @@ def _started(op, start) -> set[str]:
         try:
             job = start()
         except OSError as err:  # the add-on's user folder itself cannot be made or written
-            raise backend_env.environment.os_error(err, Path(err.filename or "the add-on's user folder")) from err
+            folder = Path(err.filename or "the add-on's user folder")
+            raise backend_env.environment.os_error(err, folder) from err
     except client_mod.BackendError as err:
         op.report({"ERROR"}, f"{err.problem} Fix: {err.fix}" if err.fix else err.problem)
         jobs.follow(_follow)  # (redraws the preferences, which now show the refusal)
@@ -113,7 +114,8 @@ class MOMASK_OT_remove_backend(bpy.types.Operator):
     def execute(self, context):
         jobs.cancel_active()
         jobs.stop_backend(wait=True)  # its files may be in use (Windows cannot delete them then)
-        return _started(self, lambda: backend_env.start_remove(backend_env_dir(), install_log(), also=[pip_cache()]))
+        return _started(self, lambda: backend_env.start_remove(backend_env_dir(), install_log(),
+                                                               also=[pip_cache()]))
 
 
 class MOMASK_OT_cancel_backend_install(bpy.types.Operator):

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import zipfile
 from pathlib import Path
 
@@ -49,7 +50,8 @@ def build_wheel(folder: Path, dist: str, version: str, modules: list[str], paylo
     if payload:
         files[f"{modules[0]}/payload.bin"] = os.urandom(payload)
     files[f"{info}/METADATA"] = f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n".encode()
-    files[f"{info}/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: momask-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    files[f"{info}/WHEEL"] = (b"Wheel-Version: 1.0\nGenerator: momask-tests\nRoot-Is-Purelib: true\n"
+                              b"Tag: py3-none-any\n")
     record = []
     for name, data in files.items():
         digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
@@ -100,8 +102,12 @@ def real_wheelhouse(folder: Path, specs: list[str], cache: Path) -> Path:
     for path in cache.iterdir():
         if path.name.endswith((".whl", ".tar.gz", ".zip")):
             target = folder / path.name
-            if not target.exists():
-                os.link(path, target) if path.stat().st_dev == folder.stat().st_dev else shutil.copy2(path, target)
+            if target.exists():
+                continue
+            if path.stat().st_dev == folder.stat().st_dev:
+                os.link(path, target)
+            else:
+                shutil.copy2(path, target)
     return folder
 
 
@@ -124,6 +130,7 @@ class PackageIndex:
         self.connections = 0
         self.slow: tuple[int, float] | None = None  # (chunk bytes, seconds between chunks)
         self.mode = "ok"  # "ok", "404", "garbage"
+        self.digests: dict[tuple[str, int], str] = {}
         index = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -143,7 +150,7 @@ class PackageIndex:
                 if match:
                     return self.page(match.group(1))
                 if path.startswith("/files/"):
-                    return self.file(path[len("/files/"):])
+                    return self.file(urllib.parse.unquote(path[len("/files/"):]))
                 self.answer(404, b"not found")
 
             def page(self, project: str | None) -> None:
@@ -159,11 +166,17 @@ class PackageIndex:
                     mine = [f for f in files if project_of(f) == normalise(project)]
                     if not mine:
                         return self.answer(404, b"no such project")
-                    body = "".join(f'<a href="/files/{f}#sha256={self.digest(f)}">{f}</a>\n' for f in mine)
+                    body = "".join(
+                        f'<a href="/files/{urllib.parse.quote(f)}#sha256={self.digest(f)}">{f}</a>\n'
+                        for f in mine)
                 self.answer(200, f"<!DOCTYPE html><html><body>\n{body}</body></html>".encode())
 
             def digest(self, name: str) -> str:
-                return hashlib.sha256((index.wheelhouse / name).read_bytes()).hexdigest()
+                path = index.wheelhouse / name
+                key = (str(path), path.stat().st_mtime_ns)
+                if key not in index.digests:
+                    index.digests[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+                return index.digests[key]
 
             def file(self, name: str) -> None:
                 path = index.wheelhouse / name

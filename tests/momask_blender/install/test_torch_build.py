@@ -26,7 +26,8 @@ TABLE = [
     ("Linux", "x86_64", "535.104.05", (3, 11), "auto", "cpu", CPU_INDEX,
      ["535.104.5 is older than 560.28.3", "CUDA 12.6", "Update the NVIDIA driver"]),
     ("Linux", "x86_64", "470.82.01", (3, 11), "auto", "cpu", CPU_INDEX, ["older than"]),
-    ("Linux", "x86_64", "NVIDIA-SMI has failed", (3, 11), "auto", "cpu", CPU_INDEX, ["NVIDIA-SMI has failed"]),
+    ("Linux", "x86_64", "NVIDIA-SMI has failed", (3, 11), "auto", "cpu", CPU_INDEX,
+     ["NVIDIA-SMI has failed"]),
     # Windows: its own driver numbering
     ("Windows", "AMD64", None, (3, 11), "auto", "cpu", CPU_INDEX, ["no NVIDIA driver"]),
     ("Windows", "AMD64", "581.57", (3, 11), "auto", "cu130", "https://download.pytorch.org/whl/cu130",
