@@ -17,12 +17,12 @@ import platform
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..remote import client
 from . import environment, torch_build
+from .weights import check_writable
 
 OFFLINE_PROBLEM = "Blender's online access is off, so MoMask does not download the backend's packages."
 OFFLINE_FIX = ("Enable Allow Online Access in Preferences > System > Network, then press Install Backend; "
@@ -224,7 +224,7 @@ def _start(action: str, env_dir: Path, log_path: Path,
             raise client.BackendError("busy", f"The backend environment is being {_doing(CURRENT.action)}.",
                                       "Wait for it to finish, or press Cancel.")
         try:
-            _check_writable(env_dir.parent)
+            check_writable(env_dir.parent, _describe)
         except client.BackendError as err:
             raise _refused(env_dir, log_path, action, err) from None
         job = CURRENT = BackendEnvJob(action, env_dir, log_path)
@@ -263,11 +263,6 @@ def _run(job: BackendEnvJob, work: Callable[[BackendEnvJob], None]) -> None:
     job.state = state
 
 
-def _check_writable(folder: Path) -> None:
-    probe = folder / f".momask-write-test-{uuid.uuid4().hex[:8]}"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise environment.os_error(err, folder) from err
+def _describe(err: OSError, folder: Path) -> tuple[str, str]:
+    refusal = environment.os_error(err, folder)
+    return refusal.problem, refusal.fix

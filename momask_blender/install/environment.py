@@ -67,6 +67,9 @@ MODULES = {"torch": ("torch", True), "numpy": ("numpy", True), "scipy": ("scipy"
            "openai-clip": ("clip", False), "pillow": ("PIL", False), "setuptools": ("pkg_resources", False),
            "pip": ("pip", False)}
 
+#: How much lower than Blender pip and the checks run (POSIX niceness; Windows: below normal).
+CHILD_NICENESS = 10
+
 _CHECK = r"""
 import importlib, importlib.metadata as md, importlib.util, json, sys
 bad = []
@@ -439,7 +442,8 @@ class Builder:
         self._write_log("$ " + " ".join(cmd))
         popen: dict[str, Any] = {"creationflags": _no_window()}
         if os.name == "nt":
-            popen["creationflags"] |= subprocess.CREATE_NEW_PROCESS_GROUP
+            popen["creationflags"] |= (subprocess.CREATE_NEW_PROCESS_GROUP
+                                       | subprocess.BELOW_NORMAL_PRIORITY_CLASS)
         else:
             popen["start_new_session"] = True
         lines: list[str] = []
@@ -449,6 +453,12 @@ class Builder:
         except OSError as err:
             raise BackendError("not_installed", f"Could not run {cmd[0]} ({err}).",
                                "Pick another Python in 'Install With Python', or leave it empty.") from err
+        if os.name != "nt":
+            # below Blender: unpacking torch and importing it must not take the cores from the UI
+            # (what pip starts inherits it)
+            with contextlib.suppress(OSError):
+                niceness = min(19, os.getpriority(os.PRIO_PROCESS, 0) + CHILD_NICENESS)
+                os.setpriority(os.PRIO_PROCESS, process.pid, niceness)
         with self._lock:
             self._process = process
         if self.cancel_event.is_set():

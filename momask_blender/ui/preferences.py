@@ -189,16 +189,7 @@ def draw_backend_env(layout, prefs) -> None:
         if choice.fix:
             for line in wrap(f"Fix: {choice.fix}", 90):
                 box.label(text=line)
-    job = backend_env.CURRENT
-    if job is not None:
-        if job.running:
-            box.progress(factor=job.fraction, type="BAR", text=job.text)
-        elif job.error is None:
-            box.label(text=job.text, icon="CHECKMARK" if job.state == "done" else "INFO")
-        else:
-            box.label(text=f"{job.text} {job.error[0]}"[:300], icon="ERROR")
-            for line in wrap(f"Fix: {job.error[1]}", 90):
-                box.label(text=line)
+    draw_install(box, backend_env.CURRENT)
     if not getattr(bpy.app, "online_access", True):
         box.label(text="Online access is off: Install Backend and Repair will not download.", icon="INFO")
     row = box.row()
@@ -222,16 +213,7 @@ def draw_weights(layout, root: str, clip_file: str = "") -> None:
             continue
         shown = ", ".join(missing[:2]) + (f" and {len(missing) - 2} more" if len(missing) > 2 else "")
         box.label(text=f"{piece}: missing {shown}", icon="ERROR")
-    job = install_weights.CURRENT
-    if job is not None:
-        if job.running:
-            box.progress(factor=job.fraction, type="BAR", text=job.text)
-        elif job.error is None:
-            box.label(text=job.text, icon="CHECKMARK" if job.state == "done" else "INFO")
-        else:
-            box.label(text=f"{job.text} {job.error[0]}"[:300], icon="ERROR")
-            for line in wrap(f"Fix: {job.error[1]}", 90):
-                box.label(text=line)
+    draw_install(box, install_weights.CURRENT)
     if not getattr(bpy.app, "online_access", True):
         box.label(text="Online access is off: Install Weights will not download; From File... works.",
                   icon="INFO")
@@ -240,6 +222,21 @@ def draw_weights(layout, root: str, clip_file: str = "") -> None:
     row.operator("momask.install_weights_from_file", icon="FILEBROWSER")
     row.operator("momask.cancel_weights_install", icon="CANCEL")
     row.operator("momask.open_weights_folder", icon="FILE_FOLDER")
+
+
+def draw_install(box, job) -> None:
+    """An install's progress bar while it runs, then its outcome (and the fix of a failure); ``job``
+    is a weights install or a backend environment job (running, fraction, text, state, error)."""
+    if job is None:
+        return
+    if job.running:
+        box.progress(factor=job.fraction, type="BAR", text=job.text)
+    elif job.error is None:
+        box.label(text=job.text, icon="CHECKMARK" if job.state == "done" else "INFO")
+    else:
+        box.label(text=f"{job.text} {job.error[0]}"[:300], icon="ERROR")
+        for line in wrap(f"Fix: {job.error[1]}", 90):
+            box.label(text=line)
 
 
 def draw_remote(layout, prefs) -> None:

@@ -44,6 +44,8 @@ from tests.momask_blender.install.package_index import (  # noqa: E402
     real_wheelhouse,
     stand_in_wheels,
 )
+from tests.momask_blender.install.prefs_ui import drawn as drawn_by  # noqa: E402
+from tests.momask_blender.install.prefs_ui import refused
 
 REAL = "real" in ARGS
 TMP = Path(tempfile.mkdtemp(prefix="momask_backend_env_"))
@@ -137,47 +139,8 @@ def follow(timeout: float = 240.0) -> dict:
             "stalls_over_30ms": sorted(long, reverse=True)[:5]}
 
 
-class Layout:
-    """Records what a draw function shows (labels, progress bars, buttons), as text."""
-
-    def __init__(self, shown: list[str]) -> None:
-        self.shown = shown
-
-    def box(self) -> Layout:
-        return self
-
-    def row(self) -> Layout:
-        return self
-
-    def column(self) -> Layout:
-        return self
-
-    def label(self, text: str = "", icon: str = "") -> None:
-        self.shown.append(f"[{icon}] {text}")
-
-    def prop(self, data, name: str, text: str = "") -> None:
-        self.shown.append(f"({name}={getattr(data, name)!r})")
-
-    def progress(self, factor: float = 0.0, type: str = "", text: str = "") -> None:
-        self.shown.append(f"[PROGRESS {factor:.2f}] {text}")
-
-    def operator(self, idname: str, icon: str = "", text: str = "") -> None:
-        self.shown.append(f"<{idname}>")
-
-
 def drawn() -> str:
-    shown: list[str] = []
-    preferences.draw_backend_env(Layout(shown), prefs())
-    return "\n".join(shown)
-
-
-def refused(call) -> str:
-    """The ERROR an operator reported (Blender raises it as RuntimeError to a Python caller)."""
-    try:
-        result = call()
-    except RuntimeError as err:
-        return str(err)
-    raise AssertionError(f"the operator was not refused (returned {result})")
+    return drawn_by(preferences.draw_backend_env, prefs())
 
 
 def nothing_installed() -> None:
