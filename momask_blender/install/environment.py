@@ -442,8 +442,8 @@ class Builder:
         self._write_log("$ " + " ".join(cmd))
         popen: dict[str, Any] = {"creationflags": _no_window()}
         if os.name == "nt":
-            popen["creationflags"] |= (subprocess.CREATE_NEW_PROCESS_GROUP
-                                       | subprocess.BELOW_NORMAL_PRIORITY_CLASS)
+            popen["creationflags"] |= (getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
+                                       | getattr(subprocess, "BELOW_NORMAL_PRIORITY_CLASS", 0))
         else:
             popen["start_new_session"] = True
         lines: list[str] = []

@@ -439,8 +439,9 @@ class BackendClient:
             self._check_remote_config()
             return
         fix_python = (
-            "Set 'Backend Python' in the MoMask add-on preferences to the python of the backend's "
-            "environment (made by `python build.py setup`)."
+            "Press Install Backend in the MoMask add-on preferences (it makes the backend's environment), "
+            "or set 'Backend Python' there to the python of an environment you made (e.g. by "
+            "`python build.py setup`)."
         )
         if not cfg.python:
             raise BackendError(NOT_STARTED, "No Python for the MoMask backend is set or found.", fix_python)
