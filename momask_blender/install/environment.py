@@ -283,6 +283,7 @@ class Builder:
         self._log: IO[str] | None = None
         self._stage_weights: Sequence[tuple[str, float]] = INSTALL_STAGES
         self.tail: list[str] = []  # pip's last lines, for the error message
+        self.stage_started: list[tuple[str, float]] = []  # (stage, time.monotonic()) as each began
 
     # --- the two operations ---------------------------------------------------------------------
 
@@ -409,13 +410,17 @@ class Builder:
         if old.exists():
             remove_tree(old)
         self.progress.fraction = 1.0
+        self.stage_started.append(("done", time.monotonic()))
         self._write_log(f"installed {plan.env_dir} ({plan.build.label})")
 
     def _pip(self, python: Path, args: list[str], index: str, expect: int) -> None:
         if not args:
             return
         cmd = [str(python), "-I", "-m", "pip", "install", "--isolated", "--disable-pip-version-check",
-               "--no-input", "--no-warn-script-location", "--timeout", "30", "--index-url", index]
+               "--no-input", "--no-warn-script-location", "--timeout", "30", "--index-url", index,
+               # no byte-compiling of every file at install (torch has thousands): Python compiles
+               # what the backend imports, once, at its first start
+               "--no-compile"]
         if self.plan.cache_dir is not None:
             cmd += ["--cache-dir", str(self.plan.cache_dir)]
         else:
@@ -424,6 +429,12 @@ class Builder:
             cmd += ["--progress-bar", "raw"]  # (the pip ensurepip brought may be older than 24.1)
         self._expect = expect
         self._run(cmd + args, "pip", index=index)
+
+    def stage_seconds(self) -> dict[str, float]:
+        """How long each stage took (for the log and the measurements)."""
+        marks = self.stage_started
+        return {f"{i + 1} {name}": round(marks[i + 1][1] - start, 2)
+                for i, (name, start) in enumerate(marks[:-1])}
 
     def cancel(self) -> None:
         """Stop now: kill the running command with all it started (pip runs builds in children)."""
@@ -536,6 +547,8 @@ class Builder:
         self._cancel_point()
         p = self.progress
         p.stage, p.stage_index = self._stage_weights[index][0], index
+        self.stage_started.append((p.stage, time.monotonic()))
+        self._write_log(f"== step {index + 1} of {p.stages}: {p.stage}")
         p.packages_done = p.packages_seen = p.bytes_done = p.bytes_total = 0
         p.filename, p.installing = "", False
         self._update(0.0)

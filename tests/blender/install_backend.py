@@ -460,6 +460,7 @@ def case_real_torch_installs_and_serves_a_generation():
     timings["install_stall_ms"] = run["stall_ms"]
     timings["install_stalls_over_30ms"] = run["stalls_over_30ms"]
     timings["install_tick_ms"] = run["tick_ms"]
+    timings["install_steps_s"] = job.builder.stage_seconds()
     timings["load_average"] = os.getloadavg()[0]
     python = environment.env_python(env_dir())
     out = subprocess.run([str(python), "-c", "import torch; print(torch.__version__)"], capture_output=True,
@@ -501,6 +502,7 @@ def case_real_torch_installs_and_serves_a_generation():
     timings["install_warm_cache_s"] = time.monotonic() - started
     timings["reinstall_stall_ms"] = again["stall_ms"]
     timings["reinstall_tick_ms"] = again["tick_ms"]
+    timings["reinstall_steps_s"] = again["job"].builder.stage_seconds()
     generating = time.monotonic()
     bpy.ops.momask.generate()
     result = jobs.wait(600)
