@@ -18,6 +18,7 @@ would, and measures the longest time the main thread is kept from running.
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import socket
@@ -120,12 +121,23 @@ def follow(timeout: float = 240.0) -> dict:
     seen, worst, worst_at, long = [], 0.0, "", []
     deadline = time.monotonic() + timeout
     last = time.perf_counter()
-    busy = 0.0
+    busy, busy_at = 0.0, ""
+    collections: list[float] = []
+    gc_started = [0.0]
+
+    def timed(phase: str, info: dict) -> None:  # how long Python's garbage collector holds a thread
+        if phase == "start":
+            gc_started[0] = time.perf_counter()
+        else:
+            collections.append(time.perf_counter() - gc_started[0])
+
+    gc.callbacks.append(timed)
     while True:
         tick = time.perf_counter()
         running = jobs.pump()
         shown = drawn()
-        busy = max(busy, time.perf_counter() - tick)
+        if time.perf_counter() - tick > busy:
+            busy, busy_at = time.perf_counter() - tick, job.text
         if job.running and (not seen or seen[-1][1] != job.text):
             seen.append((job.fraction, job.text))
         time.sleep(0.005)
@@ -139,8 +151,10 @@ def follow(timeout: float = 240.0) -> dict:
         if not running and not job.running:
             break
         check(time.monotonic() < deadline, f"still running after {timeout:g} s: {job.text}")
+    gc.callbacks.remove(timed)
     return {"job": job, "seen": seen, "stall_ms": worst * 1000.0, "stall_at": worst_at, "shown": shown,
-            "tick_ms": busy * 1000.0,
+            "gc_ms": max(collections, default=0.0) * 1000.0,
+            "tick_ms": busy * 1000.0, "tick_at": busy_at,
             "stalls_over_30ms": sorted(long, reverse=True)[:5]}
 
 
@@ -460,6 +474,8 @@ def case_real_torch_installs_and_serves_a_generation():
     timings["install_stall_ms"] = run["stall_ms"]
     timings["install_stalls_over_30ms"] = run["stalls_over_30ms"]
     timings["install_tick_ms"] = run["tick_ms"]
+    timings["install_tick_at"] = run["tick_at"]
+    timings["install_gc_ms"] = run["gc_ms"]
     timings["install_steps_s"] = job.builder.stage_seconds()
     timings["load_average"] = os.getloadavg()[0]
     python = environment.env_python(env_dir())
@@ -502,6 +518,8 @@ def case_real_torch_installs_and_serves_a_generation():
     timings["install_warm_cache_s"] = time.monotonic() - started
     timings["reinstall_stall_ms"] = again["stall_ms"]
     timings["reinstall_tick_ms"] = again["tick_ms"]
+    timings["reinstall_tick_at"] = again["tick_at"]
+    timings["reinstall_gc_ms"] = again["gc_ms"]
     timings["reinstall_steps_s"] = again["job"].builder.stage_seconds()
     generating = time.monotonic()
     bpy.ops.momask.generate()
