@@ -138,7 +138,10 @@ def start_install(env_dir: Path, root: Path, log_path: Path, online_access: bool
     if not online_access:
         raise _refused(env_dir, log_path, "install",
                        client.BackendError("offline", OFFLINE_PROBLEM, OFFLINE_FIX))
-    pins = environment.read_pins(root)
+    try:
+        pins = environment.read_pins(root)
+    except client.BackendError as err:
+        raise _refused(env_dir, log_path, "install", err) from None
 
     def work(job: BackendEnvJob) -> None:
         python = base_python or blender_python()
@@ -165,7 +168,10 @@ def start_repair(env_dir: Path, root: Path, log_path: Path, online_access: bool,
         raise _refused(env_dir, log_path, "repair", client.BackendError(
             "not_installed", f"There is no backend environment in {env_dir} to repair.",
             "Press Install Backend."))
-    pins = environment.read_pins(root)
+    try:
+        pins = environment.read_pins(root)
+    except client.BackendError as err:
+        raise _refused(env_dir, log_path, "repair", err) from None
     build = torch_build.TorchBuild(str(marker.get("build", "cpu")), str(marker.get("label", "?")),
                                    str(marker.get("index", "")), str(marker.get("device", "cpu")))
 
