@@ -37,7 +37,11 @@ MANIFEST = REPO / "blender_manifest.toml"
 WEIGHTS_DIR = REPO / "weights"
 
 BACKEND_VENV = REPO / ".venv"
-DEFAULT_TORCH = "torch==2.13.0"
+#: The torch pin Install Backend uses too (requirements/install.txt): one version for both.
+DEFAULT_TORCH = next(line.strip() for line in (REPO / "requirements" / "install.txt").read_text().splitlines()
+                     if line.startswith("torch=="))
+#: The pinned requirements the add-on's Install Backend reads, shipped in the zip at the same paths.
+SHIPPED_REQUIREMENTS = (REPO / "requirements" / "install.txt", REPO / "requirements" / "backend.txt")
 REQUIREMENTS = (REPO / "requirements" / "backend.txt", REPO / "requirements" / "dev.txt")
 #: Blender version -> (environment, its pinned packages: the bpy release on PyPI first). bpy wheels
 #: exist for CPython 3.11 only. 4.2 LTS (the oldest the manifest allows, classic actions) gets the numpy
@@ -331,7 +335,8 @@ def build_zip(out_dir: Path) -> Path:
     manifest = tomllib.loads(MANIFEST.read_text())
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{manifest.get('id', 'momask_blender')}-{manifest.get('version', '0')}.zip"
-    entries = [(MANIFEST, "blender_manifest.toml"), *_addon_files(), *_backend_files()]
+    entries = [(MANIFEST, "blender_manifest.toml"), *_addon_files(), *_backend_files(),
+               *[(path, path.relative_to(REPO).as_posix()) for path in SHIPPED_REQUIREMENTS]]
     names = [name for _, name in entries]
     if clash := sorted({n for n in names if names.count(n) > 1}):
         raise BuildError(f"Two files would share a name in the zip: {clash}.")

@@ -20,14 +20,15 @@ bl_info = {
 
 #: The add-on's modules, each after the ones it imports: re-enabling reloads them in this order.
 MODULES = (
-    "remote.client", "user_folder", "install.weights", "anim.presets", "anim.armature", "anim.actions",
+    "remote.client", "user_folder", "install.weights", "install.torch_build", "install.environment",
+    "install.backend_env", "anim.presets", "anim.armature", "anim.actions",
     "anim.rig_io", "anim.segments",
     "anim.takes", "anim.keys", "anim.bake", "anim.sources", "anim.paths", "remote.jobs", "ui.preferences",
     "ui.properties",
     "ui.operators.common", "ui.operators.steer", "ui.operators.generate", "ui.operators.compose",
     "ui.operators.targets", "ui.operators.results", "ui.operators.backend",
-    "ui.operators.takes", "ui.operators.mapping", "ui.operators.install_weights", "ui.operators.apply_motion",
-    "ui.operators", "ui.panel",
+    "ui.operators.takes", "ui.operators.mapping", "ui.operators.install_weights",
+    "ui.operators.install_backend", "ui.operators.apply_motion", "ui.operators", "ui.panel",
 )
 
 if "bpy" in locals():  # re-enabling in the same session: pick up edited modules (those loaded so far)
@@ -41,6 +42,7 @@ if "bpy" in locals():  # re-enabling in the same session: pick up edited modules
 import bpy  # noqa: E402
 
 from .anim import presets  # noqa: E402,F401
+from .install import backend_env  # noqa: E402
 from .install import weights as install_weights  # noqa: E402
 from .remote import client, jobs  # noqa: E402,F401
 from .ui import operators, panel, preferences, properties  # noqa: E402
@@ -58,6 +60,7 @@ def register() -> None:
 def unregister() -> None:
     jobs.unregister()  # cancel jobs, stop the backend process, remove the timer and the handler
     install_weights.cancel()  # stop a weights download (its partial file stays for resuming)
+    backend_env.cancel()  # stop pip: the staging folder is removed, an installed environment stays
     properties.unregister_properties()
     for cls in reversed(_CLASSES):
         bpy.utils.unregister_class(cls)

@@ -54,6 +54,8 @@ def test_zip_holds_manifest_addon_and_backend_sources_only(built):
     assert {"blender_manifest.toml", "__init__.py"} <= names
     assert source_files(REPO / "momask_blender") <= names                       # the add-on is the root
     assert {f"backend/{n}" for n in source_files(REPO / "backend")} <= names    # every backend module
+    # the pins Install Backend installs (requirements/install.txt, backend.txt), never the dev tools
+    assert {"requirements/install.txt", "requirements/backend.txt"} <= names
     opt_files = {n for n in names if n.startswith("backend/weights/official_opt/")}
     assert len(opt_files) == 6 and all(n.endswith("/opt.txt") for n in opt_files)
 
@@ -61,7 +63,10 @@ def test_zip_holds_manifest_addon_and_backend_sources_only(built):
         parts = name.split("/")
         assert "__pycache__" not in parts and not name.endswith((".pyc", ".pyo")), name
         assert "tests" not in parts and parts[0] != "weights", name      # backend/weights/ is code
-        assert parts[0] not in {"dist", "out", "bench", "requirements"}, name
+        assert parts[0] not in {"dist", "out", "bench"}, name
+        if parts[0] == "requirements":
+            assert name in {"requirements/install.txt", "requirements/backend.txt"}, name
+            continue
         assert not name.endswith((".tar", ".pt", ".npy")), name
         if parts[0] == "backend":
             assert name.endswith(".py") or name in opt_files, name

@@ -181,7 +181,7 @@ def _start(root: Path, source: str, work: Callable[[WeightsInstall], list[Path]]
             raise client.BackendError("busy", "The weights are already being installed.",
                                       "Wait for that install to finish, or press Cancel.")
         try:
-            _check_writable(root)
+            check_writable(root)
         except client.BackendError as err:
             raise _refused(root, source, err) from None
         job = CURRENT = WeightsInstall(root, source)
@@ -220,15 +220,16 @@ def _run(job: WeightsInstall, work: Callable[[WeightsInstall], list[Path]]) -> N
     job.state = state
 
 
-def _check_writable(root: Path) -> None:
-    """Fail at once, on the main thread, for a folder the install could never write (a quick probe)."""
+def check_writable(root: Path, describe: Callable[[OSError, Path], tuple[str, str]] | None = None) -> None:
+    """Fail at once, on the main thread, for a folder an install could never write (a quick probe);
+    ``describe`` gives the (problem, fix) of the failure (default: the weights folder's)."""
     probe = root / f".momask-write-test-{uuid.uuid4().hex[:8]}"
     try:
         root.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:
-        problem, fix = describe_os_error(err, root)
+        problem, fix = (describe or describe_os_error)(err, root)
         raise client.BackendError("not_writable", problem, fix) from err
 
 

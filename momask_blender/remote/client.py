@@ -142,16 +142,21 @@ def load_backend_module(name: str, root: Path | None = None) -> types.ModuleType
     return module
 
 
-def default_backend_python(root: Path | None, user_dir: Path | None = None) -> str:
+def default_backend_python(root: Path | None, user_dir: Path | None = None,
+                           installed: Path | None = None) -> str:
     """The interpreter to run the backend with when the preferences leave it empty.
 
     ``$MOMASK_BACKEND_PYTHON`` first (an explicit choice: tests and scripts pick the interpreter with
-    it), then the environment ``python build.py setup`` makes (``.venv`` next to ``backend/``), then
-    one in the user directory. Blender's own Python is never used: it has no torch.
+    it), then ``installed``, the environment Install Backend finished (``install/environment.py``:
+    only a complete one is passed), then the environment ``python build.py setup`` makes (``.venv``
+    next to ``backend/``), then one in the user directory. Blender's own Python is never used: it has
+    no torch.
     """
     candidates = []
     if os.environ.get("MOMASK_BACKEND_PYTHON"):
         candidates.append(Path(os.environ["MOMASK_BACKEND_PYTHON"]))
+    if installed is not None:
+        candidates.append(installed)
     for base in (root, user_dir):
         if base is not None:
             candidates += [
@@ -434,8 +439,9 @@ class BackendClient:
             self._check_remote_config()
             return
         fix_python = (
-            "Set 'Backend Python' in the MoMask add-on preferences to the python of the backend's "
-            "environment (made by `python build.py setup`)."
+            "Press Install Backend in the MoMask add-on preferences (it makes the backend's environment), "
+            "or set 'Backend Python' there to the python of an environment you made (e.g. by "
+            "`python build.py setup`)."
         )
         if not cfg.python:
             raise BackendError(NOT_STARTED, "No Python for the MoMask backend is set or found.", fix_python)

@@ -11,6 +11,8 @@ from pathlib import Path
 import bpy
 from bpy.props import BoolProperty, EnumProperty, StringProperty
 
+from ..install import backend_env, environment
+from ..install import torch_build as builds
 from ..install import weights as install_weights
 from ..remote import client, jobs
 from ..user_folder import PACKAGE, user_dir
@@ -49,13 +51,25 @@ def client_config(context=None) -> client.BackendConfig:
     weights = bpy.path.abspath(prefs.weights_dir) if prefs and prefs.weights_dir else ""
     clip = bpy.path.abspath(prefs.clip_file) if prefs and prefs.clip_file else ""
     return client.BackendConfig(
-        python=python or client.default_backend_python(root, user_dir()),
+        python=python or client.default_backend_python(root, user_dir(), installed_backend_python()),
         weights=(weights or default_weights(root)).rstrip("/\\") or "/",
         clip=clip,
         device=prefs.device if prefs else "auto",
         root=str(root) if root else "",
         log_path=str(user_dir("logs") / "backend.log"),
     )
+
+
+def backend_env_dir() -> Path:
+    """Where Install Backend builds the backend's environment: ``backend-env`` in the add-on's user
+    folder (``bpy.utils.extension_path_user``; never inside the extension, which an update replaces).
+    Not created here: it appears, complete, when an install renames its staging folder into place."""
+    return user_dir() / environment.ENV_FOLDER
+
+
+def installed_backend_python() -> Path | None:
+    """The python of the environment Install Backend finished (None: none, or an unfinished one)."""
+    return environment.installed_python(backend_env_dir())
 
 
 def remote_config(command: str, root: Path | None) -> client.BackendConfig:
@@ -76,7 +90,7 @@ class MOMASK_AP_preferences(bpy.types.AddonPreferences):
         name="Backend Python",
         subtype="FILE_PATH",
         description="Python interpreter of the backend's environment (with torch). "
-        "Empty: the .venv made by `python build.py setup`",
+        "Empty: the environment Install Backend made, else the .venv made by `python build.py setup`",
     )
     weights_dir: StringProperty(  # type: ignore[valid-type]
         name="Weights Folder",
@@ -106,6 +120,20 @@ class MOMASK_AP_preferences(bpy.types.AddonPreferences):
         "Free Memory or the end of the session",
     )
 
+    torch_build: EnumProperty(  # type: ignore[valid-type]
+        name="Torch Build",
+        items=builds.OVERRIDES,
+        default="auto",
+        description="Which build of torch Install Backend installs. Auto: CUDA with an NVIDIA driver new "
+        "enough for it, Apple Silicon's build on a Mac, else CPU",
+    )
+    install_python: StringProperty(  # type: ignore[valid-type]
+        name="Install With Python",
+        subtype="FILE_PATH",
+        description="The Python Install Backend makes the environment from (3.11 to 3.13, with venv). "
+        "Empty: Blender's own Python",
+    )
+
     def draw(self, context):
         layout = self.layout
         # the defaults are looked up on disk: only when a field is empty and they are shown
@@ -126,7 +154,50 @@ class MOMASK_AP_preferences(bpy.types.AddonPreferences):
         row.operator("momask.free_memory", icon="X")
         row.operator("momask.open_log", icon="TEXT")
         draw_diagnosis(layout, jobs.STATE)
+        draw_backend_env(layout, self)
         draw_weights(layout, (cfg or client_config(context)).weights, self.clip_file)
+
+
+def draw_backend_env(layout, prefs) -> None:
+    """The Backend Environment box: what is installed (and whether it is in use), the torch build
+    Install Backend picks and why, the install in progress or its outcome, and the buttons."""
+    box = layout.box()
+    box.label(text="Backend Environment", icon="CONSOLE")
+    try:
+        env_dir = backend_env_dir()
+    except OSError as err:
+        refusal = environment.os_error(err, Path(err.filename or "the add-on's user folder"))
+        for line in wrap(f"{refusal.problem} Fix: {refusal.fix}", 90):
+            box.label(text=line, icon="ERROR")
+        return
+    marker = environment.read_marker(env_dir)
+    if marker is not None:
+        box.label(text=f"Installed: torch {marker.get('label', '?')} in {env_dir}", icon="CHECKMARK")
+        if prefs.backend_python:
+            box.label(text="Not in use: Backend Python is set above (clear it to use this one).", icon="INFO")
+    else:
+        box.label(text=f"Not installed (Install Backend puts it in {env_dir}).", icon="INFO")
+    box.prop(prefs, "torch_build")
+    box.prop(prefs, "install_python")
+    choice = backend_env.machine_choice(prefs.torch_build)
+    if choice is None:
+        box.label(text="Torch build: looking for an NVIDIA driver...", icon="SORTTIME")
+    else:
+        label = choice.build.label if choice.build else "none"
+        for i, line in enumerate(wrap(f"Torch build: {label}. {choice.reason}", 90)):
+            box.label(text=line, icon="INFO" if i == 0 and choice.build else ("ERROR" if i == 0 else "NONE"))
+        if choice.fix:
+            for line in wrap(f"Fix: {choice.fix}", 90):
+                box.label(text=line)
+    draw_install(box, backend_env.CURRENT)
+    if not getattr(bpy.app, "online_access", True):
+        box.label(text="Online access is off: Install Backend and Repair will not download.", icon="INFO")
+    row = box.row()
+    row.operator("momask.install_backend", icon="IMPORT")
+    row.operator("momask.repair_backend", icon="TOOL_SETTINGS")
+    row.operator("momask.remove_backend", icon="TRASH")
+    row.operator("momask.cancel_backend_install", icon="CANCEL")
+    row.operator("momask.open_install_log", icon="TEXT")
 
 
 def draw_weights(layout, root: str, clip_file: str = "") -> None:
@@ -142,16 +213,7 @@ def draw_weights(layout, root: str, clip_file: str = "") -> None:
             continue
         shown = ", ".join(missing[:2]) + (f" and {len(missing) - 2} more" if len(missing) > 2 else "")
         box.label(text=f"{piece}: missing {shown}", icon="ERROR")
-    job = install_weights.CURRENT
-    if job is not None:
-        if job.running:
-            box.progress(factor=job.fraction, type="BAR", text=job.text)
-        elif job.error is None:
-            box.label(text=job.text, icon="CHECKMARK" if job.state == "done" else "INFO")
-        else:
-            box.label(text=f"{job.text} {job.error[0]}"[:300], icon="ERROR")
-            for line in wrap(f"Fix: {job.error[1]}", 90):
-                box.label(text=line)
+    draw_install(box, install_weights.CURRENT)
     if not getattr(bpy.app, "online_access", True):
         box.label(text="Online access is off: Install Weights will not download; From File... works.",
                   icon="INFO")
@@ -160,6 +222,21 @@ def draw_weights(layout, root: str, clip_file: str = "") -> None:
     row.operator("momask.install_weights_from_file", icon="FILEBROWSER")
     row.operator("momask.cancel_weights_install", icon="CANCEL")
     row.operator("momask.open_weights_folder", icon="FILE_FOLDER")
+
+
+def draw_install(box, job) -> None:
+    """An install's progress bar while it runs, then its outcome (and the fix of a failure); ``job``
+    is a weights install or a backend environment job (running, fraction, text, state, error)."""
+    if job is None:
+        return
+    if job.running:
+        box.progress(factor=job.fraction, type="BAR", text=job.text)
+    elif job.error is None:
+        box.label(text=job.text, icon="CHECKMARK" if job.state == "done" else "INFO")
+    else:
+        box.label(text=f"{job.text} {job.error[0]}"[:300], icon="ERROR")
+        for line in wrap(f"Fix: {job.error[1]}", 90):
+            box.label(text=line)
 
 
 def draw_remote(layout, prefs) -> None:

@@ -41,6 +41,8 @@ from tests.backend.portable.weights_server import (  # noqa: E402
     member_bytes,
     test_manifest,
 )
+from tests.momask_blender.install.prefs_ui import drawn as drawn_by  # noqa: E402
+from tests.momask_blender.install.prefs_ui import refused
 
 TMP = Path(tempfile.mkdtemp(prefix="momask_weights_"))
 USER_DIR = Path(os.environ["MOMASK_USER_DIR"])
@@ -113,44 +115,8 @@ def nothing_installed(root: Path) -> None:
     check(not [p for p in root.glob(".*") if ".installing-" in p.name], "a staging folder was left behind")
 
 
-class Layout:
-    """Records what a draw function shows (labels, progress bars, buttons), as text."""
-
-    def __init__(self, shown: list[str]) -> None:
-        self.shown = shown
-
-    def box(self) -> Layout:
-        return self
-
-    def row(self) -> Layout:
-        return self
-
-    def column(self) -> Layout:
-        return self
-
-    def label(self, text: str = "", icon: str = "") -> None:
-        self.shown.append(f"[{icon}] {text}")
-
-    def progress(self, factor: float = 0.0, type: str = "", text: str = "") -> None:
-        self.shown.append(f"[PROGRESS {factor:.2f}] {text}")
-
-    def operator(self, idname: str, icon: str = "", text: str = "") -> None:
-        self.shown.append(f"<{idname}>")
-
-
 def drawn(root: Path) -> str:
-    shown: list[str] = []
-    preferences.draw_weights(Layout(shown), str(root))
-    return "\n".join(shown)
-
-
-def refused(call) -> str:
-    """The ERROR an operator reported (Blender raises it as RuntimeError to a Python caller)."""
-    try:
-        result = call()
-    except RuntimeError as err:
-        return str(err)
-    raise AssertionError(f"the operator was not refused (returned {result})")
+    return drawn_by(preferences.draw_weights, str(root))
 
 
 set_online(True)

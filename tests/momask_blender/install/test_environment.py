@@ -1,0 +1,153 @@
+"""The environment builder of Install Backend (momask_blender/install/environment.py) without Blender:
+the shipped pins, pip's output read as progress, a half-made environment never used, and the messages
+for a full disk, a Python that fails or is too old. The whole install, Cancel, Repair and Remove run
+in real Blender (test_install_backend.py)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import build
+from tests.momask_blender.install.addon_modules import REPO, load
+
+environment = load("install.environment")
+torch_build = load("install.torch_build")
+client = load("remote.client")
+
+
+def plan(tmp_path: Path, python: str = sys.executable):
+    return environment.Plan(tmp_path / "user" / environment.ENV_FOLDER, python, torch_build.cpu_build(),
+                            environment.read_pins(REPO), tmp_path / "user" / "logs" / "install-backend.log",
+                            pypi_index="http://127.0.0.1:9/simple", torch_index="http://127.0.0.1:9/whl/cpu")
+
+
+def test_the_pins_are_the_shipped_files_pip_first_then_torch():
+    pins = environment.read_pins(REPO)
+    names = [p.name for p in pins]
+    assert names[:2] == ["pip", "torch"]
+    assert {"numpy", "scipy", "openai-clip"} <= set(names)
+    assert f"torch=={pins[1].version}" == build.DEFAULT_TORCH  # one torch version for setup and the add-on
+    shipped = {p.relative_to(REPO).as_posix() for p in build.SHIPPED_REQUIREMENTS}
+    assert shipped == set(environment.REQUIREMENT_FILES)
+
+
+def test_an_unpinned_line_is_refused(tmp_path):
+    (tmp_path / "requirements").mkdir()
+    (tmp_path / "requirements" / "install.txt").write_text("pip==26.2.1\ntorch>=2\n")
+    (tmp_path / "requirements" / "backend.txt").write_text("")
+    with pytest.raises(client.BackendError, match="not pinned"):
+        environment.read_pins(tmp_path)
+
+
+# What pip 26 prints for `pip install --progress-bar raw torch==2.13.0` (abridged).
+PIP_OUTPUT = """\
+Looking in indexes: http://127.0.0.1:9/whl/cpu
+Collecting torch==2.13.0
+  Downloading http://127.0.0.1:9/files/torch-2.13.0%2Bcpu-cp311-cp311-manylinux_2_28_x86_64.whl (191.8 MB)
+Progress 0 of 191794682
+Progress 50000000 of 191794682
+Progress 191794682 of 191794682
+Collecting filelock (from torch==2.13.0)
+  Using cached filelock-4.3.2-py3-none-any.whl (244 kB)
+Collecting sympy>=1.13.3 (from torch==2.13.0)
+  Downloading http://127.0.0.1:9/files/sympy-1.14.0-py3-none-any.whl (6.3 MB)
+Progress 6299353 of 6299353
+Installing collected packages: mpmath, sympy, filelock, torch
+Successfully installed filelock-4.3.2 mpmath-1.3.0 sympy-1.14.0 torch-2.13.0+cpu
+"""
+
+
+def test_pip_output_becomes_progress_that_never_goes_back(tmp_path):
+    builder = environment.Builder(plan(tmp_path))
+    seen = []
+    builder.on_progress = lambda p: seen.append((p.fraction, p.text))
+    builder._stages(environment.INSTALL_STAGES)
+    builder._stage(2)
+    builder._expect = 1
+    for line in PIP_OUTPUT.splitlines():
+        builder._parse(line)
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions)
+    texts = [t for _, t in seen]
+    assert any("50.0 MB / 191.8 MB" in t and "Installing torch (step 3 of 5)" in t for t in texts), texts
+    assert "unpacking 4 packages" in texts[-1]
+    start = sum(w for _, w in environment.INSTALL_STAGES[:2])
+    assert start < fractions[-1] < start + environment.INSTALL_STAGES[2][1]
+
+
+def test_an_unfinished_environment_is_never_used(tmp_path):
+    env = tmp_path / environment.ENV_FOLDER
+    python = environment.env_python(env)
+    python.parent.mkdir(parents=True)
+    shutil.copy(sys.executable, python)
+    assert environment.installed_python(env) is None  # no marker: an install that did not finish
+    (env / environment.MARKER).write_text('{"build": "cpu"}')
+    assert environment.installed_python(env) == python
+    assert environment.installed_python(environment.staging_dir(env)) is None
+    installed = environment.installed_python(env)
+    assert client.default_backend_python(None, None, installed) in (str(python), os.environ.get(
+        "MOMASK_BACKEND_PYTHON"))
+
+
+def fake_python(folder: Path, script: str) -> Path:
+    """An executable that plays a Python: ``script`` is its shell body."""
+    path = folder / "python3"
+    path.write_text("#!/bin/sh\n" + script)
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return path
+
+
+@pytest.mark.skipif(os.name == "nt", reason="a shell script plays the Python")
+def test_a_full_disk_names_the_disk_and_leaves_nothing(tmp_path):
+    python = fake_python(tmp_path, 'echo "Error: [Errno 28] No space left on device: \'lib/python3.11\'"\n'
+                                   "exit 1\n")
+    builder = environment.Builder(plan(tmp_path, str(python)))
+    environment.SPACE_NEEDED_MB, saved = {"cpu": 1}, environment.SPACE_NEEDED_MB
+    try:
+        with pytest.raises(client.BackendError) as err:
+            builder.install()
+    finally:
+        environment.SPACE_NEEDED_MB = saved
+    assert "is full" in err.value.problem and "Free about" in err.value.fix, err.value
+    env = builder.plan.env_dir
+    assert not env.exists() and not environment.staging_dir(env).exists()
+    assert "No space left" in builder.plan.log_path.read_text()
+
+
+@pytest.mark.skipif(os.name == "nt", reason="a shell script plays the Python")
+def test_a_python_that_is_too_old_or_cannot_make_environments(tmp_path):
+    old = fake_python(tmp_path, 'echo "MOMASK-PROBE 3.10.13 linux"\n')
+    with pytest.raises(client.BackendError) as err:
+        environment.probe_python(old)
+    assert "version 3.10.13" in err.value.problem and "3.11 to 3.13" in err.value.problem
+    assert "Install With Python" in err.value.fix
+    no_venv = tmp_path / "no_venv"
+    no_venv.mkdir()
+    broken = fake_python(no_venv, 'echo "ModuleNotFoundError: No module named \'ensurepip\'" >&2\nexit 1\n')
+    with pytest.raises(client.BackendError, match="cannot make a virtual environment.*ensurepip"):
+        environment.probe_python(broken)
+    with pytest.raises(client.BackendError, match="does not exist"):
+        environment.probe_python(tmp_path / "nowhere" / "python")
+
+
+def test_blenders_own_python_can_make_the_environment():
+    version, platform = environment.probe_python(sys.executable)
+    assert version[:2] == sys.version_info[:2] and platform == sys.platform
+
+
+def test_pip_runs_without_the_users_pip_settings(monkeypatch):
+    monkeypatch.setenv("PIP_INDEX_URL", "http://example.invalid/simple")
+    monkeypatch.setenv("PYTHONPATH", "/somewhere/blender")
+    env = environment.clean_env()
+    assert "PIP_INDEX_URL" not in env and "PYTHONPATH" not in env
+    assert env["PIP_CONFIG_FILE"] == os.devnull
+    out = subprocess.run([sys.executable, "-m", "pip", "config", "list"], env=env, capture_output=True,
+                         text=True)
+    assert "index-url" not in out.stdout and "find-links" not in out.stdout, out.stdout
