@@ -13,6 +13,7 @@ thread of its own; the preferences show the build choice from its cached answer.
 from __future__ import annotations
 
 import dataclasses
+import os
 import platform
 import sys
 import threading
@@ -125,13 +126,47 @@ def machine_choice(override: str, python: tuple[int, int] | None = None) -> torc
                               python or sys.version_info[:2], override)
 
 
+#: How the worker sees the add-on's backend: the client (None: none made yet) and whether a model job
+#: (a generation) is running on it. The operators pass ``remote/jobs.py``'s; the default: none.
+InUse = Callable[[], "client.BackendClient | None"]
+Busy = Callable[[], bool]
+
+
+def uses_env(backend: client.BackendClient | None, env_dir: Path) -> bool:
+    """``backend`` is a local backend process running from the environment in ``env_dir`` (its python
+    is inside that folder; not resolved: a venv's python links to the Python it was made from)."""
+    if backend is None or not backend.running or backend.remote:
+        return False
+    python = Path(os.path.abspath(backend.config.python))
+    return Path(os.path.abspath(env_dir)) in python.parents
+
+
+def stop_backend_hook(job: BackendEnvJob, in_use: InUse, busy: Busy,
+                      interval: float = 0.2) -> Callable[[], None]:
+    """What runs on the worker just before an environment is replaced or removed: wait for a
+    generation started meanwhile to finish (Cancel still works), then stop the backend if it runs
+    from that environment; the next request starts it from the new one."""
+    def before_swap() -> None:
+        while busy():
+            job.progress.stage = "Waiting for the motion being made to finish"
+            if job.cancel_event.is_set():
+                raise environment.Cancelled()
+            time.sleep(interval)
+        backend = in_use()
+        if uses_env(backend, job.env_dir):
+            backend.stop()  # type: ignore[union-attr]
+
+    return before_swap
+
+
 def blender_python() -> str:
     """The interpreter Blender runs (``sys.executable``; as the bpy module: the venv's python)."""
     return sys.executable
 
 
 def start_install(env_dir: Path, root: Path, log_path: Path, online_access: bool, base_python: str = "",
-                  override: str = "auto", cache_dir: Path | None = None) -> BackendEnvJob:
+                  override: str = "auto", cache_dir: Path | None = None, in_use: InUse = lambda: None,
+                  busy: Busy = lambda: False) -> BackendEnvJob:
     """Build the backend's environment in ``env_dir`` on a worker thread, from ``base_python``
     (empty: Blender's own) with the pins shipped under ``root``. Refused before any connection or
     process when online access is off, another job runs, or the folder cannot be written."""
@@ -152,13 +187,14 @@ def start_install(env_dir: Path, root: Path, log_path: Path, online_access: bool
         if job.choice.build is None:
             raise client.BackendError("not_installed", job.choice.reason, job.choice.fix)
         plan = environment.Plan(env_dir, python, job.choice.build, pins, log_path, cache_dir)
-        _run_builder(job, plan, "install")
+        _run_builder(job, plan, "install", stop_backend_hook(job, in_use, busy))
 
     return _start("install", env_dir, log_path, work)
 
 
 def start_repair(env_dir: Path, root: Path, log_path: Path, online_access: bool,
-                 cache_dir: Path | None = None) -> BackendEnvJob:
+                 cache_dir: Path | None = None, in_use: InUse = lambda: None,
+                 busy: Busy = lambda: False) -> BackendEnvJob:
     """Check the installed environment and reinstall what fails, on a worker thread."""
     if not online_access:
         raise _refused(env_dir, log_path, "repair", client.BackendError(
@@ -180,15 +216,17 @@ def start_repair(env_dir: Path, root: Path, log_path: Path, online_access: bool,
         pypi, _ = environment.index_urls(build)
         plan = environment.Plan(env_dir, str(marker.get("base_python", "")), build, pins, log_path, cache_dir,
                                 pypi_index=pypi, torch_index=build.index_url or pypi)
-        _run_builder(job, plan, "repair")
+        _run_builder(job, plan, "repair", stop_backend_hook(job, in_use, busy))
 
     return _start("repair", env_dir, log_path, work)
 
 
-def start_remove(env_dir: Path, log_path: Path, also: Sequence[Path] = ()) -> BackendEnvJob:
+def start_remove(env_dir: Path, log_path: Path, also: Sequence[Path] = (), in_use: InUse = lambda: None,
+                 busy: Busy = lambda: False) -> BackendEnvJob:
     """Remove the environment (renamed aside, then deleted) and the folders ``also`` (pip's download
-    cache), on a worker thread."""
+    cache), on a worker thread; a backend running from it is stopped first."""
     def work(job: BackendEnvJob) -> None:
+        stop_backend_hook(job, in_use, busy)()
         environment.remove(env_dir)
         for folder in also:
             if folder.exists():
@@ -210,8 +248,9 @@ def shown() -> tuple | None:
     return None if job is None else job.shown()
 
 
-def _run_builder(job: BackendEnvJob, plan: environment.Plan, action: str) -> None:
-    builder = environment.Builder(plan, on_progress=lambda p: None)
+def _run_builder(job: BackendEnvJob, plan: environment.Plan, action: str,
+                 before_swap: Callable[[], None] = lambda: None) -> None:
+    builder = environment.Builder(plan, on_progress=lambda p: None, before_swap=before_swap)
     job.progress = builder.progress
     job.builder = builder
     if job.cancel_event.is_set():

@@ -273,9 +273,14 @@ class Builder:
     """Runs the steps of one install or repair on the calling (worker) thread; :meth:`cancel` may be
     called from any thread and kills the pip running now."""
 
-    def __init__(self, plan: Plan, on_progress: Callable[[Progress], None] = lambda p: None) -> None:
+    def __init__(self, plan: Plan, on_progress: Callable[[Progress], None] = lambda p: None,
+                 before_swap: Callable[[], None] = lambda: None) -> None:
         self.plan = plan
         self.on_progress = on_progress
+        #: Called on this thread just before the new environment replaces the installed one: it stops
+        #: a backend running from it (its files are in use: Windows cannot rename them, and on POSIX
+        #: deleting them breaks its later imports). It may raise Cancelled.
+        self.before_swap = before_swap
         self.progress = Progress()
         self.cancel_event = threading.Event()
         self._process: subprocess.Popen | None = None
@@ -401,6 +406,8 @@ class Builder:
         self._cancel_point()
         try:
             (staging / MARKER).write_text(json.dumps(marker, indent=1), encoding="utf-8")
+            if plan.env_dir.exists():
+                self.before_swap()
             old = plan.env_dir.with_name(plan.env_dir.name + OLD_SUFFIX)
             if plan.env_dir.exists():
                 os.replace(plan.env_dir, old)

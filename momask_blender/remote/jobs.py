@@ -196,6 +196,11 @@ def get_client(config: client_mod.BackendConfig | None = None) -> client_mod.Bac
         return _client
 
 
+def current_client() -> client_mod.BackendClient | None:
+    """The backend client if one was made (running or not), else None; never makes one."""
+    return _client
+
+
 def backend_running() -> bool:
     return _client is not None and _client.running
 

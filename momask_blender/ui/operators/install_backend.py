@@ -1,8 +1,8 @@
 """Install Backend, Repair, Remove, Cancel and Open Install Log in the preferences (docs/install.md,
 "Install Backend"). The work runs on a worker thread (install/backend_env.py); the UI's timer follows
-it (remote/jobs.py::follow) and redraws the preferences as it progresses. Once an install or repair
-finishes, a backend still running from the old environment is stopped, so the next request starts
-the new one."""
+it (remote/jobs.py::follow) and redraws the preferences as it progresses. None of them starts while a
+motion is being made (it would be stopped); the worker stops a backend running from the environment
+just before it is replaced or removed, so the next request starts the new one."""
 
 from __future__ import annotations
 
@@ -30,15 +30,27 @@ def pip_cache() -> Path:
 
 
 def _follow() -> tuple | None:
-    shown = backend_env.shown()
-    job = backend_env.CURRENT
-    if shown is None and job is not None and job.state == "done" and job.action != "remove":
-        jobs.stop_backend(wait=False)  # (a backend of the old environment: the next request starts anew)
-    return shown
+    return backend_env.shown()
 
 
-def _started(op, start) -> set[str]:
+#: What the worker is given to find (and stop) the backend, and to wait for a generation.
+BACKEND = {"in_use": jobs.current_client, "busy": lambda: jobs.STATE.busy}
+
+
+def busy_refusal(action: str) -> client_mod.BackendError | None:
+    """Install/Repair/Remove while a motion is being made: refused (it would stop the backend)."""
+    if not jobs.STATE.busy:
+        return None
+    return client_mod.BackendError(
+        "busy", f"MoMask is making a motion with the backend; {action} now would stop it.",
+        f"Wait for the motion to finish (or press Cancel in the MoMask panel), then press {action} again.")
+
+
+def _started(op, start, action: str) -> set[str]:
     try:
+        refusal = busy_refusal(action)
+        if refusal is not None:
+            raise refusal
         try:
             job = start()
         except OSError as err:  # the add-on's user folder itself cannot be made or written
@@ -78,7 +90,7 @@ class MOMASK_OT_install_backend(bpy.types.Operator):
         override = prefs.torch_build if prefs else "auto"
         return _started(self, lambda: backend_env.start_install(
             backend_env_dir(), client_mod.backend_root() or Path(), install_log(), online_access(),
-            base_python=python, override=override, cache_dir=pip_cache()))
+            base_python=python, override=override, cache_dir=pip_cache(), **BACKEND), "Install Backend")
 
 
 class MOMASK_OT_repair_backend(bpy.types.Operator):
@@ -95,7 +107,7 @@ class MOMASK_OT_repair_backend(bpy.types.Operator):
     def execute(self, context):
         return _started(self, lambda: backend_env.start_repair(
             backend_env_dir(), client_mod.backend_root() or Path(), install_log(), online_access(),
-            cache_dir=pip_cache()))
+            cache_dir=pip_cache(), **BACKEND), "Repair")
 
 
 class MOMASK_OT_remove_backend(bpy.types.Operator):
@@ -112,10 +124,8 @@ class MOMASK_OT_remove_backend(bpy.types.Operator):
         return context.window_manager.invoke_confirm(self, event)
 
     def execute(self, context):
-        jobs.cancel_active()
-        jobs.stop_backend(wait=True)  # its files may be in use (Windows cannot delete them then)
         return _started(self, lambda: backend_env.start_remove(backend_env_dir(), install_log(),
-                                                               also=[pip_cache()]))
+                                                               also=[pip_cache()], **BACKEND), "Remove")
 
 
 class MOMASK_OT_cancel_backend_install(bpy.types.Operator):

@@ -10,6 +10,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,60 @@ def test_pip_runs_without_the_users_pip_settings(monkeypatch):
     out = subprocess.run([sys.executable, "-m", "pip", "config", "list"], env=env, capture_output=True,
                          text=True)
     assert "index-url" not in out.stdout and "find-links" not in out.stdout, out.stdout
+
+
+backend_env = load("install.backend_env")
+
+
+def made_env(env: Path, base_python: str = sys.executable, tag: str = "old") -> Path:
+    """A finished environment in ``env``: its python (a copy of this one), the marker, a file ``tag``."""
+    python = environment.env_python(env)
+    python.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(sys.executable, python)
+    (env / environment.MARKER).write_text(f'{{"build": "cpu", "base_python": "{base_python}"}}')
+    (env / "tag").write_text(tag)
+    return python
+
+
+class FakeBackend:
+    """What the worker reads of the add-on's backend client: a local process from ``python``."""
+
+    def __init__(self, python: Path, remote: str = "") -> None:
+        self.config = types.SimpleNamespace(python=str(python))
+        self.remote, self.running, self.stops = remote, True, 0
+
+    def stop(self) -> None:
+        self.stops += 1
+        self.running = False
+
+
+def test_the_backend_of_the_installed_environment_is_stopped_just_before_the_swap(tmp_path):
+    builder = environment.Builder(plan(tmp_path))
+    env = builder.plan.env_dir
+    python = made_env(env)
+    made_env(environment.staging_dir(env), tag="new")
+    running = FakeBackend(python)
+    elsewhere = FakeBackend(tmp_path / "own-venv" / "bin" / "python")
+    remote = FakeBackend(python, remote="ssh gpu-box python -m backend serve")
+    seen = []
+    job = backend_env.BackendEnvJob("install", env, builder.plan.log_path)
+    hook = backend_env.stop_backend_hook(job, lambda: running, lambda: False)
+    builder.before_swap = lambda: (seen.append((env / "tag").read_text()), hook())
+    builder._finish(environment.staging_dir(env))
+    assert seen == ["old"] and running.stops == 1  # stopped while the old environment was still in place
+    assert (env / "tag").read_text() == "new"
+    for other in (elsewhere, remote):  # a backend not running from this environment keeps running
+        backend_env.stop_backend_hook(job, lambda o=other: o, lambda: False)()
+        assert other.stops == 0 and other.running
+
+
+def test_the_swap_waits_for_a_motion_being_made_and_cancel_still_stops_it(tmp_path):
+    env = tmp_path / environment.ENV_FOLDER
+    running = FakeBackend(made_env(env))
+    job = backend_env.BackendEnvJob("repair", env, tmp_path / "log")
+    answers = iter([True, True, False])
+    backend_env.stop_backend_hook(job, lambda: running, lambda: next(answers), interval=0.01)()
+    assert running.stops == 1 and next(answers, "asked after") == "asked after"
+    job.cancel_event.set()
+    with pytest.raises(environment.Cancelled):
+        backend_env.stop_backend_hook(job, lambda: running, lambda: True, interval=0.01)()
