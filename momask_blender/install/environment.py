@@ -118,6 +118,22 @@ def staging_dir(env_dir: Path) -> Path:
     return env_dir.with_name(env_dir.name + STAGING_SUFFIX)
 
 
+def old_dir(env_dir: Path) -> Path:
+    """Where the installed environment is moved while the new one is renamed into place."""
+    return env_dir.with_name(env_dir.name + OLD_SUFFIX)
+
+
+def restore_old(env_dir: Path) -> bool:
+    """Move ``backend-env.old`` back to ``backend-env`` when that is missing (a swap that failed or
+    was interrupted between its renames); True when it did."""
+    old = old_dir(env_dir)
+    if env_dir.exists() or not old.exists():
+        return False
+    with contextlib.suppress(OSError):
+        os.replace(old, env_dir)
+    return env_dir.exists()
+
+
 def read_marker(env_dir: Path) -> dict[str, Any] | None:
     """The marker of a complete environment, or None (no environment, or one never finished)."""
     try:
@@ -369,9 +385,13 @@ class Builder:
     # --- steps ----------------------------------------------------------------------------------
 
     def remove_leftovers(self) -> None:
-        """Remove a staging folder (an interrupted install) and an old environment left by a swap."""
+        """Remove a staging folder (an interrupted install) and an old environment left by a swap;
+        an old environment with no environment in its place (a swap stopped between its two renames)
+        is put back instead: it is the one that works."""
         env = self.plan.env_dir
-        for path in (staging_dir(env), env.with_name(env.name + OLD_SUFFIX)):
+        if restore_old(env):
+            self._write_log(f"restored {env} from {old_dir(env)}, left by a swap that did not finish")
+        for path in (staging_dir(env), old_dir(env)):
             if path.exists():
                 self._write_log(f"removing {path}, left by an install that did not finish")
                 remove_tree(path)
@@ -408,11 +428,12 @@ class Builder:
             (staging / MARKER).write_text(json.dumps(marker, indent=1), encoding="utf-8")
             if plan.env_dir.exists():
                 self.before_swap()
-            old = plan.env_dir.with_name(plan.env_dir.name + OLD_SUFFIX)
+            old = old_dir(plan.env_dir)
             if plan.env_dir.exists():
                 os.replace(plan.env_dir, old)
             os.replace(staging, plan.env_dir)
         except OSError as err:
+            restore_old(plan.env_dir)  # the second rename failed: the installed one goes back in place
             raise os_error(err, plan.env_dir.parent) from err
         if old.exists():
             remove_tree(old)
@@ -638,7 +659,7 @@ class Builder:
 def remove(env_dir: Path) -> None:
     """Remove an environment (and what an interrupted install left): renamed aside first, so that
     it is never seen half-removed."""
-    for path in (env_dir, staging_dir(env_dir), env_dir.with_name(env_dir.name + OLD_SUFFIX)):
+    for path in (env_dir, staging_dir(env_dir), old_dir(env_dir)):
         if not path.exists():
             continue
         doomed = path.with_name(f"{path.name}.removing-{os.getpid()}")

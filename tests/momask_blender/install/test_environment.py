@@ -209,3 +209,36 @@ def test_the_swap_waits_for_a_motion_being_made_and_cancel_still_stops_it(tmp_pa
     job.cancel_event.set()
     with pytest.raises(environment.Cancelled):
         backend_env.stop_backend_hook(job, lambda: running, lambda: True, interval=0.01)()
+
+
+def test_a_swap_that_fails_halfway_puts_the_installed_environment_back(tmp_path, monkeypatch):
+    builder = environment.Builder(plan(tmp_path))
+    env = builder.plan.env_dir
+    made_env(env)
+    made_env(environment.staging_dir(env), tag="new")
+    real_replace, calls = os.replace, []
+
+    def replace(src, dst):
+        calls.append((Path(src).name, Path(dst).name))
+        if len(calls) == 2:  # the new environment cannot be renamed into place
+            raise PermissionError(13, "Access is denied", str(src))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(environment.os, "replace", replace)
+    with pytest.raises(client.BackendError, match="cannot write"):
+        builder._finish(environment.staging_dir(env))
+    monkeypatch.setattr(environment.os, "replace", real_replace)
+    assert calls[:2] == [("backend-env", "backend-env.old"), ("backend-env.staging", "backend-env")]
+    assert (env / "tag").read_text() == "old" and environment.installed_python(env) is not None
+    assert not environment.old_dir(env).exists()
+
+
+def test_an_old_environment_left_without_one_in_place_is_restored_not_deleted(tmp_path):
+    builder = environment.Builder(plan(tmp_path))
+    env = builder.plan.env_dir
+    made_env(environment.old_dir(env))  # Blender was killed between the swap's two renames
+    builder.remove_leftovers()
+    assert (env / "tag").read_text() == "old" and not environment.old_dir(env).exists()
+    made_env(environment.old_dir(env), tag="older")  # with an environment in place: a leftover
+    builder.remove_leftovers()
+    assert (env / "tag").read_text() == "old" and not environment.old_dir(env).exists()
