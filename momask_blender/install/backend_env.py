@@ -204,6 +204,11 @@ def start_repair(env_dir: Path, root: Path, log_path: Path, online_access: bool,
         raise _refused(env_dir, log_path, "repair", client.BackendError(
             "not_installed", f"There is no backend environment in {env_dir} to repair.",
             "Press Install Backend."))
+    gone = environment.gone_base_python(env_dir)
+    if gone is not None:  # (its python cannot run: there is nothing to repair it with)
+        raise _refused(env_dir, log_path, "repair", client.BackendError(
+            "not_installed", f"The backend environment in {env_dir} was made from a Python that is gone "
+            f"({gone}).", "Press Install Backend to make it again."))
     try:
         pins = environment.read_pins(root)
     except client.BackendError as err:

@@ -145,9 +145,18 @@ def read_marker(env_dir: Path) -> dict[str, Any] | None:
 
 def installed_python(env_dir: Path) -> Path | None:
     """The python of the environment Install Backend finished in ``env_dir``; None when there is none
-    (a staging folder, an interrupted install, a removed one: never used)."""
+    (a staging folder, an interrupted install, a removed one: never used), or when it cannot run: not
+    executable, or the Python it was made from is gone (:func:`gone_base_python`)."""
     python = env_python(env_dir)
-    return python if read_marker(env_dir) is not None and python.is_file() else None
+    usable = python.is_file() and os.access(python, os.X_OK) and gone_base_python(env_dir) is None
+    return python if read_marker(env_dir) is not None and usable else None
+
+
+def gone_base_python(env_dir: Path) -> str | None:
+    """The Python the environment was made from, as its marker names it, when that file no longer
+    exists (Blender moved or upgraded: a venv cannot run without it); None otherwise."""
+    base = str((read_marker(env_dir) or {}).get("base_python") or "")
+    return base if base and not Path(base).is_file() else None
 
 
 def read_pins(root: Path) -> list[Pin]:

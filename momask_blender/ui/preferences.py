@@ -172,7 +172,13 @@ def draw_backend_env(layout, prefs) -> None:
         return
     marker = environment.read_marker(env_dir)
     if marker is not None:
-        box.label(text=f"Installed: torch {marker.get('label', '?')} in {env_dir}", icon="CHECKMARK")
+        gone = environment.gone_base_python(env_dir)
+        if gone is not None:
+            for line in wrap(f"Installed in {env_dir}, but made from a Python that is gone ({gone}): "
+                             "press Install Backend to make it again.", 90):
+                box.label(text=line, icon="ERROR")
+        else:
+            box.label(text=f"Installed: torch {marker.get('label', '?')} in {env_dir}", icon="CHECKMARK")
         if prefs.backend_python:
             box.label(text="Not in use: Backend Python is set above (clear it to use this one).", icon="INFO")
     else:

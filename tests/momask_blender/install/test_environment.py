@@ -242,3 +242,24 @@ def test_an_old_environment_left_without_one_in_place_is_restored_not_deleted(tm
     made_env(environment.old_dir(env), tag="older")  # with an environment in place: a leftover
     builder.remove_leftovers()
     assert (env / "tag").read_text() == "old" and not environment.old_dir(env).exists()
+
+
+def test_an_environment_whose_python_is_gone_or_not_executable_is_not_used(tmp_path, monkeypatch):
+    base = tmp_path / "blender-4.2" / "python3.11"
+    base.parent.mkdir()
+    shutil.copy(sys.executable, base)
+    env = tmp_path / environment.ENV_FOLDER
+    python = made_env(env, base_python=str(base))
+    assert environment.installed_python(env) == python and environment.gone_base_python(env) is None
+    base.unlink()  # Blender moved or upgraded
+    assert environment.installed_python(env) is None
+    assert environment.gone_base_python(env) == str(base)
+    monkeypatch.setattr(backend_env, "CURRENT", None)
+    with pytest.raises(client.BackendError, match="made from a Python that is gone") as err:
+        backend_env.start_repair(env, REPO, tmp_path / "log", True)
+    assert str(base) in err.value.problem and "Install Backend" in err.value.fix
+    assert not backend_env.CURRENT.running  # refused: nothing started
+    if os.name != "nt":
+        shutil.copy(sys.executable, base)
+        python.chmod(0o644)
+        assert environment.installed_python(env) is None
