@@ -48,6 +48,9 @@ ENV_FOLDER = "backend-env"
 STAGING_SUFFIX = ".staging"
 OLD_SUFFIX = ".old"
 MARKER = "momask-env.json"
+#: ``backend-env.removing-<pid>``: a folder Remove renamed aside to delete; one Blender did not finish
+#: deleting (killed, a file in use) is deleted by the next install.
+REMOVING_INFIX = ".removing-"
 #: The Pythons the pins install on: numpy 2.4 and scipy 1.17 need 3.11+; 3.14 is untested.
 SUPPORTED_PYTHON = ((3, 11), (3, 13))
 #: The pin files, relative to the folder holding ``backend/`` (the repository, or the extension: the
@@ -400,7 +403,8 @@ class Builder:
         env = self.plan.env_dir
         if restore_old(env):
             self._write_log(f"restored {env} from {old_dir(env)}, left by a swap that did not finish")
-        for path in (staging_dir(env), old_dir(env)):
+        removing = sorted(env.parent.glob(f"{env.name}*{REMOVING_INFIX}*")) if env.parent.is_dir() else []
+        for path in (staging_dir(env), old_dir(env), *removing):
             if path.exists():
                 self._write_log(f"removing {path}, left by an install that did not finish")
                 remove_tree(path)
@@ -671,7 +675,7 @@ def remove(env_dir: Path) -> None:
     for path in (env_dir, staging_dir(env_dir), old_dir(env_dir)):
         if not path.exists():
             continue
-        doomed = path.with_name(f"{path.name}.removing-{os.getpid()}")
+        doomed = path.with_name(f"{path.name}{REMOVING_INFIX}{os.getpid()}")
         try:
             os.replace(path, doomed)
         except OSError as err:

@@ -263,3 +263,18 @@ def test_an_environment_whose_python_is_gone_or_not_executable_is_not_used(tmp_p
         shutil.copy(sys.executable, base)
         python.chmod(0o644)
         assert environment.installed_python(env) is None
+
+
+def test_folders_remove_did_not_finish_deleting_are_deleted_by_the_next_install(tmp_path):
+    builder = environment.Builder(plan(tmp_path))
+    env = builder.plan.env_dir
+    made_env(env)
+    halves = [env.with_name(f"backend-env{environment.REMOVING_INFIX}4242"),
+              env.with_name(f"backend-env.old{environment.REMOVING_INFIX}77")]
+    for half in halves:
+        made_env(half)
+    unrelated = env.with_name("weights")
+    unrelated.mkdir()
+    builder.remove_leftovers()
+    assert not any(half.exists() for half in halves)
+    assert (env / "tag").read_text() == "old" and unrelated.is_dir()
