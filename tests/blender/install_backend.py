@@ -367,6 +367,28 @@ def case_repair_after_a_package_folder_is_deleted():
 
 
 @stand_in_case
+def case_install_repair_remove_are_refused_while_a_motion_is_being_made():
+    (main,) = made("main")
+    os.environ["MOMASK_USER_DIR"] = str(main)
+    before = backend_env.CURRENT
+    marker = (env_dir() / environment.MARKER).read_text()
+    messages = {}
+    jobs.STATE.active = object()  # (a generation in flight, as jobs.submit records it)
+    try:
+        for name, op in (("Install Backend", bpy.ops.momask.install_backend),
+                         ("Repair", bpy.ops.momask.repair_backend),
+                         ("Remove", bpy.ops.momask.remove_backend)):
+            messages[name] = refused(lambda op=op: op("EXEC_DEFAULT"))
+            check("making a motion" in messages[name] and f"press {name} again" in messages[name],
+                  f"{name}: {messages[name]}")
+    finally:
+        jobs.STATE.active = None
+    check(backend_env.CURRENT is before, "a job was started while a motion was being made")
+    check((env_dir() / environment.MARKER).read_text() == marker, "the environment was changed")
+    return messages
+
+
+@stand_in_case
 def case_remove_deletes_the_environment_and_the_addon_stops_using_it():
     (main,) = made("main")
     os.environ["MOMASK_USER_DIR"] = str(main)

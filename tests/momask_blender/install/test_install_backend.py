@@ -25,6 +25,7 @@ STAND_IN_CASES = {
     "cancel_a_reinstall_keeps_the_installed_environment",
     "online_access_off_refuses_without_a_socket_or_process",
     "repair_after_a_package_folder_is_deleted",
+    "install_repair_remove_are_refused_while_a_motion_is_being_made",
     "remove_deletes_the_environment_and_the_addon_stops_using_it",
     "bad_input_each_has_a_message_and_installs_nothing",
     "disk_full_says_so_and_installs_nothing",
