@@ -19,6 +19,7 @@ would, and measures the longest time the main thread is kept from running.
 from __future__ import annotations
 
 import gc
+import json
 import os
 import resource
 import shutil
@@ -385,6 +386,19 @@ def case_install_repair_remove_are_refused_while_a_motion_is_being_made():
         jobs.STATE.active = None
     check(backend_env.CURRENT is before, "a job was started while a motion was being made")
     check((env_dir() / environment.MARKER).read_text() == marker, "the environment was changed")
+    # Blender moved or upgraded: the Python the environment was made from is gone
+    gone = str(TMP / "blender-that-was-moved" / "python3.11")
+    data = json.loads(marker)
+    (env_dir() / environment.MARKER).write_text(json.dumps({**data, "base_python": gone}))
+    try:
+        shown = drawn()
+        text = "".join(line.split("] ", 1)[-1] for line in shown.splitlines()).replace(" ", "")
+        check(f"made from a Python that is gone ({gone}): press Install Backend".replace(" ", "") in text,
+              f"the box shows\n{shown}")
+        check(preferences.installed_backend_python() is None, "an environment without its Python is used")
+    finally:
+        (env_dir() / environment.MARKER).write_text(marker)
+    check(preferences.installed_backend_python() is not None, "the restored environment is not used")
     return messages
 
 
