@@ -90,3 +90,12 @@ def test_generate_gives_exact_durations(backend):
         take = backend.call("generate", prompts=["a person jumps"], seconds=2.5, steps=2, seed=1,
                             retarget={"rig": smpl_rig(), "dst_fps": fps, "foot_lock": False})["takes"][0]
         assert take["frames"] == 50 and take["retarget"]["frame_count"] == keys, fps
+
+
+def test_generate_gives_the_longest_clip_at_any_scene_rate(backend):
+    # 9.8 s (the add-on's maximum) at 25/30/60 fps needs keys just past model frame 195: the last key
+    # holds the last pose instead of the request being refused as 200 model frames.
+    for fps in (25, 30, 60, 29.97):
+        take = backend.call("generate", prompts=["a person jumps"], seconds=9.8, steps=1, seed=1,
+                            retarget={"rig": smpl_rig(), "dst_fps": fps, "foot_lock": False})["takes"][0]
+        assert take["frames"] == 196 and take["retarget"]["frame_count"] == round(9.8 * fps), fps
