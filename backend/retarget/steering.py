@@ -141,6 +141,11 @@ class Route:
         keep = np.concatenate([[True], seg > 1e-9])
         pts = pts[keep]
         arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=-1))])
+        if arc[-1] < ROUTE_STEP:      # one point: no direction to walk in, and no sample spacing
+            raise InputError(f"The route the root should follow is {arc[-1] * 100:.2f} cm long on the "
+                             "ground (one waypoint where the take starts, or waypoints on one spot).",
+                             "Place the waypoints apart from each other and from the take's start, add "
+                             "a second waypoint, or pick a path that runs along the ground.")
         count = max(int(np.ceil(arc[-1] / ROUTE_STEP)) + 1, 2)
         s = np.linspace(0.0, arc[-1], count)
         self.points = np.stack([np.interp(s, arc, pts[:, 0]), np.interp(s, arc, pts[:, 1])], axis=-1)
@@ -206,7 +211,9 @@ def waypoint_route(start: np.ndarray, knots: list[Knot]) -> Route:
     through = [start] + [k.point for k in knots if k.frame > 1e-9]
     if knots and knots[0].frame <= 1e-9:
         through[0] = knots[0].point
-    return Route(smooth_route_through(np.array(through)))
+    distinct = [p for i, p in enumerate(through)               # a repeated point adds no leg
+                if i == 0 or np.linalg.norm(np.subtract(p, through[i - 1])) > 1e-9]
+    return Route(smooth_route_through(np.array(distinct)))
 
 
 def check_inside_take(knots: list[Knot], frames: int, fps: float) -> None:

@@ -73,3 +73,12 @@ def test_inpaint_honours_the_steering_over_the_whole_answer(backend, source_feat
     location = out["root_motion"]["location"]
     real = np.r_[0:36, 84:len(location)]              # the sample's own frames (tiny weights make no walk)
     assert np.abs(location[real, 1]).mean() < 0.03 and location[-1, 0] > 1.0     # along the line (+X)
+
+
+def test_waypoints_on_one_spot_are_refused_not_allocated(backend):
+    # One point to follow used to set a 3e8-sample smoothing window (tens of GB) before generating.
+    for waypoints in ([{"position": [1.0, 0.0, 0.0], "frame": 0}],
+                      [{"position": [1.0, 0.0, 0.0], "frame": 0}, {"position": [1.0, 0.0, 0.0], "frame": 20}]):
+        error = refused_before_generating(backend, {"waypoints": waypoints})
+        assert error["code"] == "bad_input" and "cm long" in error["problem"], error
+        assert "second waypoint" in error["fix"]
