@@ -143,6 +143,7 @@ def test_unreachable_waypoints_say_the_speed_needed_before_any_work(source, rig,
     (np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 2.0]]), "vertical"),
     (np.array([[0.0, 0.0, 0.0]]), "at least two"),
     (np.array([[0.0, 0.0, 0.0], [np.nan, 1.0, 0.0]]), "NaN"),
+    (np.array([[-1e6, 0.0, 0.0], [1e6, 0.0, 0.0]]), "2000.0 km long"),       # 2e8 samples otherwise
 ])
 def test_a_path_without_ground_length_is_refused_with_the_fix(rig, mapping, points, problem):
     setup = analyse_rig(rig, mapping)
@@ -300,3 +301,9 @@ def test_a_route_on_one_spot_is_refused_and_repeated_points_are_skipped():
     route = waypoint_route(np.zeros(2), [Knot(10.0, np.array([1.0, 0.0])), Knot(20.0, np.array([1.0, 0.0])),
                                          Knot(30.0, np.array([2.0, 0.0]))])
     assert abs(route.length - 2.0) < 1e-6 and len(route.points) == 201
+
+
+def test_a_waypoint_route_longer_than_10_km_is_refused_before_resampling():
+    with pytest.raises(InputError, match="km long") as info:
+        waypoint_route(np.zeros(2), [Knot(10.0, np.array([20_000.0, 0.0]))])
+    assert "closer together" in info.value.fix
