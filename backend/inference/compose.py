@@ -49,7 +49,12 @@ from backend.inference.pipeline import (
     rigid_onto,
 )
 from backend.portable.errors import InputError
-from backend.portable.messages import MAX_COMPOSE_SECONDS
+from backend.portable.messages import (
+    MAX_COMPOSE_SECONDS,
+    segment_length_problem,
+    segment_token_bounds,
+    transition_token_count,
+)
 from backend.retarget.metrics import loop_closure
 from backend.retarget.resample import resample_vectors
 
@@ -124,7 +129,7 @@ def transition_tokens(seconds: float | None, model_fps: float) -> int:
     if not (math.isfinite(seconds) and seconds > 0):
         raise InputError(f"The transition of {seconds!r} s is not a positive duration.",
                          f"Use e.g. {TRANSITION_SECONDS} s.")
-    return max(1, math.ceil(seconds * model_fps / TOKEN_FRAMES - 1e-9))
+    return transition_token_count(seconds, model_fps)
 
 
 # --- the plan ---------------------------------------------------------------------------------------
@@ -166,7 +171,7 @@ def plan_timeline(segments: Sequence[SegmentSpec], token_counts: Sequence[int | 
         seconds.append(float(value))
     per_token = TOKEN_FRAMES / model_fps
     cumulative = np.concatenate([[0.0], np.cumsum(seconds)])
-    bounds = [int(round(c / per_token + 1e-9)) for c in cumulative]
+    bounds = segment_token_bounds(seconds, model_fps)
     for k in range(len(segments)):
         if bounds[k + 1] <= bounds[k]:
             raise InputError(f"Segment {k + 1} ({seconds[k]:g} s) is shorter than one token "
@@ -193,13 +198,10 @@ def plan_timeline(segments: Sequence[SegmentSpec], token_counts: Sequence[int | 
             needed = math.ceil((frames - 1) * step - 1e-9) + 1
         tokens = max(bounds[-1], math.ceil(needed / TOKEN_FRAMES - 1e-9))
     tau = transition_tokens(transition_seconds, model_fps)
-    tau_seconds = tau * per_token
-    for k in range(len(segments)):
-        joined = loop or len(segments) > 1
-        if joined and tau > bounds[k + 1] - bounds[k]:
-            raise InputError(f"The transition ({tau_seconds:g} s in whole tokens) is longer than segment "
-                             f"{k + 1} ({seconds[k]:g} s).",
-                             f"Use a transition of at most {seconds[k]:g} s or lengthen the segment.")
+    short = segment_length_problem(seconds, TRANSITION_SECONDS if transition_seconds is None
+                                   else transition_seconds, loop, model_fps)
+    if short:
+        raise InputError(*short)
     if tau + 2 > MAX_TOKENS:
         raise InputError(f"A transition of {tau} tokens leaves no room for context in a {MAX_TOKENS}-token "
                          "window.", f"Use a transition of at most {(MAX_TOKENS - 2) * per_token:g} s.")

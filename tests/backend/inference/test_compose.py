@@ -165,7 +165,8 @@ def test_progress_is_one_monotone_counter_and_cancel_stops_at_a_step(pipeline) -
 
 @pytest.mark.parametrize("kwargs, words", [
     (dict(timeline=[]), "no segment"),
-    (dict(timeline=[("a", 2.0), ("b", 0.2)], transition=0.4), "longer than segment 2"),
+    (dict(timeline=[("a", 2.0), ("b", 0.2)], transition=0.4), "Segment 2 lasts 0.2 s"),
+    (dict(timeline=[("walk", 3.0), ("jumps", 0.4), ("walk", 3.0)]), "Segment 2 lasts 0.4 s"),   # no core
     (dict(timeline=[("a", 2.0), ("b", 0.05)]), "shorter than one token"),
     (dict(timeline=[("  ", 2.0)]), "empty"),
     (dict(timeline=[("a", float("nan"))]), "lasts nan"),

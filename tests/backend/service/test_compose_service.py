@@ -71,7 +71,7 @@ def test_bad_timelines_are_refused_before_any_work(backend):
     short = np.zeros((2, 22, 3), dtype=np.float32)
     broken = np.full((20, 22, 3), np.nan, dtype=np.float32)
     for fields, words in (
-            (dict(segments=[*one, {"prompt": "b", "seconds": 0.2}], transition=0.6), "longer than segment 2"),
+            (dict(segments=[*one, {"prompt": "b", "seconds": 0.2}], transition=0.6), "Segment 2 lasts 0.2 s"),
             (dict(segments=one, fps=24, retarget={"rig": smpl_rig(), "dst_fps": 30}), "differ"),
             (dict(segments=one, regenerate={"codes": np.zeros((4, 6), dtype=np.int64), "segments": one,
                                             "index": 0}), "holds 4 tokens"),
