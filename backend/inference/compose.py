@@ -183,6 +183,9 @@ def plan_timeline(segments: Sequence[SegmentSpec], token_counts: Sequence[int | 
                          f"{MAX_COMPOSE_SECONDS:g} s ({MAX_COMPOSE_SECONDS / 60:g} minutes).",
                          "Shorten or remove segments, or compose the rest as a second take.")
     frames = exact_frames(total, fps)
+    if frames < 2:          # a take is keyed from its first frame to its last (take_positions)
+        raise InputError(f"The timeline lasts {total:g} s: {frames} frame(s) at {fps:g} fps, and a take "
+                         "needs at least 2.", "Raise the take's frame rate or lengthen the timeline.")
     frame_bounds = [exact_frames(c, fps) for c in cumulative]
     if loop:
         tokens = bounds[-1]

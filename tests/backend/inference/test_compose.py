@@ -174,6 +174,9 @@ def test_progress_is_one_monotone_counter_and_cancel_stops_at_a_step(pipeline) -
     (dict(timeline=[("a", 2.0)], previous_codes=np.zeros((10, 6)), regenerate_index=2), "names no segment"),
     (dict(timeline=[("a", 2.0)], source=np.zeros((3, 22, 3))), "less than one token"),
     (dict(timeline=[("a", 2.0)], source=np.full((20, 22, 3), np.nan)), "NaN"),
+    (dict(timeline=[("a", 0.8)], loop=True, fps=0.5), "0 frame"),       # was a ZeroDivisionError
+    (dict(timeline=[("a", 1.2)], loop=True, fps=1.0), "1 frame"),
+    (dict(timeline=[("a", 0.4)], fps=1.0), "0 frame"),
 ])
 def test_bad_input_is_refused_before_any_window(pipeline, windows, kwargs, words) -> None:
     timeline = [c.SegmentSpec(p, s) for p, s in kwargs.pop("timeline")]
