@@ -492,10 +492,7 @@ def compose(pipeline: MoMaskPipeline, segments: Sequence[SegmentSpec],
             raise InputError(f"The take's codes hold {previous_codes.shape[0]} tokens but its segments "
                              f"make {plan.tokens}.", "Send the take's own codes, segments, transition, "
                              "loop and fps unchanged.")
-        if not np.array_equal(previous_codes, np.round(previous_codes)) or previous_codes.min() < -1 \
-                or previous_codes.max() >= sampling.NUM_CODES or (previous_codes[:, 0] < 0).any():
-            raise InputError("The take's codes are not MoMask tokens (whole numbers -1..511, a base code "
-                             "everywhere).", "Send the codes the take came with.")
+        check_token_values(previous_codes)
     windows = plan_windows(plan, settings.seed, anchor, context, regenerate_index)
 
     # The timeline, with a continuation's context before it (a lead-in's after it).
@@ -667,6 +664,17 @@ def needs_long_inpaint(start: int, end: int, frames: int) -> bool:
     return frames > MAX_FRAMES + TOKEN_FRAMES - 1 and wide_end - wide_start > ONE_WINDOW_RANGE_FRAMES
 
 
+def check_token_values(codes: np.ndarray) -> np.ndarray:
+    """A take's ``(tokens, 6)`` codes as int64, refused unless they are MoMask tokens: whole numbers
+    -1..511 with a base code everywhere (a fraction such as 3.7 is refused, never truncated)."""
+    codes = np.asarray(codes)
+    if not np.array_equal(codes, np.round(codes)) or codes.min() < -1 \
+            or codes.max() >= sampling.NUM_CODES or (codes[:, 0] < 0).any():
+        raise InputError("The take's codes are not MoMask tokens (whole numbers -1..511, a base code "
+                         "everywhere).", "Send the codes the take came with.")
+    return codes.astype(np.int64)
+
+
 def long_inpaint_windows(wide_start: int, wide_end: int, frames: int, seed: int
                          ) -> tuple[int, int, list[Window]]:
     """(first frame, end frame, windows) of a long in-between's token timeline: up to
@@ -682,6 +690,17 @@ def long_inpaint_windows(wide_start: int, wide_end: int, frames: int, seed: int
         windows.append(Window(SEGMENT, i, positions, (positions < first) | (positions >= left + inside), 0,
                               seed))
     return left_from, right_to, windows
+
+
+def check_long_inpaint_range(start: int, end: int, frames: int, model_fps: float) -> tuple[int, int]:
+    """The range [start, end) of a ``frames``-frame source widened to whole tokens; refuses one longer
+    than the longest composed take (``MAX_COMPOSE_SECONDS``). Cheap: the use case calls it before
+    the models load, :func:`inpaint_long` again."""
+    wide_start, wide_end = MoMaskPipeline.widen_range(start, end, frames)
+    if (wide_end - wide_start) / model_fps > MAX_COMPOSE_SECONDS:
+        raise InputError(f"The range is {(wide_end - wide_start) / model_fps:g} s long, more than "
+                         f"{MAX_COMPOSE_SECONDS:g} s.", "Select a shorter range.")
+    return wide_start, wide_end
 
 
 def long_inpaint_units(start: int, end: int, frames: int, settings: SamplingSettings) -> int:
@@ -708,10 +727,7 @@ def inpaint_long(pipeline: MoMaskPipeline, source: np.ndarray, start: int, end: 
     prompts = check_prompts([prompt])
     features, source_joints = pipeline.source_motion(source)
     frames = len(features)
-    wide_start, wide_end = pipeline.widen_range(start, end, frames)
-    if (wide_end - wide_start) / pipeline.fps > MAX_COMPOSE_SECONDS:
-        raise InputError(f"The range is {(wide_end - wide_start) / pipeline.fps:g} s long, more than "
-                         f"{MAX_COMPOSE_SECONDS:g} s.", "Select a shorter range.")
+    wide_start, wide_end = check_long_inpaint_range(start, end, frames, pipeline.fps)
     span = frames // TOKEN_FRAMES * TOKEN_FRAMES
     left_from, right_to, windows = long_inpaint_windows(wide_start, wide_end, frames, settings.seed)
     left = (wide_start - left_from) // TOKEN_FRAMES

@@ -77,7 +77,14 @@ def test_bad_timelines_are_refused_before_any_work(backend):
                                             "index": 0}), "holds 4 tokens"),
             (dict(segments=one, continue_from={"kind": "joints", "data": short, "fps": 20}),
              "less than one token"),
-            (dict(segments=one, continue_from={"kind": "joints", "data": broken}), "NaN")):
+            (dict(segments=one, continue_from={"kind": "joints", "data": broken}), "NaN"),
+            # the timeline is checked before the source is read (FK of up to 1e6 pose frames)
+            (dict(segments=[*one, {"prompt": "b", "seconds": 0.2}], continue_from={"kind": "joints",
+                                                                                 "data": broken}),
+             "Segment 2 lasts 0.2 s"),
+            # fractional codes are refused, not truncated to tokens (3.7 → 3)
+            (dict(segments=one, regenerate={"codes": np.full((10, 6), 3.7), "segments": one, "index": 0}),
+             "not MoMask tokens")):
         events, final = backend.wait(backend.send("compose", **fields))
         assert final["type"] == "error", (fields, final)
         assert final["error"]["code"] == "bad_input" and words in final["error"]["problem"], final
