@@ -807,8 +807,9 @@ def min_target_spacing(fps: float, model_fps: float) -> int:
 
 
 def transition_token_count(seconds: float, model_fps: float) -> int:
-    """A compose transition of ``seconds`` in whole tokens (rounded up, at least 1; docs/compose.md)."""
-    return max(1, math.ceil(seconds * model_fps / UNIT_LENGTH - 1e-9))
+    """A compose transition of ``seconds`` in whole tokens (rounded up, at least 1; docs/compose.md).
+    The tolerance covers a float32 Blender property: 0.4 reads 0.4000000060, 2 tokens, not 3."""
+    return max(1, math.ceil(seconds * model_fps / UNIT_LENGTH - 1e-6))
 
 
 def segment_token_bounds(seconds: list[float] | tuple[float, ...], model_fps: float) -> list[int]:

@@ -88,3 +88,9 @@ def test_a_segment_the_transitions_would_swallow_is_refused_with_its_minimum():
     # Every segment of a loop lies between two transitions; a single open segment has none.
     assert "Segment 1 lasts 0.6 s" in m.segment_length_problem([0.6, 3.0], 0.4, True, 20.0)[0]
     assert m.segment_length_problem([0.2], 0.4, False, 20.0) is None
+
+
+def test_a_float32_transition_is_the_tokens_the_user_typed():
+    # The add-on's FloatProperty sends 0.4 as 0.4000000059604645: still 2 tokens, not 3.
+    assert m.transition_token_count(0.4000000059604645, 20.0) == 2
+    assert m.transition_token_count(0.41, 20.0) == 3

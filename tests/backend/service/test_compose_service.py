@@ -106,3 +106,7 @@ def test_generate_gives_the_longest_clip_at_any_scene_rate(backend):
         take = backend.call("generate", prompts=["a person jumps"], seconds=9.8, steps=1, seed=1,
                             retarget={"rig": smpl_rig(), "dst_fps": fps, "foot_lock": False})["takes"][0]
         assert take["frames"] == 196 and take["retarget"]["frame_count"] == round(9.8 * fps), fps
+    # compose slides its windows past 49 tokens instead, so its 9.8 s is exact too
+    take = backend.call("compose", segments=[{"prompt": "a person jumps", "seconds": 9.8}], steps=1, seed=1,
+                        fps=30, retarget={"rig": smpl_rig(), "dst_fps": 30, "foot_lock": False})["takes"][0]
+    assert take["frames"] == 294 and take["retarget"]["frame_count"] == 294
