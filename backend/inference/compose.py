@@ -49,7 +49,12 @@ from backend.inference.pipeline import (
     rigid_onto,
 )
 from backend.portable.errors import InputError
-from backend.portable.messages import MAX_COMPOSE_SECONDS
+from backend.portable.messages import (
+    MAX_COMPOSE_SECONDS,
+    segment_length_problem,
+    segment_token_bounds,
+    transition_token_count,
+)
 from backend.retarget.metrics import loop_closure
 from backend.retarget.resample import resample_vectors
 
@@ -124,7 +129,7 @@ def transition_tokens(seconds: float | None, model_fps: float) -> int:
     if not (math.isfinite(seconds) and seconds > 0):
         raise InputError(f"The transition of {seconds!r} s is not a positive duration.",
                          f"Use e.g. {TRANSITION_SECONDS} s.")
-    return max(1, math.ceil(seconds * model_fps / TOKEN_FRAMES - 1e-9))
+    return transition_token_count(seconds, model_fps)
 
 
 # --- the plan ---------------------------------------------------------------------------------------
@@ -166,7 +171,7 @@ def plan_timeline(segments: Sequence[SegmentSpec], token_counts: Sequence[int | 
         seconds.append(float(value))
     per_token = TOKEN_FRAMES / model_fps
     cumulative = np.concatenate([[0.0], np.cumsum(seconds)])
-    bounds = [int(round(c / per_token + 1e-9)) for c in cumulative]
+    bounds = segment_token_bounds(seconds, model_fps)
     for k in range(len(segments)):
         if bounds[k + 1] <= bounds[k]:
             raise InputError(f"Segment {k + 1} ({seconds[k]:g} s) is shorter than one token "
@@ -178,6 +183,9 @@ def plan_timeline(segments: Sequence[SegmentSpec], token_counts: Sequence[int | 
                          f"{MAX_COMPOSE_SECONDS:g} s ({MAX_COMPOSE_SECONDS / 60:g} minutes).",
                          "Shorten or remove segments, or compose the rest as a second take.")
     frames = exact_frames(total, fps)
+    if frames < 2:          # a take is keyed from its first frame to its last (take_positions)
+        raise InputError(f"The timeline lasts {total:g} s: {frames} frame(s) at {fps:g} fps, and a take "
+                         "needs at least 2.", "Raise the take's frame rate or lengthen the timeline.")
     frame_bounds = [exact_frames(c, fps) for c in cumulative]
     if loop:
         tokens = bounds[-1]
@@ -193,13 +201,10 @@ def plan_timeline(segments: Sequence[SegmentSpec], token_counts: Sequence[int | 
             needed = math.ceil((frames - 1) * step - 1e-9) + 1
         tokens = max(bounds[-1], math.ceil(needed / TOKEN_FRAMES - 1e-9))
     tau = transition_tokens(transition_seconds, model_fps)
-    tau_seconds = tau * per_token
-    for k in range(len(segments)):
-        joined = loop or len(segments) > 1
-        if joined and tau > bounds[k + 1] - bounds[k]:
-            raise InputError(f"The transition ({tau_seconds:g} s in whole tokens) is longer than segment "
-                             f"{k + 1} ({seconds[k]:g} s).",
-                             f"Use a transition of at most {seconds[k]:g} s or lengthen the segment.")
+    short = segment_length_problem(seconds, TRANSITION_SECONDS if transition_seconds is None
+                                   else transition_seconds, loop, model_fps)
+    if short:
+        raise InputError(*short)
     if tau + 2 > MAX_TOKENS:
         raise InputError(f"A transition of {tau} tokens leaves no room for context in a {MAX_TOKENS}-token "
                          "window.", f"Use a transition of at most {(MAX_TOKENS - 2) * per_token:g} s.")
@@ -487,10 +492,7 @@ def compose(pipeline: MoMaskPipeline, segments: Sequence[SegmentSpec],
             raise InputError(f"The take's codes hold {previous_codes.shape[0]} tokens but its segments "
                              f"make {plan.tokens}.", "Send the take's own codes, segments, transition, "
                              "loop and fps unchanged.")
-        if not np.array_equal(previous_codes, np.round(previous_codes)) or previous_codes.min() < -1 \
-                or previous_codes.max() >= sampling.NUM_CODES or (previous_codes[:, 0] < 0).any():
-            raise InputError("The take's codes are not MoMask tokens (whole numbers -1..511, a base code "
-                             "everywhere).", "Send the codes the take came with.")
+        check_token_values(previous_codes)
     windows = plan_windows(plan, settings.seed, anchor, context, regenerate_index)
 
     # The timeline, with a continuation's context before it (a lead-in's after it).
@@ -662,6 +664,17 @@ def needs_long_inpaint(start: int, end: int, frames: int) -> bool:
     return frames > MAX_FRAMES + TOKEN_FRAMES - 1 and wide_end - wide_start > ONE_WINDOW_RANGE_FRAMES
 
 
+def check_token_values(codes: np.ndarray) -> np.ndarray:
+    """A take's ``(tokens, 6)`` codes as int64, refused unless they are MoMask tokens: whole numbers
+    -1..511 with a base code everywhere (a fraction such as 3.7 is refused, never truncated)."""
+    codes = np.asarray(codes)
+    if not np.array_equal(codes, np.round(codes)) or codes.min() < -1 \
+            or codes.max() >= sampling.NUM_CODES or (codes[:, 0] < 0).any():
+        raise InputError("The take's codes are not MoMask tokens (whole numbers -1..511, a base code "
+                         "everywhere).", "Send the codes the take came with.")
+    return codes.astype(np.int64)
+
+
 def long_inpaint_windows(wide_start: int, wide_end: int, frames: int, seed: int
                          ) -> tuple[int, int, list[Window]]:
     """(first frame, end frame, windows) of a long in-between's token timeline: up to
@@ -677,6 +690,17 @@ def long_inpaint_windows(wide_start: int, wide_end: int, frames: int, seed: int
         windows.append(Window(SEGMENT, i, positions, (positions < first) | (positions >= left + inside), 0,
                               seed))
     return left_from, right_to, windows
+
+
+def check_long_inpaint_range(start: int, end: int, frames: int, model_fps: float) -> tuple[int, int]:
+    """The range [start, end) of a ``frames``-frame source widened to whole tokens; refuses one longer
+    than the longest composed take (``MAX_COMPOSE_SECONDS``). Cheap: the use case calls it before
+    the models load, :func:`inpaint_long` again."""
+    wide_start, wide_end = MoMaskPipeline.widen_range(start, end, frames)
+    if (wide_end - wide_start) / model_fps > MAX_COMPOSE_SECONDS:
+        raise InputError(f"The range is {(wide_end - wide_start) / model_fps:g} s long, more than "
+                         f"{MAX_COMPOSE_SECONDS:g} s.", "Select a shorter range.")
+    return wide_start, wide_end
 
 
 def long_inpaint_units(start: int, end: int, frames: int, settings: SamplingSettings) -> int:
@@ -703,10 +727,7 @@ def inpaint_long(pipeline: MoMaskPipeline, source: np.ndarray, start: int, end: 
     prompts = check_prompts([prompt])
     features, source_joints = pipeline.source_motion(source)
     frames = len(features)
-    wide_start, wide_end = pipeline.widen_range(start, end, frames)
-    if (wide_end - wide_start) / pipeline.fps > MAX_COMPOSE_SECONDS:
-        raise InputError(f"The range is {(wide_end - wide_start) / pipeline.fps:g} s long, more than "
-                         f"{MAX_COMPOSE_SECONDS:g} s.", "Select a shorter range.")
+    wide_start, wide_end = check_long_inpaint_range(start, end, frames, pipeline.fps)
     span = frames // TOKEN_FRAMES * TOKEN_FRAMES
     left_from, right_to, windows = long_inpaint_windows(wide_start, wide_end, frames, settings.seed)
     left = (wide_start - left_from) // TOKEN_FRAMES

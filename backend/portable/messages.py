@@ -806,6 +806,55 @@ def min_target_spacing(fps: float, model_fps: float) -> int:
     return max(1, math.ceil(UNIT_LENGTH * fps / model_fps - 1e-9))
 
 
+def transition_token_count(seconds: float, model_fps: float) -> int:
+    """A compose transition of ``seconds`` in whole tokens (rounded up, at least 1; docs/compose.md).
+    The tolerance covers a float32 Blender property: 0.4 reads 0.4000000060, 2 tokens, not 3."""
+    return max(1, math.ceil(seconds * model_fps / UNIT_LENGTH - 1e-6))
+
+
+def segment_token_bounds(seconds: list[float] | tuple[float, ...], model_fps: float) -> list[int]:
+    """Token boundaries (K + 1) of segments lasting ``seconds``: each cumulative time rounded to the
+    nearest token (docs/compose.md, "Plan")."""
+    per_token = UNIT_LENGTH / model_fps
+    bounds, elapsed = [0], 0.0
+    for value in seconds:
+        elapsed += float(value)
+        bounds.append(int(round(elapsed / per_token + 1e-9)))
+    return bounds
+
+
+def segment_length_problem(seconds: list[float] | tuple[float, ...], transition: float, loop: bool,
+                           model_fps: float) -> tuple[str, str] | None:
+    """(problem, fix) when a segment of a composed timeline is too short for its transitions, else
+    None. Each transition takes half its tokens from both neighbours; what is left of a segment (its
+    core) must be at least 2 tokens, so that its own prompt makes some of it and each transition sees
+    a token of it as context (docs/compose.md). A segment between two transitions (any segment of a
+    loop) needs transition + 2 tokens, the first of an open timeline half the transition (rounded
+    down) + 2, the last the other half + 2. The add-on checks with this before it sends, the backend
+    again (both with the seconds on the wire)."""
+    count = len(seconds)
+    if count == 0 or (count == 1 and not loop):
+        return None
+    tau = transition_token_count(transition, model_fps)
+    per_token = UNIT_LENGTH / model_fps
+    bounds = segment_token_bounds(seconds, model_fps)
+    for k in range(count):
+        before = tau - tau // 2 if (k > 0 or loop) else 0
+        after = tau // 2 if (k < count - 1 or loop) else 0
+        need = before + after + 2
+        have = bounds[k + 1] - bounds[k]
+        if have < need:
+            where = ("between two transitions" if before and after else
+                     "after the first transition" if before else "before the first transition")
+            return (f"Segment {k + 1} lasts {float(seconds[k]):g} s ({have} tokens on the timeline), shorter "
+                    f"than the {need * per_token:g} s ({need} tokens) a segment {where} needs with a "
+                    f"{transition:g} s transition ({tau} tokens): the transition would leave none of it "
+                    "to its own prompt.",
+                    f"Lengthen segment {k + 1} to at least {need * per_token:g} s, or shorten the "
+                    "transition.")
+    return None
+
+
 @_SCHEMA
 class Segment:
     """One segment of a composed take: its prompt, ``seconds`` (None: the length estimator's) and

@@ -57,6 +57,7 @@ CREEP_SPEED = 0.02
 #: Stride changes beyond ±25 % are reported.
 STRIDE_WARNING = 0.25
 MIN_PATH_LENGTH = 0.01           # world metres
+MAX_PATH_LENGTH = 10_000.0       # metres on the ground: the route is resampled every ROUTE_STEP
 ROUTE_STEP = 0.01                # source metres between resampled route points
 
 
@@ -141,6 +142,15 @@ class Route:
         keep = np.concatenate([[True], seg > 1e-9])
         pts = pts[keep]
         arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=-1))])
+        if arc[-1] < ROUTE_STEP:      # one point: no direction to walk in, and no sample spacing
+            raise InputError(f"The route the root should follow is {arc[-1] * 100:.2f} cm long on the "
+                             "ground (one waypoint where the take starts, or waypoints on one spot).",
+                             "Place the waypoints apart from each other and from the take's start, add "
+                             "a second waypoint, or pick a path that runs along the ground.")
+        if arc[-1] > MAX_PATH_LENGTH:  # waypoints far apart, or a path on a tiny rig (source metres)
+            raise InputError(f"The route the root should follow is {arc[-1] / 1000:.1f} km long in the "
+                             f"motion's metres; at most {MAX_PATH_LENGTH / 1000:.0f} km is followed.",
+                             "Place the waypoints closer together, or pick a shorter path.")
         count = max(int(np.ceil(arc[-1] / ROUTE_STEP)) + 1, 2)
         s = np.linspace(0.0, arc[-1], count)
         self.points = np.stack([np.interp(s, arc, pts[:, 0]), np.interp(s, arc, pts[:, 1])], axis=-1)
@@ -206,7 +216,9 @@ def waypoint_route(start: np.ndarray, knots: list[Knot]) -> Route:
     through = [start] + [k.point for k in knots if k.frame > 1e-9]
     if knots and knots[0].frame <= 1e-9:
         through[0] = knots[0].point
-    return Route(smooth_route_through(np.array(through)))
+    distinct = [p for i, p in enumerate(through)               # a repeated point adds no leg
+                if i == 0 or np.linalg.norm(np.subtract(p, through[i - 1])) > 1e-9]
+    return Route(smooth_route_through(np.array(distinct)))
 
 
 def check_inside_take(knots: list[Knot], frames: int, fps: float) -> None:
@@ -233,7 +245,8 @@ def world_per_source(world_matrix: np.ndarray, transform: SourceToRig) -> float:
 
 
 def check_path(points_world: np.ndarray) -> float:
-    """The ground length (world metres) of a path; refuses a non-finite or zero-length one."""
+    """The ground length (world metres) of a path; refuses a non-finite, zero-length or longer than
+    :data:`MAX_PATH_LENGTH` one (docs/protocol.md, Steering)."""
     pts = np.asarray(points_world, np.float64)
     if pts.ndim != 2 or pts.shape[1] != 3 or len(pts) < 2:
         raise InputError(f"The path has shape {pts.shape}; it needs at least two (x, y, z) points.",
@@ -245,6 +258,10 @@ def check_path(points_world: np.ndarray) -> float:
     if length < MIN_PATH_LENGTH:
         raise InputError(f"The path is {length * 100:.2f} cm long on the ground (a curve of zero length "
                          "or a vertical one).", "Pick a curve that runs along the ground, or clear the path.")
+    if length > MAX_PATH_LENGTH:
+        raise InputError(f"The path is {length / 1000:.1f} km long on the ground; at most "
+                         f"{MAX_PATH_LENGTH / 1000:.0f} km is followed (it is sampled every centimetre).",
+                         "Pick a shorter curve, or scale the curve object down.")
     return length
 
 

@@ -304,7 +304,7 @@ def test_compose_a_looped_timeline_file_and_a_continuation(tiny_weights, tmp_pat
     (["--segment", " ", "2"], "prompt is empty"),
     (["--segment", "a", "two"], "not a number"),
     (["--segment", "a", "200", "--segment", "b", "200"], "more than the maximum of 300 s"),
-    (["--segment", "a", "2", "--segment", "b", "1", "--transition", "1.5"], "longer than segment 2"),
+    (["--segment", "a", "2", "--segment", "b", "1", "--transition", "1.5"], "Segment 2 lasts 1 s"),
     (["--prompt", "a", "--seconds", "2", "--continue-from", "missing.npy"], "does not exist"),
 ])
 def test_bad_compose_input_is_one_line_and_writes_nothing(tmp_path, cli_main, args, words) -> None:

@@ -169,6 +169,9 @@ def case_bad_sequences_refused_before_sending():
     SEQ.transition = 0.8
     problems.append(refused(bpy.ops.momask.generate_sequence, ("transition", "segment 2")))
     SEQ.transition = 0.4
+    # a segment the two 0.4 s transitions would swallow whole (the backend's rule, shared)
+    set_segments([("a person walks", 3.0), ("a person jumps", 0.4), ("a person walks", 3.0)])
+    problems.append(refused(bpy.ops.momask.generate_sequence, ("segment 2", "0.8 s (4 tokens)")))
     # NaN cannot be typed into the panel; a script's NaN is caught by the same check
     try:
         compose.sequence_plan([("a person walks", float("nan"))], 0.4, False, 24.0)

@@ -44,6 +44,7 @@ def check_timeline(segments: list[recipe.SegmentSpec], request: messages.Compose
                              f"{plan.tokens} at {fps:g} fps.",
                              "Send the take's own codes with its segments, transition, loop and fps "
                              "unchanged.")
+        recipe.check_token_values(codes)          # before loading, and before any int64 cast
     return plan
 
 
@@ -55,16 +56,18 @@ def run(request: messages.ComposeRequest, job: Job, state: ServiceState) -> mess
         # The answer is keyed at the take's fps (default: the source's) onto the source's rig.
         source_fps = request.continue_from.fps
         fps = take_fps(request, config.fps if source_fps is None else source_fps)
+    else:
+        fps = take_fps(request, config.fps)
+    segments = [recipe.SegmentSpec(s.prompt, s.seconds, s.seed) for s in request.segments]
+    plan = check_timeline(segments, request, fps, config.fps)     # before reading (FK of) the source
+    if request.continue_from is not None:
         source = read_source(request.continue_from, request.retarget, config, job, dst_fps=fps)
         if len(source.model_source) < sk.UNIT_LENGTH:
             raise InputError(f"The source motion has {source.source_frames} frames, less than one token "
                              f"({sk.UNIT_LENGTH / config.fps:g} s).", "Continue from a longer animation.")
         target = source.target
     else:
-        fps = take_fps(request, config.fps)
         target = retarget_target(request.retarget, fps)
-    segments = [recipe.SegmentSpec(s.prompt, s.seconds, s.seed) for s in request.segments]
-    plan = check_timeline(segments, request, fps, config.fps)
     seed = pick_seed(request.seed)
     settings = sampling_settings(request.sampling, seed)
     check_before_loading(settings)

@@ -43,16 +43,21 @@ def model_frames(request: messages.GenerateRequest, fps: float) -> list[int | No
 def covering_frames(seconds: float, fps: float, dst_fps: float | None = None) -> int:
     """Model frames to generate for exactly ``exact_frames(seconds, ·)`` frames at the model's ``fps``
     and at ``dst_fps``: whole tokens covering both (the longest clip caps it; below one token the
-    pipeline refuses the length)."""
-    need = exact_frames(seconds, fps)
-    if need < messages.UNIT_LENGTH:
-        return max(1, need)
+    pipeline refuses the length). When the keys at ``dst_fps`` would need more than the longest clip
+    while the model frames fit (9.8 s at 25 or 30 fps: 197 frames), the longest clip it is: the last
+    keys, less than one model frame past its end, hold its last pose (``solver.retarget``'s
+    ``frame_count``), so round(S × dst_fps) keys are still delivered (docs/protocol.md, generate)."""
+    model_need = exact_frames(seconds, fps)
+    if model_need < messages.UNIT_LENGTH:
+        return max(1, model_need)
+    need = model_need
     if dst_fps:
         keys = exact_frames(seconds, dst_fps)
         need = max(need, math.ceil((keys - 1) * fps / dst_fps - 1e-9) + 1)
     covering = -(-need // messages.UNIT_LENGTH) * messages.UNIT_LENGTH
-    return covering if covering <= messages.MAX_MOTION_FRAMES or need > messages.MAX_MOTION_FRAMES \
-        else messages.MAX_MOTION_FRAMES
+    if covering > messages.MAX_MOTION_FRAMES and model_need <= messages.MAX_MOTION_FRAMES:
+        return messages.MAX_MOTION_FRAMES
+    return covering
 
 
 def take_frames(request: messages.GenerateRequest, fps: float) -> list[int | None]:

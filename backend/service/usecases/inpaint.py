@@ -8,6 +8,7 @@ from typing import Any
 
 from backend.inference.compose import (
     SLIDE_CONTEXT_TOKENS,
+    check_long_inpaint_range,
     inpaint_long,
     long_inpaint_units,
     needs_long_inpaint,
@@ -47,6 +48,8 @@ def run(request: messages.InpaintRequest, job: Job, state: ServiceState) -> mess
     # A range longer than one window (188 model frames) is filled by sliding windows between the
     # source's tokens on both sides (docs/compose.md, "Long in-betweens").
     long = needs_long_inpaint(start_m, end_m, model_frames)
+    if long:                                      # over 300 s: refused before the models load
+        check_long_inpaint_range(start_m, end_m, model_frames, model_fps)
     units = long_inpaint_units(start_m, end_m, model_frames, settings) if long else job_units(settings.steps)
     progress = JobProgress(job, load_units + units + tail, config.step_delay)
     progress.report("start", 0)

@@ -111,14 +111,11 @@ def sequence_plan(rows: list[tuple[str, float]], transition: float, loop: bool, 
         raise InputProblem(f"The transition is {transition:g} s.",
                            f"Set a transition between {TOKEN_SECONDS:g} and "
                            f"{properties.MAX_TRANSITION_SECONDS:g} s (0.4 s joins most motions).")
-    joins = [(k, k + 1) for k in range(len(rows) - 1)] + ([(len(rows) - 1, 0)] if loop else [])
-    for a, b in joins:
-        for k in (a, b):
-            if transition > float(rows[k][1]) + 1e-9:
-                raise InputProblem(f"The {transition:g} s transition is longer than segment {k + 1} "
-                                   f"({float(rows[k][1]):g} s) next to it.",
-                                   f"Shorten the transition to at most {float(rows[k][1]):g} s, or lengthen "
-                                   f"segment {k + 1}.")
+    # The backend's own rule, on the seconds that go on the wire (request_segments: frames / fps).
+    short = jobs.messages.segment_length_problem([frames / fps for _, frames in plan], transition, loop,
+                                                 jobs.messages.DATASET_FPS["t2m"])
+    if short:
+        raise InputProblem(*short)
     return plan
 
 

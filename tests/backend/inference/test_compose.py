@@ -165,7 +165,8 @@ def test_progress_is_one_monotone_counter_and_cancel_stops_at_a_step(pipeline) -
 
 @pytest.mark.parametrize("kwargs, words", [
     (dict(timeline=[]), "no segment"),
-    (dict(timeline=[("a", 2.0), ("b", 0.2)], transition=0.4), "longer than segment 2"),
+    (dict(timeline=[("a", 2.0), ("b", 0.2)], transition=0.4), "Segment 2 lasts 0.2 s"),
+    (dict(timeline=[("walk", 3.0), ("jumps", 0.4), ("walk", 3.0)]), "Segment 2 lasts 0.4 s"),   # no core
     (dict(timeline=[("a", 2.0), ("b", 0.05)]), "shorter than one token"),
     (dict(timeline=[("  ", 2.0)]), "empty"),
     (dict(timeline=[("a", float("nan"))]), "lasts nan"),
@@ -173,6 +174,9 @@ def test_progress_is_one_monotone_counter_and_cancel_stops_at_a_step(pipeline) -
     (dict(timeline=[("a", 2.0)], previous_codes=np.zeros((10, 6)), regenerate_index=2), "names no segment"),
     (dict(timeline=[("a", 2.0)], source=np.zeros((3, 22, 3))), "less than one token"),
     (dict(timeline=[("a", 2.0)], source=np.full((20, 22, 3), np.nan)), "NaN"),
+    (dict(timeline=[("a", 0.8)], loop=True, fps=0.5), "0 frame"),       # was a ZeroDivisionError
+    (dict(timeline=[("a", 1.2)], loop=True, fps=1.0), "1 frame"),
+    (dict(timeline=[("a", 0.4)], fps=1.0), "0 frame"),
 ])
 def test_bad_input_is_refused_before_any_window(pipeline, windows, kwargs, words) -> None:
     timeline = [c.SegmentSpec(p, s) for p, s in kwargs.pop("timeline")]

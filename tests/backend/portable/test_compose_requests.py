@@ -73,3 +73,24 @@ def test_the_nan_seconds_of_a_segment_are_refused_by_name() -> None:
     with pytest.raises(p.ProtocolError, match=r"'segments\[1\]\.seconds' must be a finite number"):
         segments = [{"prompt": "a", "seconds": 1}, {"prompt": "b", "seconds": float("nan")}]
         m.parse_request({"id": 3, "type": "compose", "segments": segments})
+
+
+def test_a_segment_the_transitions_would_swallow_is_refused_with_its_minimum():
+    # [walk 3 s, jumps 0.4 s, walk 3 s] with 0.4 s transitions (2 tokens): the jump's two tokens all
+    # belong to the transitions, so its prompt would never be used.
+    problem, fix = m.segment_length_problem([3.0, 0.4, 3.0], 0.4, False, 20.0)
+    assert "Segment 2 lasts 0.4 s (2 tokens" in problem and "0.8 s (4 tokens)" in problem
+    assert "at least 0.8 s" in fix and "shorten the transition" in fix
+    assert m.segment_length_problem([3.0, 0.8, 3.0], 0.4, False, 20.0) is None
+    # The first and last of an open timeline give one transition half each: 1 + 2 tokens.
+    assert m.segment_length_problem([0.6, 3.0, 0.6], 0.4, False, 20.0) is None
+    assert "Segment 1 lasts 0.4 s" in m.segment_length_problem([0.4, 3.0], 0.4, False, 20.0)[0]
+    # Every segment of a loop lies between two transitions; a single open segment has none.
+    assert "Segment 1 lasts 0.6 s" in m.segment_length_problem([0.6, 3.0], 0.4, True, 20.0)[0]
+    assert m.segment_length_problem([0.2], 0.4, False, 20.0) is None
+
+
+def test_a_float32_transition_is_the_tokens_the_user_typed():
+    # The add-on's FloatProperty sends 0.4 as 0.4000000059604645: still 2 tokens, not 3.
+    assert m.transition_token_count(0.4000000059604645, 20.0) == 2
+    assert m.transition_token_count(0.41, 20.0) == 3

@@ -16,7 +16,7 @@ from backend.retarget.inverse import default_transform, joints_from_pose, pose_m
 from backend.retarget.mapping import auto_map
 from backend.retarget.rig_setup import SOURCE_UP
 from backend.retarget.solver import analyse_rig, retarget
-from backend.retarget.steering import Route, Steering, world_per_source, world_to_source
+from backend.retarget.steering import Knot, Route, Steering, waypoint_route, world_per_source, world_to_source
 from tests.backend.retarget.test_solver import make_rig, read_back, smpl_rest_joints
 
 
@@ -143,6 +143,7 @@ def test_unreachable_waypoints_say_the_speed_needed_before_any_work(source, rig,
     (np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 2.0]]), "vertical"),
     (np.array([[0.0, 0.0, 0.0]]), "at least two"),
     (np.array([[0.0, 0.0, 0.0], [np.nan, 1.0, 0.0]]), "NaN"),
+    (np.array([[-1e6, 0.0, 0.0], [1e6, 0.0, 0.0]]), "2000.0 km long"),       # 2e8 samples otherwise
 ])
 def test_a_path_without_ground_length_is_refused_with_the_fix(rig, mapping, points, problem):
     setup = analyse_rig(rig, mapping)
@@ -292,3 +293,17 @@ def test_in_place_keeps_meaning_in_place(source, rig, mapping):
     assert np.array_equal(old.root_location, new.root_location) and new.steering is None
     hips = read_back(rig, mapping, new)[:, 0, [0, 2]]
     assert np.linalg.norm(hips - hips[0], axis=-1).max() < 0.2      # the 4.6 m walk stays on the spot
+
+
+def test_a_route_on_one_spot_is_refused_and_repeated_points_are_skipped():
+    with pytest.raises(InputError, match="cm long"):
+        Route(np.array([[1.0, 2.0], [1.0, 2.0]]))
+    route = waypoint_route(np.zeros(2), [Knot(10.0, np.array([1.0, 0.0])), Knot(20.0, np.array([1.0, 0.0])),
+                                         Knot(30.0, np.array([2.0, 0.0]))])
+    assert abs(route.length - 2.0) < 1e-6 and len(route.points) == 201
+
+
+def test_a_waypoint_route_longer_than_10_km_is_refused_before_resampling():
+    with pytest.raises(InputError, match="km long") as info:
+        waypoint_route(np.zeros(2), [Knot(10.0, np.array([20_000.0, 0.0]))])
+    assert "closer together" in info.value.fix

@@ -71,13 +71,20 @@ def test_bad_timelines_are_refused_before_any_work(backend):
     short = np.zeros((2, 22, 3), dtype=np.float32)
     broken = np.full((20, 22, 3), np.nan, dtype=np.float32)
     for fields, words in (
-            (dict(segments=[*one, {"prompt": "b", "seconds": 0.2}], transition=0.6), "longer than segment 2"),
+            (dict(segments=[*one, {"prompt": "b", "seconds": 0.2}], transition=0.6), "Segment 2 lasts 0.2 s"),
             (dict(segments=one, fps=24, retarget={"rig": smpl_rig(), "dst_fps": 30}), "differ"),
             (dict(segments=one, regenerate={"codes": np.zeros((4, 6), dtype=np.int64), "segments": one,
                                             "index": 0}), "holds 4 tokens"),
             (dict(segments=one, continue_from={"kind": "joints", "data": short, "fps": 20}),
              "less than one token"),
-            (dict(segments=one, continue_from={"kind": "joints", "data": broken}), "NaN")):
+            (dict(segments=one, continue_from={"kind": "joints", "data": broken}), "NaN"),
+            # the timeline is checked before the source is read (FK of up to 1e6 pose frames)
+            (dict(segments=[*one, {"prompt": "b", "seconds": 0.2}], continue_from={"kind": "joints",
+                                                                                 "data": broken}),
+             "Segment 2 lasts 0.2 s"),
+            # fractional codes are refused, not truncated to tokens (3.7 → 3)
+            (dict(segments=one, regenerate={"codes": np.full((10, 6), 3.7), "segments": one, "index": 0}),
+             "not MoMask tokens")):
         events, final = backend.wait(backend.send("compose", **fields))
         assert final["type"] == "error", (fields, final)
         assert final["error"]["code"] == "bad_input" and words in final["error"]["problem"], final
@@ -90,3 +97,16 @@ def test_generate_gives_exact_durations(backend):
         take = backend.call("generate", prompts=["a person jumps"], seconds=2.5, steps=2, seed=1,
                             retarget={"rig": smpl_rig(), "dst_fps": fps, "foot_lock": False})["takes"][0]
         assert take["frames"] == 50 and take["retarget"]["frame_count"] == keys, fps
+
+
+def test_generate_gives_the_longest_clip_at_any_scene_rate(backend):
+    # 9.8 s (the add-on's maximum) at 25/30/60 fps needs keys just past model frame 195: the last key
+    # holds the last pose instead of the request being refused as 200 model frames.
+    for fps in (25, 30, 60, 29.97):
+        take = backend.call("generate", prompts=["a person jumps"], seconds=9.8, steps=1, seed=1,
+                            retarget={"rig": smpl_rig(), "dst_fps": fps, "foot_lock": False})["takes"][0]
+        assert take["frames"] == 196 and take["retarget"]["frame_count"] == round(9.8 * fps), fps
+    # compose slides its windows past 49 tokens instead, so its 9.8 s is exact too
+    take = backend.call("compose", segments=[{"prompt": "a person jumps", "seconds": 9.8}], steps=1, seed=1,
+                        fps=30, retarget={"rig": smpl_rig(), "dst_fps": 30, "foot_lock": False})["takes"][0]
+    assert take["frames"] == 294 and take["retarget"]["frame_count"] == 294

@@ -111,3 +111,12 @@ def test_inpaint_keeps_an_elevated_pose_source_at_its_height_and_ignores_in_plac
     assert np.abs(up_heads[:a] - raised[:a, pelvis, :3, 3]).max() < 0.02
     # the model sees the same grounded clip either way; the answer goes back where each source was
     assert np.allclose(up_heads - heads, [0.0, 0.0, 0.5], atol=1e-4)
+
+
+def test_an_in_between_over_300_s_is_refused_before_the_models_load(backend, source_features):
+    walk = recover_from_ric(source_features)
+    long = np.concatenate([walk, walk[::-1]] * 16)            # 6368 frames, 318 s at 20 fps
+    events, final = backend.wait(backend.send("inpaint", prompt="a person kicks", start=10, end=6300, steps=1,
+                                              source={"kind": "joints", "data": long, "fps": 20}))
+    assert final["type"] == "error" and "more than 300 s" in final["error"]["problem"], final
+    assert final["error"]["fix"] and not [e for e in events if e.get("stage")], events

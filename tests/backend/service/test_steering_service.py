@@ -73,3 +73,19 @@ def test_inpaint_honours_the_steering_over_the_whole_answer(backend, source_feat
     location = out["root_motion"]["location"]
     real = np.r_[0:36, 84:len(location)]              # the sample's own frames (tiny weights make no walk)
     assert np.abs(location[real, 1]).mean() < 0.03 and location[-1, 0] > 1.0     # along the line (+X)
+
+
+def test_waypoints_on_one_spot_are_refused_not_allocated(backend):
+    # One point to follow used to set a 3e8-sample smoothing window (tens of GB) before generating.
+    spot = [1.0, 0.0, 0.0]
+    for waypoints in ([{"position": spot, "frame": 0}],
+                      [{"position": spot, "frame": 0}, {"position": spot, "frame": 20}]):
+        error = refused_before_generating(backend, {"waypoints": waypoints})
+        assert error["code"] == "bad_input" and "cm long" in error["problem"], error
+        assert "second waypoint" in error["fix"]
+
+
+def test_a_path_longer_than_10_km_is_refused_before_resampling(backend):
+    far = [[-1e6, 0.0, 0.0], [1e6, 0.0, 0.0]]
+    error = refused_before_generating(backend, {"path": {"points": far}})
+    assert error["code"] == "bad_input" and "2000.0 km long" in error["problem"] and "shorter" in error["fix"]
