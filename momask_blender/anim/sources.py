@@ -23,6 +23,7 @@ from ..remote.client import load_backend_module
 from .actions import assign_action
 from .armature import MoMaskError, require_armature, scene_of
 from .bake import read_source
+from .rig_io import kept_pose
 from .takes import selected_take
 
 protocol = load_backend_module("protocol")
@@ -83,7 +84,7 @@ def action_frames(action) -> tuple[int, int]:
 def read_action(obj, action=None, label: str | None = None) -> MotionSource:
     """``obj``'s animation as a :class:`MotionSource`: ``action`` (default: the one it plays) evaluated
     on ``obj`` alone (NLA off) over its frame range, at the scene's fps. ``action`` is played on ``obj``
-    only while it is read; the armature's own action and slot are put back."""
+    only while it is read; the armature's own action and slot, its pose and its transform are put back."""
     require_armature(obj)
     ad = obj.animation_data
     playing = ad.action if ad is not None else None
@@ -97,18 +98,20 @@ def read_action(obj, action=None, label: str | None = None) -> MotionSource:
     had_data = ad is not None
     previous = (playing, getattr(ad, "action_slot", None)) if ad is not None else (None, None)
     swapped = action != playing
-    try:
-        if swapped:
-            assign_action(obj, action)
-            if obj.animation_data.action != action:
-                raise MoMaskError(f"The action '{action.name}' cannot play on '{obj.name}'.",
-                                  "Pick an action made for this armature.")
-        rig, pose, _ = read_source(obj, first, end)
-    finally:
-        if swapped and not had_data:
-            obj.animation_data_clear()
-        elif swapped:
-            assign_action(obj, *previous)
+    # the rig's pose and transform as they were, after its own action is back (rig_io.kept_pose)
+    with kept_pose(obj):
+        try:
+            if swapped:
+                assign_action(obj, action)
+                if obj.animation_data.action != action:
+                    raise MoMaskError(f"The action '{action.name}' cannot play on '{obj.name}'.",
+                                      "Pick an action made for this armature.")
+            rig, pose, _ = read_source(obj, first, end)
+        finally:
+            if swapped and not had_data:
+                obj.animation_data_clear()
+            elif swapped:
+                assign_action(obj, *previous)
     fps = scene_of(obj).render.fps / scene_of(obj).render.fps_base
     return MotionSource(label=label, rig=rig, pose=pose, fps=float(fps))
 

@@ -492,6 +492,57 @@ def takes_apply_compare_delete():
     assert bpy.data.actions.get(mine.name) == mine
 
 
+def pose_values(obj) -> dict:
+    """Every pose bone's channels and the object's transform, as plain lists (what a user set)."""
+    out = {f"{b.name}.{prop}": [round(v, 6) for v in getattr(b, prop)] for b in obj.pose.bones
+           for prop in ("location", "rotation_quaternion", "rotation_euler", "rotation_axis_angle", "scale")}
+    out.update({f"object.{prop}": [round(v, 6) for v in getattr(obj, prop)]
+                for prop in ("location", "rotation_euler", "scale")})
+    return out
+
+
+def hand_pose(obj) -> None:
+    """A hand-made pose on the channels a take keys and on ones nothing keys."""
+    pose = obj.pose.bones
+    pose["spine"].rotation_euler = (0.2, -0.1, 0.3)
+    pose['upper arm.L "x"'].rotation_axis_angle = (0.5, 1.0, 0.0, 0.0)
+    pose["forearm.L"].rotation_euler = (-0.4, 0.2, 0.1)
+    pose["forearm.L"].scale = (1.1, 0.9, 1.0)
+    pose["thigh"].rotation_quaternion = tuple(unit([1.0, 0.0, 0.3, 0.0]))
+
+
+@case
+def reading_another_action_keeps_the_rigs_pose():
+    """Copy Take / Apply Motion read an action the rig does not play (``sources.read_action``): the
+    rig's pose and transform are as before, on a rig whose own action keys only some bones and on one
+    with no action but a hand-set pose."""
+    from momask_blender.anim import sources
+
+    bpy.context.scene.render.fps = 24
+    bpy.context.scene.frame_set(3)
+    changed = {}
+    for label in ("own action", "no action"):
+        obj = make_rig(f"Keeper {label}")
+        take = keys.write_take(obj, synthetic_result(20, 24.0, phase=0.7), 1, f"take for {label}")
+        if label == "own action":
+            mine = user_action(obj)        # keys hips and spine only; the arm is posed, not keyed
+            assert obj.animation_data.action == mine
+        else:
+            obj.animation_data_clear()
+        hand_pose(obj)
+        if label == "own action":
+            bpy.context.scene.frame_set(3)  # what the rig shows now: its action on the keyed channels
+        before = pose_values(obj)
+        motion = sources.read_action(obj, take)
+        assert motion.frames == 20, motion.frames
+        after = pose_values(obj)
+        changed[label] = sorted(k for k in before if not np.allclose(before[k], after[k], atol=1e-5))
+        playing = obj.animation_data.action if obj.animation_data else None
+        assert playing == (mine if label == "own action" else None), playing
+    assert not any(changed.values()), f"the pose changed: {changed}"
+    return {"changed": changed}
+
+
 @case
 def real_retarget_result_on_real_rigs():
     """The backend's own RetargetResult (real clip, 30 fps) written onto the rigs users have."""
