@@ -543,6 +543,47 @@ def reading_another_action_keeps_the_rigs_pose():
     return {"changed": changed}
 
 
+def object_place(obj) -> np.ndarray:
+    return np.concatenate([obj.location, obj.rotation_euler, obj.scale])
+
+
+@case
+def object_root_motion_take_leaves_the_object_in_place():
+    """A Root Motion "Object" take moves the armature object; applying the user's action again,
+    deleting the take, or applying a plain take puts the object back where the user had it."""
+    scene = bpy.context.scene
+    scene.render.fps = 24
+    obj = make_rig("Traveller")
+    mine = user_action(obj)
+    place = object_place(obj)
+    frames = 20
+    t = np.arange(frames, dtype=np.float64)
+    travel = synthetic_result(frames, 24.0)
+    travel["root_motion"] = {"mode": "object",
+                             "location": np.stack([0.1 * t, 0.05 * t, 0 * t], axis=1),
+                             "rotation_quaternion": np.stack([np.cos(0.02 * t), 0 * t, 0 * t,
+                                                              np.sin(0.02 * t)], axis=1)}
+    moved = keys.write_take(obj, travel, 1, "travel")
+    plain = keys.write_take(obj, synthetic_result(frames, 24.0, phase=0.4), 1, "plain")
+    def keys_object(action):
+        return any(fc.data_path == "location" for fc in all_fcurves(obj, action))
+
+    assert keys_object(moved) and not keys_object(plain)
+    off = {}
+    for label, back in (("original", lambda: takes.apply_take(obj, mine)),
+                        ("plain take", lambda: takes.apply_take(obj, plain)),
+                        ("delete", lambda: takes.delete_take(obj, moved))):
+        takes.apply_take(obj, moved)
+        scene.frame_set(15)
+        assert np.abs(object_place(obj) - place).max() > 0.5, "the take did not move the object"
+        back()
+        scene.frame_set(15)
+        off[label] = float(np.abs(object_place(obj) - place).max())
+    assert bpy.data.actions.get("travel") is None and not keys_object(obj.animation_data.action)
+    assert max(off.values()) < 1e-5, f"the object stayed moved: {off}"
+    return {"offset": off}
+
+
 @case
 def real_retarget_result_on_real_rigs():
     """The backend's own RetargetResult (real clip, 30 fps) written onto the rigs users have."""
