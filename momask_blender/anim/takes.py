@@ -15,6 +15,7 @@ own frames, so scrubbing and toggling shows the difference on the same rig.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 
 import bpy
@@ -166,6 +167,26 @@ def show_compare(obj, which: str) -> None:
     show_b = which == "b"
     track.mute = not show_b
     track.is_solo = show_b
+
+
+@contextlib.contextmanager
+def compare_paused(obj):
+    """Inside the block the A/B comparison (if any) is muted and not soloed, so the rig plays its
+    active action alone (what an operator reads its source from); afterwards it is as it was. An
+    operator ends the comparison (:func:`end_compare`) only once its request passed every check, so
+    a refused request leaves it."""
+    track = _compare_track(obj)
+    if track is None:
+        yield
+        return
+    mute, solo = track.mute, track.is_solo
+    track.is_solo, track.mute = False, True
+    try:
+        yield
+    finally:
+        track = _compare_track(obj)
+        if track is not None:
+            track.is_solo, track.mute = solo, mute
 
 
 def end_compare(obj) -> None:

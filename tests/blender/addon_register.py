@@ -2,7 +2,7 @@
 bone-mapping presets in the user directory.
 
 Run by tests/momask_blender/test_addon_register.py; cases (``tests/blender/cases.py``):
-``register_unregister_twice``, ``mapping_presets``.
+``register_unregister_twice``, ``mapping_presets``, ``refused_continue_keeps_the_comparison``.
 """
 
 from __future__ import annotations
@@ -77,6 +77,48 @@ def case_mapping_presets():
     check(presets.list_presets() == [], "preset not deleted")
     addon_utils.disable("momask_blender", default_set=True)
     return {"preset_file": files[0].name}
+
+
+@case
+def case_refused_continue_keeps_the_comparison():
+    """Continue refused for a broken (NaN) action leaves the user's A/B comparison track in place."""
+    import rigs
+
+    addon_utils.enable("momask_blender", default_set=True, handle_error=None)
+    from momask_blender.anim import actions, takes
+
+    scene = bpy.context.scene
+    obj = rigs.make_mixamo_rig(a_pose=True)
+    for other in bpy.context.view_layer.objects:
+        other.select_set(False)
+    obj.select_set(True)
+    bpy.context.view_layer.objects.active = obj
+    hips = obj.pose.bones[0]
+    hips.rotation_mode = "QUATERNION"
+    for frame, angle in ((1, 0.0), (30, 0.3), (60, 0.6)):
+        hips.rotation_quaternion = (1.0, angle, 0.0, 0.0)
+        hips.keyframe_insert("rotation_quaternion", frame=frame)
+    mine = obj.animation_data.action
+    other = mine.copy()
+    fcurve = actions.Channels(mine, actions.object_slot(mine, obj)).fcurves[1]
+    fcurve.keyframe_points[1].co[1] = float("nan")
+    fcurve.update()
+    track = obj.animation_data.nla_tracks.new()
+    track.name = takes.COMPARE_TRACK
+    track.strips.new("B", 1, other)
+    track.mute = True
+    scene.momask_sequence.continue_prompt, scene.momask_sequence.continue_seconds = "a person runs", 1.0
+    scene.frame_set(50)
+    try:
+        result, message = bpy.ops.momask.extend_motion(direction="after"), ""
+    except RuntimeError as exc:  # an operator's ERROR report raises when called from Python
+        result, message = {"CANCELLED"}, str(exc)
+    check(result == {"CANCELLED"} and "not a number" in message, f"not refused: {result} {message}")
+    check(obj.animation_data.nla_tracks.get(takes.COMPARE_TRACK) is not None,
+          "the refused Continue removed the A/B comparison")
+    check(obj.animation_data.action == mine, "the rig no longer plays its action")
+    addon_utils.disable("momask_blender", default_set=True)
+    return {"message": message}
 
 
 finish()
