@@ -214,7 +214,7 @@ def _publish(obj, action, slot, **take_info) -> None:
     takes.record_take(obj, action, **take_info)
     takes.remember_original(obj)
     takes.play(obj, action, slot)                        # keeps the object's place (Root Motion "Object")
-    segments.sync_scene_markers(scene_of(obj), action)  # the previous take's prompt markers go
+    segments.sync_scene_markers(scene_of(obj), action, obj)  # the previous take's prompt markers go
 
 
 # --------------------------------------------------------------------------------------------

@@ -132,7 +132,7 @@ def apply_take(obj, action) -> None:
         raise MoMaskError(f"'{action.name}' is not a MoMask take.", "Pick a take from the MoMask list.")
     remember_original(obj)
     play(obj, action)
-    segments.sync_scene_markers(scene_of(obj), action)   # a composed take's prompts on the timeline
+    segments.sync_scene_markers(scene_of(obj), action, obj)   # a composed take's prompts on the timeline
 
 
 def _compare_track(obj):
@@ -216,5 +216,5 @@ def delete_take(obj, action) -> None:
         if fallback == action:
             fallback = None
         play(obj, fallback)
-        segments.sync_scene_markers(scene_of(obj), fallback)
+        segments.sync_scene_markers(scene_of(obj), fallback, obj)
     bpy.data.actions.remove(action)

@@ -585,6 +585,46 @@ def object_root_motion_take_leaves_the_object_in_place():
 
 
 @case
+def prompt_markers_are_kept_per_armature():
+    """Two armatures play composed takes: applying a take on rig B replaces B's prompt markers on the
+    timeline only; rig A's and the user's own stay."""
+    from momask_blender.anim import segments
+
+    scene = bpy.context.scene
+    scene.render.fps = 24
+    scene.timeline_markers.clear()
+    scene.timeline_markers.new("my marker").frame = 5
+    composed = {}
+    for label, prompts in (("A", ("a person waves", "a person sits")), ("B", ("a person jumps",))):
+        obj = make_rig(f"Marker rig {label}")
+        plain = keys.write_take(obj, synthetic_result(20, 24.0), 1, f"plain {label}")
+        take = keys.write_take(obj, synthetic_result(20, 24.0, phase=0.3), 1, f"composed {label}")
+        rows = [{"prompt": p, "seed": 1, "start": 10 * i, "end": 10 * (i + 1)} for i, p in enumerate(prompts)]
+        segments.store_composition(take, rows, None, 1, kind="sequence")
+        segments.write_segment_markers(take)
+        takes.apply_take(obj, take)
+        composed[label] = (obj, take, plain)
+
+    def shown():
+        return sorted((m.name, int(m.frame)) for m in scene.timeline_markers)
+
+    both = shown()
+    assert both == [("1: a person jumps", 1), ("1: a person waves", 1), ("2: a person sits", 11),
+                    ("my marker", 5)], both
+    obj_b, take_b, plain_b = composed["B"]
+    takes.apply_take(obj_b, plain_b)               # rig B plays a take without prompts
+    after_b = shown()
+    assert after_b == [("1: a person waves", 1), ("2: a person sits", 11), ("my marker", 5)], after_b
+    takes.apply_take(obj_b, take_b)
+    assert shown() == both, shown()
+    obj_a, _, plain_a = composed["A"]
+    takes.apply_take(obj_a, plain_a)
+    after_a = shown()
+    assert after_a == [("1: a person jumps", 1), ("my marker", 5)], after_a
+    return {"markers": after_a}
+
+
+@case
 def real_retarget_result_on_real_rigs():
     """The backend's own RetargetResult (real clip, 30 fps) written onto the rigs users have."""
 

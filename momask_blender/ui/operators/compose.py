@@ -573,7 +573,7 @@ def reply_segments(take: dict, fallback: list[dict]) -> list[dict]:
 
 def _finish_take(obj, action, job: jobs.Job) -> None:
     segments_mod.write_segment_markers(action)
-    segments_mod.sync_scene_markers(scene_of(obj), action)
+    segments_mod.sync_scene_markers(scene_of(obj), action, obj)
     obj.momask_take_index = bpy.data.actions.find(action.name)
     job.made_actions = [action.name]
 

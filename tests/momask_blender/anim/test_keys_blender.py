@@ -22,6 +22,7 @@ CHECKS = [
     "takes_apply_compare_delete",               # list/apply/A-B/delete with fallback to the user's action
     "reading_another_action_keeps_the_rigs_pose",  # Copy Take / Apply Motion's read leaves the pose as it was
     "object_root_motion_take_leaves_the_object_in_place",  # back to a plain action: the object is back
+    "prompt_markers_are_kept_per_armature",     # a take applied on rig B keeps rig A's prompt markers
     "real_retarget_result_on_real_rigs",        # backend RetargetResult on Rigify/BVH/Mixamo rigs == numpy FK
 ]
 
