@@ -27,6 +27,12 @@ from .rig_io import kept_pose
 from .takes import selected_take
 
 protocol = load_backend_module("protocol")
+messages = load_backend_module("messages")
+
+#: The longest motion Apply Motion / Copy Take read, in seconds (the longest take MoMask composes,
+#: ``messages.MAX_COMPOSE_SECONDS``): the source is read frame by frame on Blender's main thread, so a
+#: longer one is refused before reading (at 30 fps: 9,000 frames) instead of freezing Blender.
+MAX_SOURCE_SECONDS = messages.MAX_COMPOSE_SECONDS
 
 #: The file types Apply Motion reads, each with Blender's importer operator, its add-on (bundled with
 #: Blender, on by default) and the importer's options: the file's own axes, and no change to the scene.
@@ -62,11 +68,18 @@ class MotionSource:
         return int(len(self.pose))
 
 
-def check_size(label: str, frames: int, bones: int) -> None:
-    """Refuse a source longer than one request can carry (docs/protocol.md, Arrays), before reading it."""
+def check_size(label: str, frames: int, bones: int, fps: float) -> None:
+    """Refuse a source longer than :data:`MAX_SOURCE_SECONDS` at ``fps`` or than one request can carry
+    (docs/protocol.md, Arrays), before reading it."""
     if frames < 2:
         raise MoMaskError(f"'{label}' has {frames} frame of animation; a motion needs at least two.",
                           "Pick an action (or a file) with keys on two or more frames.")
+    longest = int(MAX_SOURCE_SECONDS * fps)
+    if frames > longest:
+        raise MoMaskError(f"'{label}' is {frames / fps:.0f} s long ({frames} frames at {fps:g} fps), more "
+                          f"than the {MAX_SOURCE_SECONDS:g} s Apply Motion and Copy Take read.",
+                          "Apply a part of it: set the action's Manual Frame Range to at most "
+                          f"{longest} frames.")
     most = protocol.MAX_ARRAY_ELEMENTS // (16 * max(1, bones))
     if frames > most:
         raise MoMaskError(f"'{label}' has {frames} frames of {bones} bones, more than the {most} frames one "
@@ -94,7 +107,8 @@ def read_action(obj, action=None, label: str | None = None) -> MotionSource:
                           "Pick an armature with an animation, or pick the action to apply.")
     label = label or f"{obj.name}: {action.name}"
     first, end = action_frames(action)
-    check_size(label, end - first, len(obj.data.bones))
+    fps = scene_of(obj).render.fps / scene_of(obj).render.fps_base
+    check_size(label, end - first, len(obj.data.bones), fps)
     had_data = ad is not None
     previous = (playing, getattr(ad, "action_slot", None)) if ad is not None else (None, None)
     swapped = action != playing
@@ -112,7 +126,6 @@ def read_action(obj, action=None, label: str | None = None) -> MotionSource:
                 obj.animation_data_clear()
             elif swapped:
                 assign_action(obj, *previous)
-    fps = scene_of(obj).render.fps / scene_of(obj).render.fps_base
     return MotionSource(label=label, rig=rig, pose=pose, fps=float(fps))
 
 

@@ -625,6 +625,41 @@ def prompt_markers_are_kept_per_armature():
 
 
 @case
+def too_long_a_source_is_refused_before_reading():
+    """An action longer than sources.MAX_SOURCE_SECONDS is refused at once, naming the fix (a Manual
+    Frame Range), without stepping through its frames."""
+    import time
+
+    from momask_blender.anim import sources
+
+    scene = bpy.context.scene
+    scene.render.fps, scene.render.fps_base = 24, 1.0
+    scene.frame_set(7)
+    obj = make_rig("Long source")
+    obj.animation_data_clear()
+    hips = obj.pose.bones["hips"]
+    longest = int(sources.MAX_SOURCE_SECONDS * 24)
+    for frame, angle in ((1, 0.0), (longest + 10, 0.5)):
+        hips.rotation_quaternion = (math.cos(angle), math.sin(angle), 0.0, 0.0)
+        hips.keyframe_insert("rotation_quaternion", frame=frame)
+    action = obj.animation_data.action
+    stepped = []
+    bpy.app.handlers.frame_change_pre.append(stepped.append)
+    began = time.perf_counter()
+    try:
+        sources.read_action(obj, action)
+        raise AssertionError(f"a {longest + 10}-frame source was read")
+    except armature.MoMaskError as exc:
+        message, fix = exc.problem, exc.fix
+    finally:
+        bpy.app.handlers.frame_change_pre.remove(stepped.append)
+    seconds = time.perf_counter() - began
+    assert f"{sources.MAX_SOURCE_SECONDS:g} s" in message and "Manual Frame Range" in fix, (message, fix)
+    assert not stepped and scene.frame_current == 7, f"{len(stepped)} frames stepped before refusing"
+    return {"message": message, "fix": fix, "seconds": seconds, "frames_stepped": len(stepped)}
+
+
+@case
 def real_retarget_result_on_real_rigs():
     """The backend's own RetargetResult (real clip, 30 fps) written onto the rigs users have."""
 
