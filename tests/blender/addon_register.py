@@ -2,7 +2,8 @@
 bone-mapping presets in the user directory.
 
 Run by tests/momask_blender/test_addon_register.py; cases (``tests/blender/cases.py``):
-``register_unregister_twice``, ``mapping_presets``, ``refused_continue_keeps_the_comparison``.
+``register_unregister_twice``, ``mapping_presets``, ``refused_continue_keeps_the_comparison``,
+``apply_motion_refuses_bad_steering_before_reading``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import bpy  # (bpy first: it puts addon_utils on the path)
 
 # isort: split
 import addon_utils
-from cases import case, check, finish
+from cases import Skip, case, check, finish
 
 bpy.ops.wm.read_factory_settings(use_empty=True)
 
@@ -117,6 +118,46 @@ def case_refused_continue_keeps_the_comparison():
     check(obj.animation_data.nla_tracks.get(takes.COMPARE_TRACK) is not None,
           "the refused Continue removed the A/B comparison")
     check(obj.animation_data.action == mine, "the rig no longer plays its action")
+    addon_utils.disable("momask_blender", default_set=True)
+    return {"message": message}
+
+
+@case
+def case_apply_motion_refuses_bad_steering_before_reading():
+    """Apply Motion with steering that cannot work (In Place and Root Motion 'Object' both set) is
+    refused before the file is imported and read: no frame is stepped, nothing is left."""
+    import rigs
+
+    if (reason := rigs.missing_shared_data("template.bvh")) is not None:
+        raise Skip(reason)
+    rigs.enable_addon("io_anim_bvh")
+    addon_utils.enable("momask_blender", default_set=True, handle_error=None)
+    scene = bpy.context.scene
+    obj = rigs.make_mixamo_rig(a_pose=True)
+    for other in bpy.context.view_layer.objects:
+        other.select_set(False)
+    obj.select_set(True)
+    bpy.context.view_layer.objects.active = obj
+    scene.momask_apply.source, scene.momask_apply.filepath = "FILE", str(rigs.shared_file("template.bvh"))
+    scene.momask.in_place, scene.momask_steer.root_motion = True, "object"
+    objects = set(bpy.data.objects)
+    stepped = []
+
+    def step(scene, *_):                  # (a handler must be a Python function)
+        stepped.append(scene.frame_current)
+
+    bpy.app.handlers.frame_change_pre.append(step)
+    try:
+        try:
+            result, message = bpy.ops.momask.apply_motion(), ""
+        except RuntimeError as exc:  # an operator's ERROR report raises when called from Python
+            result, message = {"CANCELLED"}, str(exc)
+    finally:
+        bpy.app.handlers.frame_change_pre.remove(step)
+        scene.momask.in_place, scene.momask_steer.root_motion = False, "none"
+    check(result == {"CANCELLED"} and "In Place" in message and "Fix:" in message, f"{result} {message}")
+    check(not stepped, f"the file was read ({len(stepped)} frames stepped) before the steering was refused")
+    check(set(bpy.data.objects) == objects, "objects were added or removed")
     addon_utils.disable("momask_blender", default_set=True)
     return {"message": message}
 

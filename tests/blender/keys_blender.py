@@ -644,7 +644,11 @@ def too_long_a_source_is_refused_before_reading():
         hips.keyframe_insert("rotation_quaternion", frame=frame)
     action = obj.animation_data.action
     stepped = []
-    bpy.app.handlers.frame_change_pre.append(stepped.append)
+
+    def step(scene, *_):                  # (a handler must be a Python function)
+        stepped.append(scene.frame_current)
+
+    bpy.app.handlers.frame_change_pre.append(step)
     began = time.perf_counter()
     try:
         sources.read_action(obj, action)
@@ -652,7 +656,7 @@ def too_long_a_source_is_refused_before_reading():
     except armature.MoMaskError as exc:
         message, fix = exc.problem, exc.fix
     finally:
-        bpy.app.handlers.frame_change_pre.remove(stepped.append)
+        bpy.app.handlers.frame_change_pre.remove(step)
     seconds = time.perf_counter() - began
     assert f"{sources.MAX_SOURCE_SECONDS:g} s" in message and "Manual Frame Range" in fix, (message, fix)
     assert not stepped and scene.frame_current == 7, f"{len(stepped)} frames stepped before refusing"
