@@ -11,6 +11,10 @@ NLA track named "MoMask compare". ``show_compare(obj, "b")`` solos that track, s
 plays ``b`` alone (solo disables the active action and other tracks); ``show_compare(obj, "a")``
 mutes it again; ``end_compare(obj)`` removes the track. Both takes stay on the timeline at their
 own frames, so scrubbing and toggling shows the difference on the same rig.
+
+Takes are switched with :func:`play`: a take that keys the armature object's transform (Root Motion
+"Object") keeps the object's place from before it (``momask_object_transform``) and puts it back when
+an action that does not move the object plays again.
 """
 
 from __future__ import annotations
