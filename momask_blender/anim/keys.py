@@ -213,8 +213,8 @@ def _publish(obj, action, slot, **take_info) -> None:
     """Tag the filled action as a take, keep the user's own action, then (last) assign the take."""
     takes.record_take(obj, action, **take_info)
     takes.remember_original(obj)
-    assign_action(obj, action, slot)
-    segments.sync_scene_markers(scene_of(obj), action)  # the previous take's prompt markers go
+    takes.play(obj, action, slot)                        # keeps the object's place (Root Motion "Object")
+    segments.sync_scene_markers(scene_of(obj), action, obj)  # the previous take's prompt markers go
 
 
 # --------------------------------------------------------------------------------------------

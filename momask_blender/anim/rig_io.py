@@ -82,6 +82,43 @@ def read_pose_matrices(obj, frame_start: int, frame_end: int) -> np.ndarray:
 
 
 
+#: What :func:`kept_pose` saves: every pose bone's channels and the object's own transform.
+POSE_BONE_CHANNELS = ("location", "rotation_quaternion", "rotation_euler", "rotation_axis_angle", "scale")
+OBJECT_CHANNELS = ("location", "rotation_quaternion", "rotation_euler", "rotation_axis_angle", "scale")
+
+
+@contextlib.contextmanager
+def kept_pose(obj):
+    """Put ``obj``'s pose (every pose bone's channels) and object transform back as they were when the
+    block ends, then re-evaluate the scene's current frame.
+
+    Stepping frames writes the evaluated values into the rig's channels, and an action played only
+    while it is read (``sources.read_action``) leaves its values in every channel the rig's own action
+    does not key (a rig with no action would lose its hand-made pose). The caller restores the
+    rig's own action inside the block; here the saved values go back and the current frame is
+    evaluated again, so the channels the own action keys show it and the others what they held.
+    """
+    scene = scene_of(obj)
+    current, subframe = scene.frame_current, scene.frame_subframe
+    bones = obj.pose.bones
+    saved = {}
+    for prop in POSE_BONE_CHANNELS:
+        values = np.empty(len(bones) * (4 if prop in ("rotation_quaternion", "rotation_axis_angle") else 3),
+                          dtype=np.float32)
+        bones.foreach_get(prop, values)
+        saved[prop] = values
+    own = {prop: tuple(getattr(obj, prop)) for prop in OBJECT_CHANNELS}
+    try:
+        yield
+    finally:
+        bones = obj.pose.bones
+        for prop, values in saved.items():
+            bones.foreach_set(prop, values)
+        for prop, value in own.items():
+            setattr(obj, prop, value)
+        scene.frame_set(current, subframe=subframe)
+
+
 @contextlib.contextmanager
 def active_action_only(obj):
     """Evaluate only the armature's active action inside the block (NLA tracks off), then restore.

@@ -14,8 +14,9 @@ Prompt markers: each segment's prompt is a **pose marker** of the take's action 
 start, so the markers travel with the take (the Action editor shows them with "Show Pose Markers").
 The timeline shows scene markers only, so the playing take's markers are mirrored there
 (:func:`sync_scene_markers`); the scene remembers which markers it made (name and frame, in
-``scene["momask_markers"]``) and removes exactly those when another take plays, so the user's own
-markers are never touched (one they renamed or moved is theirs from then on). The same rule holds on
+``scene["momask_markers"]``, per armature) and removes exactly that armature's when another take
+plays on it, so another armature's prompt markers and the user's own markers are never touched
+(one they renamed or moved is theirs from then on). The same rule holds on
 a take's action: ``action["momask_markers"]`` names the pose markers MoMask made, so the pose markers of
 a user's action copied into a Continue take stay.
 
@@ -155,13 +156,40 @@ def write_segment_markers(action) -> None:
     _replace_owned(action.pose_markers, action, MARKERS, segment_markers(action))
 
 
-def sync_scene_markers(scene, action) -> None:
-    """Show the prompt markers of ``action`` (the playing take; None: no take) on the scene's timeline,
-    replacing only the markers MoMask put there before."""
+def _scene_owned(scene) -> dict[str, list[tuple[str, int]]]:
+    """The timeline markers MoMask put on ``scene``, per armature (object name). A file from before
+    markers were kept per armature holds one list; it counts as any armature's (key "")."""
+    try:
+        data = json.loads(scene.get(MARKERS, "{}"))
+    except (TypeError, ValueError):
+        return {}
+    if isinstance(data, list):
+        data = {"": data}
+    if not isinstance(data, dict):
+        return {}
+    return {str(key): [(str(name), int(frame)) for name, frame in rows] for key, rows in data.items()}
+
+
+def sync_scene_markers(scene, action, obj) -> None:
+    """Show the prompt markers of ``action`` (the take ``obj`` now plays; None: no take) on the scene's
+    timeline, replacing only the markers MoMask put there for ``obj`` before: another armature's
+    prompt markers stay (``scene["momask_markers"]``: JSON ``{armature name: [[name, frame], ...]}``)."""
     wanted = segment_markers(action) if action is not None and stored_segments(action) else []
-    if not wanted and not _owned(scene, MARKERS):
+    owned = _scene_owned(scene)
+    mine = owned.pop(obj.name, []) + owned.pop("", [])
+    if not wanted and not mine:
         return
-    _replace_owned(scene.timeline_markers, scene, MARKERS, wanted)
+    others = {row for rows in owned.values() for row in rows}   # a marker two armatures share stays
+    markers = scene.timeline_markers
+    drop = set(mine) - others
+    for marker in [m for m in markers if (m.name, int(m.frame)) in drop]:
+        markers.remove(marker)
+    for name, frame in wanted:
+        if (name, frame) not in others:
+            markers.new(name).frame = int(frame)
+    if wanted:
+        owned[obj.name] = wanted
+    scene[MARKERS] = json.dumps(owned, ensure_ascii=False)
 
 
 # --------------------------------------------------------------------------------------------

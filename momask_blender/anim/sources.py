@@ -23,9 +23,16 @@ from ..remote.client import load_backend_module
 from .actions import assign_action
 from .armature import MoMaskError, require_armature, scene_of
 from .bake import read_source
+from .rig_io import kept_pose
 from .takes import selected_take
 
 protocol = load_backend_module("protocol")
+messages = load_backend_module("messages")
+
+#: The longest motion Apply Motion / Copy Take read, in seconds (the longest take MoMask composes,
+#: ``messages.MAX_COMPOSE_SECONDS``): the source is read frame by frame on Blender's main thread, so a
+#: longer one is refused before reading (at 30 fps: 9,000 frames) instead of freezing Blender.
+MAX_SOURCE_SECONDS = messages.MAX_COMPOSE_SECONDS
 
 #: The file types Apply Motion reads, each with Blender's importer operator, its add-on (bundled with
 #: Blender, on by default) and the importer's options: the file's own axes, and no change to the scene.
@@ -61,11 +68,18 @@ class MotionSource:
         return int(len(self.pose))
 
 
-def check_size(label: str, frames: int, bones: int) -> None:
-    """Refuse a source longer than one request can carry (docs/protocol.md, Arrays), before reading it."""
+def check_size(label: str, frames: int, bones: int, fps: float) -> None:
+    """Refuse a source longer than :data:`MAX_SOURCE_SECONDS` at ``fps`` or than one request can carry
+    (docs/protocol.md, Arrays), before reading it."""
     if frames < 2:
         raise MoMaskError(f"'{label}' has {frames} frame of animation; a motion needs at least two.",
                           "Pick an action (or a file) with keys on two or more frames.")
+    longest = int(MAX_SOURCE_SECONDS * fps)
+    if frames > longest:
+        raise MoMaskError(f"'{label}' is {frames / fps:.0f} s long ({frames} frames at {fps:g} fps), more "
+                          f"than the {MAX_SOURCE_SECONDS:g} s Apply Motion and Copy Take read.",
+                          "Apply a part of it: set the action's Manual Frame Range to at most "
+                          f"{longest} frames.")
     most = protocol.MAX_ARRAY_ELEMENTS // (16 * max(1, bones))
     if frames > most:
         raise MoMaskError(f"'{label}' has {frames} frames of {bones} bones, more than the {most} frames one "
@@ -83,7 +97,7 @@ def action_frames(action) -> tuple[int, int]:
 def read_action(obj, action=None, label: str | None = None) -> MotionSource:
     """``obj``'s animation as a :class:`MotionSource`: ``action`` (default: the one it plays) evaluated
     on ``obj`` alone (NLA off) over its frame range, at the scene's fps. ``action`` is played on ``obj``
-    only while it is read; the armature's own action and slot are put back."""
+    only while it is read; the armature's own action and slot, its pose and its transform are put back."""
     require_armature(obj)
     ad = obj.animation_data
     playing = ad.action if ad is not None else None
@@ -93,23 +107,25 @@ def read_action(obj, action=None, label: str | None = None) -> MotionSource:
                           "Pick an armature with an animation, or pick the action to apply.")
     label = label or f"{obj.name}: {action.name}"
     first, end = action_frames(action)
-    check_size(label, end - first, len(obj.data.bones))
+    fps = scene_of(obj).render.fps / scene_of(obj).render.fps_base
+    check_size(label, end - first, len(obj.data.bones), fps)
     had_data = ad is not None
     previous = (playing, getattr(ad, "action_slot", None)) if ad is not None else (None, None)
     swapped = action != playing
-    try:
-        if swapped:
-            assign_action(obj, action)
-            if obj.animation_data.action != action:
-                raise MoMaskError(f"The action '{action.name}' cannot play on '{obj.name}'.",
-                                  "Pick an action made for this armature.")
-        rig, pose, _ = read_source(obj, first, end)
-    finally:
-        if swapped and not had_data:
-            obj.animation_data_clear()
-        elif swapped:
-            assign_action(obj, *previous)
-    fps = scene_of(obj).render.fps / scene_of(obj).render.fps_base
+    # the rig's pose and transform as they were, after its own action is back (rig_io.kept_pose)
+    with kept_pose(obj):
+        try:
+            if swapped:
+                assign_action(obj, action)
+                if obj.animation_data.action != action:
+                    raise MoMaskError(f"The action '{action.name}' cannot play on '{obj.name}'.",
+                                      "Pick an action made for this armature.")
+            rig, pose, _ = read_source(obj, first, end)
+        finally:
+            if swapped and not had_data:
+                obj.animation_data_clear()
+            elif swapped:
+                assign_action(obj, *previous)
     return MotionSource(label=label, rig=rig, pose=pose, fps=float(fps))
 
 

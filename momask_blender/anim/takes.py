@@ -11,22 +11,30 @@ NLA track named "MoMask compare". ``show_compare(obj, "b")`` solos that track, s
 plays ``b`` alone (solo disables the active action and other tracks); ``show_compare(obj, "a")``
 mutes it again; ``end_compare(obj)`` removes the track. Both takes stay on the timeline at their
 own frames, so scrubbing and toggling shows the difference on the same rig.
+
+Takes are switched with :func:`play`: a take that keys the armature object's transform (Root Motion
+"Object") keeps the object's place from before it (``momask_object_transform``) and puts it back when
+an action that does not move the object plays again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 
 import bpy
 
 from . import segments
-from .actions import assign_action, object_slot
+from .actions import Channels, assign_action, is_slotted, object_slot
 from .armature import MoMaskError, scene_of
 from .rig_io import armature_fingerprint
 
 PREFIX = "momask_"
 ORIGINAL = "momask_original_action"
 COMPARE_TRACK = "MoMask compare"
+#: The armature object's own transform from before a take that moves it (Root Motion "Object").
+OBJECT_TRANSFORM = "momask_object_transform"
+_OBJECT_CHANNELS = ("location", "rotation_euler", "rotation_quaternion", "rotation_axis_angle", "scale")
 
 
 def record_take(obj, action, *, kind: str, prompt: str, seed: int | None, frames: int, fps: float,
@@ -92,13 +100,43 @@ def remember_original(obj) -> None:
     obj[ORIGINAL] = current
 
 
+def moves_object(obj, action, slot=None) -> bool:
+    """Whether ``action`` keys the armature object's own transform (a Root Motion "Object" take)."""
+    if action is None:
+        return False
+    slot = slot or object_slot(action, obj)
+    if is_slotted(action) and slot is None:
+        return False
+    return any(fc.data_path in _OBJECT_CHANNELS for fc in Channels(action, slot).fcurves)
+
+
+def play(obj, action, slot=None) -> None:
+    """Make ``action`` play on ``obj`` (:func:`actions.assign_action`), keeping the object's own place.
+
+    A take that keys the object's transform moves the armature object; the transform from before is
+    kept on the object (``momask_object_transform``) when such a take replaces an action that does
+    not move it, and put back when an action that does not move it plays again, so switching back
+    to the user's action (or a plain take) leaves the rig where the user had it.
+    """
+    ad = obj.animation_data
+    playing = ad.action if ad is not None else None
+    was, will = moves_object(obj, playing), moves_object(obj, action, slot)
+    if will and not was:
+        obj[OBJECT_TRANSFORM] = {prop: list(getattr(obj, prop)) for prop in _OBJECT_CHANNELS}
+    assign_action(obj, action, slot)
+    saved = obj.get(OBJECT_TRANSFORM)
+    if was and not will and saved is not None:
+        for prop in _OBJECT_CHANNELS:
+            setattr(obj, prop, tuple(saved[prop]))
+
+
 def apply_take(obj, action) -> None:
     """Play ``action`` on the armature (slot bound), remembering the user's own action first."""
     if not is_take(action) and action != original_action(obj):
         raise MoMaskError(f"'{action.name}' is not a MoMask take.", "Pick a take from the MoMask list.")
     remember_original(obj)
-    assign_action(obj, action)
-    segments.sync_scene_markers(scene_of(obj), action)   # a composed take's prompts on the timeline
+    play(obj, action)
+    segments.sync_scene_markers(scene_of(obj), action, obj)   # a composed take's prompts on the timeline
 
 
 def _compare_track(obj):
@@ -135,6 +173,26 @@ def show_compare(obj, which: str) -> None:
     track.is_solo = show_b
 
 
+@contextlib.contextmanager
+def compare_paused(obj):
+    """Inside the block the A/B comparison (if any) is muted and not soloed, so the rig plays its
+    active action alone (what an operator reads its source from); afterwards it is as it was. An
+    operator ends the comparison (:func:`end_compare`) only once its request passed every check, so
+    a refused request leaves it."""
+    track = _compare_track(obj)
+    if track is None:
+        yield
+        return
+    mute, solo = track.mute, track.is_solo
+    track.is_solo, track.mute = False, True
+    try:
+        yield
+    finally:
+        track = _compare_track(obj)
+        if track is not None:
+            track.is_solo, track.mute = solo, mute
+
+
 def end_compare(obj) -> None:
     """Remove the comparison track; the active take stays."""
     track = _compare_track(obj)
@@ -161,6 +219,6 @@ def delete_take(obj, action) -> None:
         fallback = source or (earlier[-1] if earlier else None) or original_action(obj)
         if fallback == action:
             fallback = None
-        assign_action(obj, fallback)
-        segments.sync_scene_markers(scene_of(obj), fallback)
+        play(obj, fallback)
+        segments.sync_scene_markers(scene_of(obj), fallback, obj)
     bpy.data.actions.remove(action)

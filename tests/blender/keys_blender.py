@@ -492,6 +492,177 @@ def takes_apply_compare_delete():
     assert bpy.data.actions.get(mine.name) == mine
 
 
+def pose_values(obj) -> dict:
+    """Every pose bone's channels and the object's transform, as plain lists (what a user set)."""
+    out = {f"{b.name}.{prop}": [round(v, 6) for v in getattr(b, prop)] for b in obj.pose.bones
+           for prop in ("location", "rotation_quaternion", "rotation_euler", "rotation_axis_angle", "scale")}
+    out.update({f"object.{prop}": [round(v, 6) for v in getattr(obj, prop)]
+                for prop in ("location", "rotation_euler", "scale")})
+    return out
+
+
+def hand_pose(obj) -> None:
+    """A hand-made pose on the channels a take keys and on ones nothing keys."""
+    pose = obj.pose.bones
+    pose["spine"].rotation_euler = (0.2, -0.1, 0.3)
+    pose['upper arm.L "x"'].rotation_axis_angle = (0.5, 1.0, 0.0, 0.0)
+    pose["forearm.L"].rotation_euler = (-0.4, 0.2, 0.1)
+    pose["forearm.L"].scale = (1.1, 0.9, 1.0)
+    pose["thigh"].rotation_quaternion = tuple(unit([1.0, 0.0, 0.3, 0.0]))
+
+
+@case
+def reading_another_action_keeps_the_rigs_pose():
+    """Copy Take / Apply Motion read an action the rig does not play (``sources.read_action``): the
+    rig's pose and transform are as before, on a rig whose own action keys only some bones and on one
+    with no action but a hand-set pose."""
+    from momask_blender.anim import sources
+
+    bpy.context.scene.render.fps = 24
+    bpy.context.scene.frame_set(3)
+    changed = {}
+    for label in ("own action", "no action"):
+        obj = make_rig(f"Keeper {label}")
+        take = keys.write_take(obj, synthetic_result(20, 24.0, phase=0.7), 1, f"take for {label}")
+        if label == "own action":
+            mine = user_action(obj)        # keys hips and spine only; the arm is posed, not keyed
+            assert obj.animation_data.action == mine
+        else:
+            obj.animation_data_clear()
+        hand_pose(obj)
+        if label == "own action":
+            bpy.context.scene.frame_set(3)  # what the rig shows now: its action on the keyed channels
+        before = pose_values(obj)
+        motion = sources.read_action(obj, take)
+        assert motion.frames == 20, motion.frames
+        after = pose_values(obj)
+        changed[label] = sorted(k for k in before if not np.allclose(before[k], after[k], atol=1e-5))
+        playing = obj.animation_data.action if obj.animation_data else None
+        assert playing == (mine if label == "own action" else None), playing
+    assert not any(changed.values()), f"the pose changed: {changed}"
+    return {"changed": changed}
+
+
+def object_place(obj) -> np.ndarray:
+    return np.concatenate([obj.location, obj.rotation_euler, obj.scale])
+
+
+@case
+def object_root_motion_take_leaves_the_object_in_place():
+    """A Root Motion "Object" take moves the armature object; applying the user's action again,
+    deleting the take, or applying a plain take puts the object back where the user had it."""
+    scene = bpy.context.scene
+    scene.render.fps = 24
+    obj = make_rig("Traveller")
+    mine = user_action(obj)
+    place = object_place(obj)
+    frames = 20
+    t = np.arange(frames, dtype=np.float64)
+    travel = synthetic_result(frames, 24.0)
+    travel["root_motion"] = {"mode": "object",
+                             "location": np.stack([0.1 * t, 0.05 * t, 0 * t], axis=1),
+                             "rotation_quaternion": np.stack([np.cos(0.02 * t), 0 * t, 0 * t,
+                                                              np.sin(0.02 * t)], axis=1)}
+    moved = keys.write_take(obj, travel, 1, "travel")
+    plain = keys.write_take(obj, synthetic_result(frames, 24.0, phase=0.4), 1, "plain")
+    def keys_object(action):
+        return any(fc.data_path == "location" for fc in all_fcurves(obj, action))
+
+    assert keys_object(moved) and not keys_object(plain)
+    off = {}
+    for label, back in (("original", lambda: takes.apply_take(obj, mine)),
+                        ("plain take", lambda: takes.apply_take(obj, plain)),
+                        ("delete", lambda: takes.delete_take(obj, moved))):
+        takes.apply_take(obj, moved)
+        scene.frame_set(15)
+        assert np.abs(object_place(obj) - place).max() > 0.5, "the take did not move the object"
+        back()
+        scene.frame_set(15)
+        off[label] = float(np.abs(object_place(obj) - place).max())
+    assert bpy.data.actions.get("travel") is None and not keys_object(obj.animation_data.action)
+    assert max(off.values()) < 1e-5, f"the object stayed moved: {off}"
+    return {"offset": off}
+
+
+@case
+def prompt_markers_are_kept_per_armature():
+    """Two armatures play composed takes: applying a take on rig B replaces B's prompt markers on the
+    timeline only; rig A's and the user's own stay."""
+    from momask_blender.anim import segments
+
+    scene = bpy.context.scene
+    scene.render.fps = 24
+    scene.timeline_markers.clear()
+    scene.timeline_markers.new("my marker").frame = 5
+    composed = {}
+    for label, prompts in (("A", ("a person waves", "a person sits")), ("B", ("a person jumps",))):
+        obj = make_rig(f"Marker rig {label}")
+        plain = keys.write_take(obj, synthetic_result(20, 24.0), 1, f"plain {label}")
+        take = keys.write_take(obj, synthetic_result(20, 24.0, phase=0.3), 1, f"composed {label}")
+        rows = [{"prompt": p, "seed": 1, "start": 10 * i, "end": 10 * (i + 1)} for i, p in enumerate(prompts)]
+        segments.store_composition(take, rows, None, 1, kind="sequence")
+        segments.write_segment_markers(take)
+        takes.apply_take(obj, take)
+        composed[label] = (obj, take, plain)
+
+    def shown():
+        return sorted((m.name, int(m.frame)) for m in scene.timeline_markers)
+
+    both = shown()
+    assert both == [("1: a person jumps", 1), ("1: a person waves", 1), ("2: a person sits", 11),
+                    ("my marker", 5)], both
+    obj_b, take_b, plain_b = composed["B"]
+    takes.apply_take(obj_b, plain_b)               # rig B plays a take without prompts
+    after_b = shown()
+    assert after_b == [("1: a person waves", 1), ("2: a person sits", 11), ("my marker", 5)], after_b
+    takes.apply_take(obj_b, take_b)
+    assert shown() == both, shown()
+    obj_a, _, plain_a = composed["A"]
+    takes.apply_take(obj_a, plain_a)
+    after_a = shown()
+    assert after_a == [("1: a person jumps", 1), ("my marker", 5)], after_a
+    return {"markers": after_a}
+
+
+@case
+def too_long_a_source_is_refused_before_reading():
+    """An action longer than sources.MAX_SOURCE_SECONDS is refused at once, naming the fix (a Manual
+    Frame Range), without stepping through its frames."""
+    import time
+
+    from momask_blender.anim import sources
+
+    scene = bpy.context.scene
+    scene.render.fps, scene.render.fps_base = 24, 1.0
+    scene.frame_set(7)
+    obj = make_rig("Long source")
+    obj.animation_data_clear()
+    hips = obj.pose.bones["hips"]
+    longest = int(sources.MAX_SOURCE_SECONDS * 24)
+    for frame, angle in ((1, 0.0), (longest + 10, 0.5)):
+        hips.rotation_quaternion = (math.cos(angle), math.sin(angle), 0.0, 0.0)
+        hips.keyframe_insert("rotation_quaternion", frame=frame)
+    action = obj.animation_data.action
+    stepped = []
+
+    def step(scene, *_):                  # (a handler must be a Python function)
+        stepped.append(scene.frame_current)
+
+    bpy.app.handlers.frame_change_pre.append(step)
+    began = time.perf_counter()
+    try:
+        sources.read_action(obj, action)
+        raise AssertionError(f"a {longest + 10}-frame source was read")
+    except armature.MoMaskError as exc:
+        message, fix = exc.problem, exc.fix
+    finally:
+        bpy.app.handlers.frame_change_pre.remove(step)
+    seconds = time.perf_counter() - began
+    assert f"{sources.MAX_SOURCE_SECONDS:g} s" in message and "Manual Frame Range" in fix, (message, fix)
+    assert not stepped and scene.frame_current == 7, f"{len(stepped)} frames stepped before refusing"
+    return {"message": message, "fix": fix, "seconds": seconds, "frames_stepped": len(stepped)}
+
+
 @case
 def real_retarget_result_on_real_rigs():
     """The backend's own RetargetResult (real clip, 30 fps) written onto the rigs users have."""

@@ -95,8 +95,10 @@ class MOMASK_OT_apply_motion(bpy.types.Operator):
         obj = active_armature(context)
         start = context.scene.frame_current
         try:
+            # The Path & Root Motion panel steers an applied motion too (its duration is the source's):
+            # what it checks without the duration is checked before the (possibly long) import and read.
+            generation_steering(context, obj, start, None)
             motion, overrides, name = self.read(context, obj)
-            # The Path & Root Motion panel steers an applied motion too (its duration is the source's).
             steering, _ = generation_steering(context, obj, start, (motion.frames - 1) / motion.fps)
             return submit_retarget(self, context, motion, overrides, [obj], start_frame=start, name=name,
                                    kind="apply", steering=steering)

@@ -476,8 +476,8 @@ class MOMASK_OT_extend_motion(bpy.types.Operator):
                                    f"Leave tweak mode (Tab in the NLA editor), then press {verb}.")
             span_start, span_end, lo, hi = extend_plan(action, scene.frame_current, seq.continue_seconds,
                                                        direction, fps)
-            takes.end_compare(obj)
-            rig, pose, channels = read_source(obj, span_start, span_end)
+            with takes.compare_paused(obj):       # ended once the request is made (below)
+                rig, pose, channels = read_source(obj, span_start, span_end)
             if not np.isfinite(pose).all():
                 bad = np.flatnonzero(~np.isfinite(pose).reshape(len(pose), -1).all(axis=1)) + span_start
                 raise InputProblem(f"The animation of '{action.name}' is not a number (NaN or infinite) on "
@@ -497,6 +497,7 @@ class MOMASK_OT_extend_motion(bpy.types.Operator):
                 direction=direction, retarget=retarget_spec(obj, s, fps, follow_source=True))
         except Exception as exc:  # noqa: BLE001
             return report_error(self, exc)
+        takes.end_compare(obj)                    # every check passed: the comparison goes now
         job_context = ExtendContext(span_start, span_end, lo, hi - 1, action.name, (span_start, channels),
                                     prompt, seed, seq.continue_blend, direction)
         return submit_model_job(self, context, request, f"{verb} '{prompt}'", job_context,
@@ -569,7 +570,7 @@ def reply_segments(take: dict, fallback: list[dict]) -> list[dict]:
 
 def _finish_take(obj, action, job: jobs.Job) -> None:
     segments_mod.write_segment_markers(action)
-    segments_mod.sync_scene_markers(scene_of(obj), action)
+    segments_mod.sync_scene_markers(scene_of(obj), action, obj)
     obj.momask_take_index = bpy.data.actions.find(action.name)
     job.made_actions = [action.name]
 

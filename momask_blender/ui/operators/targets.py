@@ -179,12 +179,12 @@ class MOMASK_OT_generate_through_poses(bpy.types.Operator):
             frames = parse_frames(typed) if typed else keyed_frames(obj, action, first, last)
             check_targets(frames, first, last, fps, source)
             seed = next_seed(s)
-            takes.end_compare(obj)                  # read the active action alone (as In-between does)
             rig = None
             poses = []
-            for frame in frames:
-                rig, pose, _ = read_source(obj, frame, frame + 1)
-                poses.append(pose[0])
+            with takes.compare_paused(obj):         # read the active action alone (as In-between does)
+                for frame in frames:
+                    rig, pose, _ = read_source(obj, frame, frame + 1)
+                    poses.append(pose[0])
             assert rig is not None
             request = jobs.messages.TargetsRequest(
                 prompt=prompt,
@@ -203,6 +203,7 @@ class MOMASK_OT_generate_through_poses(bpy.types.Operator):
             )
         except Exception as exc:  # noqa: BLE001
             return report_error(self, exc)
+        takes.end_compare(obj)                      # every check passed: the comparison goes now
         if not typed:                               # show the targets that were used
             s.pose_targets = ", ".join(str(f) for f in frames)
         job_context = TargetsContext(first, last, tuple(frames), action.name, prompt, seed)

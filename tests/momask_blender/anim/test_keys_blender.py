@@ -20,6 +20,10 @@ CHECKS = [
     "inbetween_keeps_outside_keys_and_blends",  # keys outside the range bit-identical, no jump at seams
     "inbetween_on_a_generated_take",            # generate, then in-between: motion outside the range exact
     "takes_apply_compare_delete",               # list/apply/A-B/delete with fallback to the user's action
+    "reading_another_action_keeps_the_rigs_pose",  # Copy Take / Apply Motion's read leaves the pose as it was
+    "object_root_motion_take_leaves_the_object_in_place",  # back to a plain action: the object is back
+    "prompt_markers_are_kept_per_armature",     # a take applied on rig B keeps rig A's prompt markers
+    "too_long_a_source_is_refused_before_reading",  # over MAX_SOURCE_SECONDS: refused, no frame stepped
     "real_retarget_result_on_real_rigs",        # backend RetargetResult on Rigify/BVH/Mixamo rigs == numpy FK
 ]
 
