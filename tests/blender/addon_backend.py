@@ -30,14 +30,10 @@ WEIGHTS = ARGS[0]
 
 # --- setup -------------------------------------------------------------------------------------------------
 
-rigs.reset_scene()
-addon_utils.enable("momask_blender", default_set=True, handle_error=None)
+PREFS = rigs.start_momask(WEIGHTS)
 from momask_blender.anim import actions, keys, takes
 from momask_blender.remote import client, jobs  # noqa: E402
 
-PREFS = bpy.context.preferences.addons["momask_blender"].preferences
-PREFS.weights_dir = WEIGHTS
-PREFS.device = "cpu"
 S = bpy.context.scene.momask
 S.randomize_seed = False
 S.seconds = 2.0

@@ -21,7 +21,6 @@ os.environ.setdefault("MOMASK_USER_DIR", tempfile.mkdtemp(prefix="momask_user_")
 import bpy  # noqa: E402  (bpy first: it puts addon_utils on the path)
 
 # isort: split
-import addon_utils  # noqa: E402
 import numpy as np  # noqa: E402
 import rigs  # noqa: E402
 from cases import ARGS, MADE, case, check, finish, made  # noqa: E402
@@ -37,16 +36,10 @@ TMP = Path(tempfile.mkdtemp(prefix="momask_apply_"))
 BVH = rigs.shared_file("template.bvh")
 FPS = 30
 
-rigs.reset_scene()
-rigs.enable_addon("io_anim_bvh")
-rigs.enable_addon("io_scene_fbx")
-addon_utils.enable("momask_blender", default_set=True, handle_error=None)
+PREFS = rigs.start_momask(WEIGHTS, "io_anim_bvh", "io_scene_fbx")
 from momask_blender.anim import actions, rig_io, takes  # noqa: E402
 from momask_blender.remote import jobs  # noqa: E402
 
-PREFS = bpy.context.preferences.addons["momask_blender"].preferences
-PREFS.weights_dir = WEIGHTS
-PREFS.device = "cpu"
 bpy.context.scene.render.fps, bpy.context.scene.render.fps_base = FPS, 1.0
 
 

@@ -52,14 +52,10 @@ FPS = 24
 TARGETS = (1, 30, 60)                    # scene frames of the user's keyed poses
 POSED_FROM = (24, 120, 216)              # the sample's frames (at 24 fps) those poses come from
 
-rigs.reset_scene()
-addon_utils.enable("momask_blender", default_set=True, handle_error=None)
+PREFS = rigs.start_momask(WEIGHTS)
 from momask_blender.anim import actions, keys, rig_io, takes  # noqa: E402
 from momask_blender.remote import jobs  # noqa: E402
 
-PREFS = bpy.context.preferences.addons["momask_blender"].preferences
-PREFS.weights_dir = WEIGHTS
-PREFS.device = "cpu"
 S = bpy.context.scene.momask
 S.randomize_seed = False
 S.seed = 5

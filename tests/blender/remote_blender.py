@@ -27,21 +27,16 @@ os.environ.setdefault("MOMASK_USER_DIR", tempfile.mkdtemp(prefix="momask_user_")
 import bpy  # noqa: E402  (bpy first: it puts addon_utils on the path)
 
 # isort: split
-import addon_utils  # noqa: E402
 import rigs  # noqa: E402
 from cases import ARGS, case, check, finish  # noqa: E402
 
 WEIGHTS = ARGS[0]
 COMMANDS = json.loads(ARGS[1])
 
-rigs.reset_scene()
-addon_utils.enable("momask_blender", default_set=True, handle_error=None)
+PREFS = rigs.start_momask(WEIGHTS)
 from momask_blender.anim import actions, takes  # noqa: E402
 from momask_blender.remote import client, jobs  # noqa: E402
 
-PREFS = bpy.context.preferences.addons["momask_blender"].preferences
-PREFS.weights_dir = WEIGHTS
-PREFS.device = "cpu"
 PREFS.warm_up = False  # each case starts its own connection
 bpy.context.preferences.system.use_online_access = True  # (off by default in the bpy module)
 S = bpy.context.scene.momask

@@ -80,6 +80,22 @@ def enable_addon(module: str) -> None:
         raise RuntimeError(f"Could not enable the bundled add-on {module!r}.")
 
 
+def start_momask(weights: str, *bundled: str):
+    """An empty scene with the MoMask add-on enabled (after the ``bundled`` add-ons it needs, e.g. the
+    BVH importer: a factory reset switches them off), its backend on the CPU with ``weights``; the
+    add-on's preferences."""
+    reset_scene()
+    for module in bundled:
+        enable_addon(module)
+    import addon_utils
+
+    addon_utils.enable("momask_blender", default_set=True, handle_error=None)
+    prefs = bpy.context.preferences.addons["momask_blender"].preferences
+    prefs.weights_dir = weights
+    prefs.device = "cpu"
+    return prefs
+
+
 def _select_only(obj: bpy.types.Object) -> None:
     for other in bpy.context.view_layer.objects:
         other.select_set(False)

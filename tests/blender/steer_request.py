@@ -22,7 +22,6 @@ os.environ.setdefault("MOMASK_USER_DIR", tempfile.mkdtemp(prefix="momask_user_")
 import bpy  # noqa: E402  (bpy first: it puts addon_utils on the path)
 
 # isort: split
-import addon_utils  # noqa: E402
 import numpy as np  # noqa: E402
 import rigs  # noqa: E402
 from cases import ARGS, MADE, case, check, finish, made  # noqa: E402
@@ -30,14 +29,10 @@ from cases import ARGS, MADE, case, check, finish, made  # noqa: E402
 WEIGHTS = ARGS[0]
 FPS = 24
 
-rigs.reset_scene()
-addon_utils.enable("momask_blender", default_set=True, handle_error=None)
+PREFS = rigs.start_momask(WEIGHTS)
 from momask_blender.anim import actions, keys, takes  # noqa: E402
 from momask_blender.remote import jobs  # noqa: E402
 
-PREFS = bpy.context.preferences.addons["momask_blender"].preferences
-PREFS.weights_dir = WEIGHTS
-PREFS.device = "cpu"
 SCENE = bpy.context.scene
 SCENE.render.fps, SCENE.render.fps_base = FPS, 1.0
 SCENE.momask.randomize_seed = False
