@@ -14,7 +14,7 @@ from backend.portable import messages
 from backend.portable.errors import InputError
 from backend.service.jobs import Job, JobProgress, check_cancel
 from backend.service.state import ServiceState
-from backend.service.usecases.fields import check_before_loading, pick_seed, sampling_settings
+from backend.service.usecases.fields import check_before_loading, pick_seed, sampling_settings, stage_timings
 from backend.service.usecases.rig_target import retarget_target
 from backend.service.usecases.sources import SourceMotion, read_source
 
@@ -111,7 +111,5 @@ def run(request: messages.ComposeRequest, job: Job, state: ServiceState) -> mess
                                                             "fps": take.fps}, **driven)
     progress.finish()
     done = time.perf_counter()
-    return messages.TakesResult(takes=(result,), timings={
-        "load": round(loaded - started, 4) if load_units else 0.0,
-        "generate": round(generated - loaded, 4), "retarget": round(done - generated, 4),
-        "total": round(done - started, 4)})
+    timings = stage_timings(started, loaded, generated, done, load_units)
+    return messages.TakesResult(takes=(result,), timings=timings)

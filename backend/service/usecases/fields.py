@@ -76,6 +76,15 @@ def check_before_loading(settings: SamplingSettings, frames: list[int | None] | 
             frames_to_tokens(frame_count)
 
 
+def stage_timings(started: float, loaded: float, generated: float, done: float,
+                  load_units: int) -> dict[str, float]:
+    """A result's ``timings`` in seconds from the use case's ``perf_counter`` marks: loading (0 when the
+    models were already loaded), the model's generation, retargeting, and the whole job."""
+    return {"load": round(loaded - started, 4) if load_units else 0.0,
+            "generate": round(generated - loaded, 4), "retarget": round(done - generated, 4),
+            "total": round(done - started, 4)}
+
+
 def float_array(value: Any, name: str, trailing: tuple[int, ...]) -> np.ndarray:
     """``value`` as float32 with the dataset's trailing shape and finite values (the parser has checked
     the rank and the size; the joint and feature counts depend on the dataset)."""

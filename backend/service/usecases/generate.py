@@ -14,6 +14,7 @@ from backend.service.usecases.fields import (
     model_frames,
     pick_seed,
     sampling_settings,
+    stage_timings,
     take_frames,
 )
 from backend.service.usecases.rig_target import retarget_target
@@ -61,7 +62,5 @@ def run(request: messages.GenerateRequest, job: Job, state: ServiceState) -> mes
                                    joints=joints, **driven))
     progress.finish()
     done = time.perf_counter()
-    return messages.TakesResult(takes=tuple(takes), timings={
-        "load": round(loaded - started, 4) if load_units else 0.0,
-        "generate": round(generated - loaded, 4), "retarget": round(done - generated, 4),
-        "total": round(done - started, 4)})
+    timings = stage_timings(started, loaded, generated, done, load_units)
+    return messages.TakesResult(takes=tuple(takes), timings=timings)

@@ -19,7 +19,7 @@ from backend.motion import skeleton as sk
 from backend.portable import messages
 from backend.service.jobs import Job, JobProgress, check_cancel
 from backend.service.state import ServiceState
-from backend.service.usecases.fields import check_before_loading, pick_seed, sampling_settings
+from backend.service.usecases.fields import check_before_loading, pick_seed, sampling_settings, stage_timings
 from backend.service.usecases.sources import read_source
 
 
@@ -98,7 +98,5 @@ def run(request: messages.InpaintRequest, job: Job, state: ServiceState) -> mess
         source_frames=source_frames, **driven)
     progress.finish()
     done = time.perf_counter()
-    return messages.TakesResult(takes=(take,), timings={
-        "load": round(loaded - started, 4) if load_units else 0.0,
-        "generate": round(generated - loaded, 4), "retarget": round(done - generated, 4),
-        "total": round(done - started, 4)})
+    timings = stage_timings(started, loaded, generated, done, load_units)
+    return messages.TakesResult(takes=(take,), timings=timings)

@@ -30,7 +30,13 @@ from backend.retarget.pose_targets import MIN_WINDOW, pin_to_keys
 from backend.retarget.solver import retarget
 from backend.service.jobs import Job, JobProgress, check_cancel
 from backend.service.state import ServiceState
-from backend.service.usecases.fields import check_before_loading, float_array, pick_seed, sampling_settings
+from backend.service.usecases.fields import (
+    check_before_loading,
+    float_array,
+    pick_seed,
+    sampling_settings,
+    stage_timings,
+)
 from backend.service.usecases.rig_target import mapped_rig, retarget_target
 
 
@@ -160,7 +166,5 @@ def run(request: messages.TargetsRequest, job: Job, state: ServiceState) -> mess
                                   "pinned_tokens": source_tokens[tokens].tolist()})
     progress.finish()
     done = time.perf_counter()
-    return messages.TakesResult(takes=(take,), timings={
-        "load": round(loaded - started, 4) if load_units else 0.0,
-        "generate": round(generated - loaded, 4), "retarget": round(done - generated, 4),
-        "total": round(done - started, 4)})
+    timings = stage_timings(started, loaded, generated, done, load_units)
+    return messages.TakesResult(takes=(take,), timings=timings)
