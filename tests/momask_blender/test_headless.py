@@ -42,7 +42,7 @@ def _headless(version: str, tmp_path, weights, *extra: str) -> subprocess.Comple
 
 
 @pytest.mark.parametrize("version", BLENDER_VERSIONS)
-def test_headless_main_job_writes_blend_and_bvh(version: str, tiny_weights, tmp_path) -> None:
+def test_headless_main_job_writes_blend_and_bvh(version: str, tiny_weights, shared_data, tmp_path) -> None:
     proc = _headless(version, tmp_path, tiny_weights, "--seconds", "2", "--rig", "bvh", "--fps", "30")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
